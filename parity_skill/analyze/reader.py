@@ -1,0 +1,261 @@
+"""Read one Python file with libcst (never importing it) into a FileAnalysis."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from parity_skill.analyze import vocabulary as V
+from parity_skill.analyze.body import BodyVisitor, Context, dotted
+from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Submodule, Symbol, Tensor
+from parity_skill.errors import InputError
+
+CONTAINERS = {"ModuleList", "Sequential", "ModuleDict"}
+
+
+def parse(path: str) -> tuple[cst.Module, dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        source = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}:{exc.raw_line}: syntax error: {reason}") from None
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    return module, wrapper.resolve(PositionProvider)
+
+
+class _Imports(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}
+
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = dotted(alias.name) or ""
+            if alias.asname is not None:
+                self.aliases[alias.asname.name.value] = full
+            else:
+                self.aliases.setdefault(full.split(".")[0], full.split(".")[0])
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        base = dotted(node.module) if node.module is not None else ""
+        base = "." * len(node.relative) + (base or "")
+        if isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            name = dotted(alias.name) or ""
+            local = alias.asname.name.value if alias.asname is not None else name
+            self.aliases[local] = f"{base}.{name}" if not base.endswith(".") else f"{base}{name}"
+
+
+def _args(params: cst.Parameters, ctx: Context, skip_self: bool) -> tuple[Arg, ...]:
+    out: list[Arg] = []
+
+    def add(p: cst.Param, kind: str) -> None:
+        ann = ctx.code(p.annotation.annotation) if p.annotation is not None else None
+        default = ctx.code(p.default) if p.default is not None else None
+        out.append(Arg(p.name.value, ann, default, kind))
+
+    for p in (*params.posonly_params, *params.params):
+        add(p, "positional")
+    if isinstance(params.star_arg, cst.Param):
+        add(params.star_arg, "vararg")
+    for p in params.kwonly_params:
+        add(p, "kwonly")
+    if params.star_kwarg is not None:
+        add(params.star_kwarg, "varkw")
+    return tuple(out[1:] if skip_self and out else out)
+
+
+def _method(cls: cst.ClassDef, *names: str) -> cst.FunctionDef | None:
+    for name in names:
+        for stmt in cls.body.body:
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value == name:
+                return stmt
+    return None
+
+
+def _is_dataclass(cls: cst.ClassDef, ctx: Context) -> bool:
+    for dec in cls.decorators:
+        expr = dec.decorator.func if isinstance(dec.decorator, cst.Call) else dec.decorator
+        if ctx.resolve(dotted(expr) or "").endswith("dataclass"):
+            return True
+    return False
+
+
+def _config(cls: cst.ClassDef, ctx: Context) -> ConfigClass | None:
+    fields: list[Arg] = []
+    for stmt in cls.body.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+                    default = ctx.code(small.value) if small.value is not None else None
+                    fields.append(Arg(small.target.value, ctx.code(small.annotation.annotation), default))
+        elif isinstance(stmt, cst.FunctionDef) and not _is_dataclass(cls, ctx):
+            return None
+    if not fields and not _is_dataclass(cls, ctx):
+        return None
+    return ConfigClass(cls.name.value, ctx.loc(cls), tuple(fields))
+
+
+class _InitVisitor(cst.CSTVisitor):
+    """`self.x = ...` and `self.register_buffer(...)` inside `__init__`."""
+
+    def __init__(self, ctx: Context, framework: str, local_modules: set[str]):
+        self.ctx, self.framework, self.local_modules = ctx, framework, local_modules
+        self.submodules: list[Submodule] = []
+        self.tensors: list[Tensor] = []
+        self.assigns: list[tuple[str, str]] = []
+
+    def _submodule(self, attr: str, call: cst.Call) -> Submodule | None:
+        name = dotted(call.func)
+        if name is None:
+            return None
+        resolved = self.ctx.resolve(name)
+        last = resolved.rsplit(".", 1)[-1]
+        is_layer = self.ctx.framework_of(resolved) is not None and last[:1].isupper()
+        if not is_layer and resolved not in self.local_modules:
+            return None
+        args = tuple(self.ctx.code(a.value) for a in call.args if a.keyword is None and not a.star)
+        kwargs = tuple((a.keyword.value, self.ctx.code(a.value)) for a in call.args if a.keyword is not None)
+        children: list[Submodule] = []
+        if last in CONTAINERS:
+            items = [a.value for a in call.args if a.keyword is None]
+            if len(items) == 1 and isinstance(items[0], (cst.List, cst.Tuple)):
+                items = [e.value for e in items[0].elements]
+            for i, item in enumerate(items):
+                if isinstance(item, cst.Call):
+                    child = self._submodule(str(i), item)
+                    if child:
+                        children.append(child)
+        return Submodule(attr, resolved, self.ctx.loc(call), args, kwargs, tuple(children))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for t in node.targets:
+            name = dotted(t.target)
+            if not (name and name.startswith("self.") and name.count(".") == 1):
+                continue
+            attr, value = name[5:], node.value
+            self.assigns.append((attr, self.ctx.code(value)))
+            if not isinstance(value, cst.Call):
+                continue
+            callee = self.ctx.resolve(dotted(value.func) or "")
+            if callee.endswith("Parameter"):
+                self.tensors.append(Tensor(attr, "parameter", self.ctx.loc(node), True, self.ctx.code(value)))
+            elif (self.framework == "mlx" and callee.startswith("mlx.core") and not attr.startswith("_")):
+                self.tensors.append(Tensor(attr, "parameter", self.ctx.loc(node), True, self.ctx.code(value)))
+            else:
+                sub = self._submodule(attr, value)
+                if sub:
+                    self.submodules.append(sub)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if dotted(node.func) != "self.register_buffer" or len(node.args) < 2:
+            return
+        name = self.ctx.code(node.args[0].value).strip("'\"")
+        persistent = True
+        for a in node.args:
+            if a.keyword is not None and a.keyword.value == "persistent":
+                persistent = self.ctx.code(a.value) != "False"
+        if len(node.args) >= 3 and node.args[2].keyword is None:
+            persistent = self.ctx.code(node.args[2].value) != "False"
+        self.tensors.append(Tensor(name, "buffer", self.ctx.loc(node), persistent, self.ctx.code(node.args[1].value)))
+
+
+def _module_framework(cls: cst.ClassDef, ctx: Context, known: dict[str, str]) -> str | None:
+    for base in cls.bases:
+        name = dotted(base.value)
+        if not name:
+            continue
+        if name in known:
+            return known[name]
+        fw = V.MODULE_BASES.get(ctx.resolve(name))
+        if fw:
+            return fw
+    return None
+
+
+def _file_framework(aliases: dict[str, str]) -> str | None:
+    roots = {v.split(".")[0] for v in aliases.values()}
+    for fw in ("torch", "mlx", "numpy"):
+        if fw in roots:
+            return fw
+    return None
+
+
+def analyze_file(path: str) -> FileAnalysis:
+    """Analyze `path`. Raises InputError for a missing, unreadable or syntactically invalid file."""
+    module, positions = parse(path)
+    imports = _Imports()
+    module.visit(imports)
+    ctx = Context(path, module, positions, imports.aliases)
+    file_fw = _file_framework(imports.aliases)
+
+    classes = [s for s in module.body if isinstance(s, cst.ClassDef)]
+    module_fw: dict[str, str] = {}
+    changed = True
+    while changed:  # a class deriving from another module class of this file is a module too
+        changed = False
+        for cls in classes:
+            if cls.name.value not in module_fw:
+                fw = _module_framework(cls, ctx, module_fw)
+                if fw:
+                    module_fw[cls.name.value] = fw
+                    changed = True
+
+    symbols: list[Symbol] = []
+    configs: list[ConfigClass] = []
+    helpers: list[str] = []
+    for stmt in module.body:
+        if isinstance(stmt, cst.ClassDef):
+            name = stmt.name.value
+            if name in module_fw:
+                symbols.append(_module_symbol(stmt, ctx, module_fw[name], set(module_fw)))
+            else:
+                cfg = _config(stmt, ctx)
+                if cfg:
+                    configs.append(cfg)
+        elif isinstance(stmt, cst.FunctionDef):
+            if stmt.name.value.startswith("_"):
+                helpers.append(stmt.name.value)
+            else:
+                symbols.append(_function_symbol(stmt, ctx, file_fw))
+    return FileAnalysis(path, file_fw, tuple(sorted(imports.aliases.items())), tuple(symbols), tuple(configs),
+                        tuple(helpers))
+
+
+def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[str]) -> Symbol:
+    init = _method(cls, "__init__")
+    call = _method(cls, "forward", "__call__") if fw == "torch" else _method(cls, "__call__", "forward")
+    init_args = _args(init.params, ctx, True) if init else ()
+    call_args = _args(call.params, ctx, True) if call else ()
+    body = BodyVisitor(ctx)
+    cls.visit(body)
+    hints = BodyVisitor(ctx, tuple(a.name for a in call_args))
+    if call is not None:
+        call.visit(hints)
+    iv = _InitVisitor(ctx, fw, local_modules)
+    if init is not None:
+        init.visit(iv)
+    bases = tuple(dotted(b.value) or "" for b in cls.bases)
+    return Symbol(cls.name.value, "module", fw, ctx.loc(cls), init_args, call_args, tuple(iv.submodules),
+                  tuple(iv.tensors), tuple(body.ops), tuple(body.findings), tuple(hints.hints),
+                  tuple(iv.assigns), bases)
+
+
+def _function_symbol(fn: cst.FunctionDef, ctx: Context, file_fw: str | None) -> Symbol:
+    call_args = _args(fn.params, ctx, False)
+    body = BodyVisitor(ctx, tuple(a.name for a in call_args))
+    fn.visit(body)
+    counts = {fw: body.frameworks.count(fw) for fw in ("torch", "mlx")}
+    fw = max(counts, key=counts.get) if any(counts.values()) else (file_fw or "numpy")
+    if fw != "torch" and fw != "mlx" and "numpy" in body.frameworks:
+        fw = "numpy"
+    return Symbol(fn.name.value, "function", fw, ctx.loc(fn), (), call_args, (), (), tuple(body.ops),
+                  tuple(body.findings), tuple(body.hints))

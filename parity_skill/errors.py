@@ -1,0 +1,28 @@
+"""Every way parity-skill can fail to check, and the exit code each maps to."""
+from __future__ import annotations
+
+EXIT_PASS = 0
+EXIT_FAIL = 1
+EXIT_ERROR = 2
+
+
+class ParityError(Exception):
+    """Could not check. `str(err)` is the one line the user sees (file, symbol, reason)."""
+
+    exit_code = EXIT_ERROR
+
+
+class InputError(ParityError):
+    """Bad command line or file: missing, unparsable, unknown symbol, nothing to pair."""
+
+
+class PlanError(ParityError):
+    """The pair was read but no comparison could be planned (e.g. an input shape nobody can guess)."""
+
+
+class RunError(ParityError):
+    """The generated script crashed, timed out, or printed no report."""
+
+
+def exit_code_for(verdict: str) -> int:
+    return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(verdict, EXIT_ERROR)

@@ -1,0 +1,104 @@
+"""Stage 2: turn two analyses and the user's options into a ParityPlan (pure data, no user code runs)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
+from parity_skill.mapping import match_parameters
+from parity_skill.plan.construct import constructor_args, environment
+from parity_skill.plan.inputs import plan_inputs
+from parity_skill.plan.pairing import pair_symbols
+from parity_skill.plan.params import static_parameters
+from parity_skill.plan.tolerances import tolerance_table
+from parity_skill.spec import ALL_EDGES, DEFAULT_DTYPES, Checks, Implementation, InputSpec, PairSpec
+
+
+@dataclass(frozen=True)
+class Target:
+    """`path::symbol`, `path` (every symbol), or a dotted reference such as torch.nn.LayerNorm (path None)."""
+
+    path: str | None
+    symbol: str | None = None
+
+    @property
+    def display(self) -> str:
+        return f"{self.path}::{self.symbol}" if self.path and self.symbol else (self.path or self.symbol or "")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    init: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+    atol: float | None = None
+    rtol: float | None = None
+    level: str = "layer"
+    cosine: float | None = None
+    dtypes: tuple[str, ...] = DEFAULT_DTYPES
+    batch_sizes: tuple[int, ...] = (1, 4)
+    edges: tuple[str, ...] = ALL_EDGES
+    backward: bool = True
+    quick: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ParityPlan:
+    pairs: tuple[PairSpec, ...]
+    notes: tuple[str, ...] = ()
+
+
+def check_names(opts: PlanOptions) -> tuple[str, ...]:
+    names = ["forward"] + (["backward"] if opts.backward else [])
+    if opts.quick:
+        return tuple(names)
+    for dt in ("fp16", "bf16"):
+        if dt in opts.dtypes:
+            names += [dt] + ([f"backward_{dt}"] if opts.backward else [])
+    if len(opts.batch_sizes) > 1 or max(opts.batch_sizes) > 1:
+        names.append("batch")
+    names += [f"edge:{e}" for e in opts.edges]
+    return tuple(names + ["determinism:a", "determinism:b"])
+
+
+def _implementation(target_path: str, sym: Symbol, init: dict[str, Any]) -> Implementation:
+    return Implementation(target_path, sym.name, sym.framework, sym.kind, init)
+
+
+def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Symbol | None, opts: PlanOptions,
+              reference: str | None = None) -> PairSpec:
+    notes: list[str] = []
+    init_a = constructor_args(sa, fa_a, opts.init, notes) if sa.kind == "module" else {}
+    inputs, _ = plan_inputs(sa, fa_a, init_a, opts.inputs, notes)
+    a = _implementation(fa_a.path, sa, init_a)
+    checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
+                    opts.cosine, seed=opts.seed)
+    if sb is None:  # reference mode: B is an importable dotted path; the runtime carries A's arguments over
+        b = Implementation(None, reference or "", reference.split(".")[0] if reference else "torch",
+                           sa.kind, dict(init_a))
+        return PairSpec(a, b, inputs, (), checks, (), tuple(notes))
+    init_b = constructor_args(sb, fa_b, opts.init, notes) if sb.kind == "module" else {}
+    b = _implementation(fa_b.path, sb, init_b)
+    entries = ()
+    if sa.kind == "module" and sb.kind == "module":
+        params_a = static_parameters(sa, fa_a, environment(sa, init_a))
+        params_b = static_parameters(sb, fa_b, environment(sb, init_b))
+        matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
+        entries = tuple(matched)
+    return PairSpec(a, b, inputs, entries, checks, (), tuple(notes))
+
+
+def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityPlan:
+    fa_a = analyze_file(target_a.path)
+    if target_b.path is None:
+        sa = pair_symbols(fa_a, fa_a, target_a.symbol, target_a.symbol)[0][0]
+        return ParityPlan((plan_pair(fa_a, sa, None, None, opts, reference=target_b.symbol),))
+    fa_b = analyze_file(target_b.path)
+    pairs = pair_symbols(fa_a, fa_b, target_a.symbol, target_b.symbol)
+    specs = []
+    for sa, sb, how in pairs:
+        spec = plan_pair(fa_a, sa, fa_b, sb, opts)
+        if how == "structure":
+            spec = replace(spec, notes=spec.notes + (f"paired {sa.name} with {sb.name} by structure",))
+        specs.append(spec)
+    return ParityPlan(tuple(specs))

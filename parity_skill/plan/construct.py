@@ -1,0 +1,179 @@
+"""Choose constructor arguments: defaults where given, small consistent values by role where required."""
+from __future__ import annotations
+
+import ast
+import math
+import re
+from typing import Any
+
+from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Symbol
+from parity_skill.spec import Config
+
+# (pattern on the lower-cased name, role, value); first match wins. Sizes differ by role so that a transposed
+# weight or a swapped axis cannot hide behind a square matrix.
+ROLES: tuple[tuple[str, str, Any], ...] = (
+    (r"kv_heads|key_value_heads|n_kv_head|num_kv", "kv_heads", 2),
+    (r"head_dim|head_size|d_head|dim_head|d_k$|d_v$", "head_dim", 8),
+    (r"(^|_)n?heads?$|n_head|num_heads|nhead|attention_heads", "heads", 4),
+    (r"vocab|num_embeddings|n_tokens|num_classes|n_vocab|codebook", "vocab", 64),
+    (r"hidden_dim|hidden_features|intermediate|ffn|d_ff|mlp_dim|inner|^hidden$|mlp_hidden", "hidden", 64),
+    (r"out_features|out_dim|dim_out|out_channels|output_dim", "out", 24),
+    (r"in_channels|^channels$|num_channels|n_channels", "channels", 16),
+    (r"max_seq|seq_len|block_size|context|max_position|max_len|n_ctx|max_length", "max_seq", 64),
+    (r"kernel", "kernel", 3),
+    (r"stride|dilation", "stride", 1),
+    (r"padding", "padding", 1),
+    (r"num_groups|n_groups", "groups", 4),
+    (r"^groups$", "conv_groups", 1),
+    (r"layers|depth|n_layer|num_blocks|n_blocks", "layers", 2),
+    (r"multiple_of", "multiple_of", 16),
+    (r"eps|epsilon", "eps", 1e-5),
+    (r"base|theta", "base", 10000.0),
+    (r"dropout|^p$|drop", "dropout", 0.0),
+    (r"scale", "scale", 1.0),
+    (r"dim|d_model|embed|n_embd|hidden_size|features|width|normalized_shape|size|dims|n_state", "dim", 32),
+)
+SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channels": 256, "out": 512,
+              "heads": 8, "kv_heads": 8, "layers": 4, "head_dim": 64}  # defaults above these are shrunk
+
+
+def role_of(name: str) -> tuple[str, Any] | None:
+    low = name.lower()
+    for pattern, role, value in ROLES:
+        if re.search(pattern, low):
+            return role, value
+    return None
+
+
+def literal(source: str | None) -> tuple[bool, Any]:
+    if source is None:
+        return False, None
+    try:
+        return True, ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return False, None
+
+
+def choose(arg: Arg, notes: list[str], where: str) -> tuple[bool, Any]:
+    """(include?, value) for one argument; defaults are kept unless they are large sizes."""
+    role = role_of(arg.name)
+    ok, value = literal(arg.default)
+    if arg.default is not None:
+        if ok and role and role[0] in SIZE_ROLES and isinstance(value, int) and not isinstance(value, bool):
+            if value > SIZE_ROLES[role[0]] or (value <= 0 and role[0] in ("vocab", "dim", "hidden")):
+                notes.append(f"{where}{arg.name}: default {value} replaced by {role[1]} to keep the check small")
+                return True, role[1]
+        return False, None
+    if role:
+        return True, role[1]
+    ann = (arg.annotation or "").lower()
+    guess: Any = 1.0 if "float" in ann else False if "bool" in ann else 8
+    notes.append(f"{where}{arg.name}: required and of unknown role; guessed {guess!r} (override with --init)")
+    return True, guess
+
+
+def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str]) -> Config:
+    kwargs: dict[str, Any] = {}
+    for f in cfg.fields:
+        if f.name in overrides:
+            kwargs[f.name] = overrides[f.name]
+            continue
+        include, value = choose(f, notes, f"{cfg.name}.")
+        if include:
+            kwargs[f.name] = value
+    _fix_divisibility(kwargs)
+    return Config(cfg.name, kwargs)
+
+
+def _fix_divisibility(kwargs: dict[str, Any]) -> None:
+    """Keep dim % heads == 0, heads % kv_heads == 0 and head_dim even after shrinking."""
+    roles = {role_of(k)[0]: k for k in kwargs if role_of(k)}
+    dim, heads, kv = roles.get("dim"), roles.get("heads"), roles.get("kv_heads")
+    if dim and heads and isinstance(kwargs[dim], int) and isinstance(kwargs[heads], int) and kwargs[heads] > 0:
+        if kwargs[dim] % kwargs[heads] or (kwargs[dim] // kwargs[heads]) % 2:
+            kwargs[heads] = math.gcd(kwargs[dim] // 2, kwargs[heads]) or 1
+    if heads and kv and isinstance(kwargs.get(kv), int) and kwargs[kv] > 0 and isinstance(kwargs[heads], int):
+        if kwargs[heads] % kwargs[kv]:
+            kwargs[kv] = math.gcd(kwargs[heads], kwargs[kv])
+
+
+def config_class_for(arg: Arg, fa: FileAnalysis) -> ConfigClass | None:
+    ann = (arg.annotation or "").strip("'\"")
+    ann = ann.replace("Optional[", "").rstrip("]").split(".")[-1]
+    return fa.config(ann)
+
+
+def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Keyword arguments for `sym`'s constructor; config-object arguments become Config values."""
+    init: dict[str, Any] = {}
+    for arg in sym.init_args:
+        if arg.kind in ("vararg", "varkw"):
+            continue
+        cfg = config_class_for(arg, fa)
+        if arg.name in overrides:
+            init[arg.name] = overrides[arg.name]
+        elif cfg is not None:
+            init[arg.name] = config_value(cfg, overrides, notes)
+        else:
+            include, value = choose(arg, notes, f"{sym.name}(")
+            if include:
+                init[arg.name] = value
+    _fix_divisibility(init)
+    return init
+
+
+def environment(sym: Symbol, init: dict[str, Any]) -> dict[str, Any]:
+    """Names visible in `__init__` after construction: arguments (with defaults), config fields, self.x."""
+    env: dict[str, Any] = {}
+    for arg in sym.init_args:
+        ok, value = literal(arg.default)
+        if ok:
+            env[arg.name] = value
+    for key, value in init.items():
+        env[key] = value.kwargs if isinstance(value, Config) else value
+    for attr, source in sym.self_assigns:
+        value = evaluate(source, env)
+        if value is not None:
+            env[f"self.{attr}"] = value
+    return env
+
+
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.FloorDiv: lambda a, b: a // b, ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b,
+           ast.Mod: lambda a, b: a % b}
+
+
+def evaluate(source: str, env: dict[str, Any]) -> Any:
+    """Evaluate a small size expression (`dim * 4`, `args.dim // args.n_heads`, `int(2 * h / 3)`); None if not."""
+    try:
+        return _eval(ast.parse(source, mode="eval").body, env)
+    except Exception:  # noqa: BLE001 - anything we cannot evaluate is simply unknown
+        return None
+
+
+def _eval(node: ast.AST, env: dict[str, Any]) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.Attribute):
+        if isinstance(node.value, ast.Name) and node.value.id == "self":
+            return env[f"self.{node.attr}"]
+        base = _eval(node.value, env)
+        return base[node.attr] if isinstance(base, dict) else getattr(base, node.attr)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return _BINOPS[type(node.op)](_eval(node.left, env), _eval(node.right, env))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_eval(node.operand, env)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("int", "min", "max"):
+        fn = {"int": int, "min": min, "max": max}[node.func.id]
+        return fn(*(_eval(a, env) for a in node.args))
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        for value in node.values:
+            result = _eval(value, env)
+            if result:
+                return result
+        return result
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return tuple(_eval(e, env) for e in node.elts)
+    raise ValueError(ast.dump(node))

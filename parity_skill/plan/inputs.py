@@ -1,0 +1,176 @@
+"""Infer each forward argument's shape and type from the code that first consumes it."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from parity_skill.analyze.model import Arg, FileAnalysis, Symbol
+from parity_skill.analyze.vocabulary import op_for
+from parity_skill.plan.construct import environment, evaluate, role_of
+from parity_skill.spec import InputSpec
+
+BATCH, SEQ = 2, 8
+INT_NAMES = re.compile(r"(^|_)(ids|tokens?|idx|indices|labels|input_ids|token_ids)$")
+QKV_NAMES = re.compile(r"^(q|k|v|query|key|value|queries|keys|values)$")
+SCALAR_ANN = ("int", "float", "bool", "str")
+
+
+@dataclass(frozen=True)
+class Guess:
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    high: int = 0
+    seq_axis: int | None = None
+    layout: str = ""  # "channels_first" | "channels_last" for conv-consumed inputs
+    reason: str = ""
+
+
+def _sizes(env: dict[str, Any]) -> dict[str, int]:
+    """Role -> value among the constructor's known names (dim, heads, vocab...)."""
+    out: dict[str, int] = {}
+    for key, value in env.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                r = role_of(k)
+                if r and isinstance(v, int) and not isinstance(v, bool):
+                    out.setdefault(r[0], v)
+        r = role_of(key.split(".")[-1])
+        if r and isinstance(value, int) and not isinstance(value, bool):
+            out.setdefault(r[0], value)
+    return out
+
+
+def _from_layer(type_name: str, args: tuple[str, ...], kwargs: dict[str, str], fw: str, env: dict[str, Any],
+                where: str) -> Guess | None:
+    op = op_for(type_name)
+
+    def size(i: int, *names: str) -> int | None:
+        src = next((kwargs[n] for n in names if n in kwargs), args[i] if i < len(args) else None)
+        value = evaluate(src, env) if src else None
+        if isinstance(value, (tuple, list)) and value:
+            value = value[-1]
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    if op in ("linear", "layer_norm", "rms_norm"):
+        d = size(0, "in_features", "input_dims", "normalized_shape", "dims")
+        if d:
+            return Guess((BATCH, SEQ, d), seq_axis=1, reason=f"first consumed by {where} ({op}, {d} features)")
+    if op == "embedding":
+        n = size(0, "num_embeddings")
+        if n:
+            return Guess((BATCH, SEQ), "int64", n, 1, reason=f"token ids for {where} (embedding of {n})")
+    if op in ("conv1d", "conv_transpose1d", "conv2d", "batch_norm", "group_norm"):
+        c = size(1 if op == "group_norm" else 0, "in_channels", "num_features", "num_channels", "dims")
+        if c:
+            spatial = (16,) if op in ("conv1d", "conv_transpose1d", "batch_norm", "group_norm") else (8, 8)
+            if fw == "mlx":
+                return Guess((BATCH, *spatial, c), seq_axis=1, layout="channels_last",
+                             reason=f"channels-last input of {where} ({c} channels)")
+            return Guess((BATCH, c, *spatial), seq_axis=2 if len(spatial) == 1 else None, layout="channels_first",
+                         reason=f"channels-first input of {where} ({c} channels)")
+    return None
+
+
+def guess_module_input(sym: Symbol, fa: FileAnalysis, arg: str, env: dict[str, Any], depth: int = 0) -> Guess | None:
+    sizes = _sizes(env)
+    hints = [h for h in sym.input_hints if h.arg == arg]
+    rank = None
+    for h in hints:
+        if h.kind == "unpack":
+            rank = int(h.value)
+            break
+        if h.kind == "index" and h.value.lstrip("-").isdigit() and rank is None:
+            rank = max(rank or 0, abs(int(h.value)) + (0 if h.value.startswith("-") else 1))
+    for h in hints:
+        if h.kind == "consumer":
+            sub = next((s for s in sym.submodules if s.attr == h.value), None)
+            if sub is None:
+                continue
+            if sub.children:
+                sub = sub.children[0]
+            local = fa.symbol(sub.type_name)
+            if local is not None and local.kind == "module" and depth < 4:
+                bound = {}
+                positional = [a for a in local.init_args if a.kind == "positional"]
+                for a, src in zip(positional, sub.args):
+                    bound[a.name] = evaluate(src, env)
+                bound.update({k: evaluate(v, env) for k, v in sub.kwargs})
+                child_env = environment(local, {k: v for k, v in bound.items() if v is not None})
+                first = next((a.name for a in local.call_args if a.kind == "positional"), None)
+                if first:
+                    g = guess_module_input(local, fa, first, child_env, depth + 1)
+                    if g:
+                        return g
+                continue
+            g = _from_layer(sub.type_name, sub.args, dict(sub.kwargs), sym.framework, env, f"self.{sub.attr} ({h.location})")
+            if g:
+                return g
+        elif h.kind == "op":
+            if h.value == "embedding" and sizes.get("vocab"):
+                return Guess((BATCH, SEQ), "int64", sizes["vocab"], 1, reason=f"ids for {h.value} at {h.location}")
+    return _by_name_and_rank(arg, rank, sizes)
+
+
+def _by_name_and_rank(arg: str, rank: int | None, sizes: dict[str, int], function: bool = False) -> Guess:
+    dim = sizes.get("dim", 32)
+    heads = sizes.get("heads", 4)
+    head_dim = sizes.get("head_dim") or (dim // heads if dim % heads == 0 else 8)
+    if INT_NAMES.search(arg.lower()):
+        return Guess((BATCH, SEQ), "int64", sizes.get("vocab", 64), 1, reason="integer ids (by name)")
+    if rank == 4 or (rank is None and function and QKV_NAMES.match(arg.lower())):
+        return Guess((BATCH, heads, SEQ, head_dim), seq_axis=2, reason="(batch, heads, seq, head_dim)")
+    if rank == 2:
+        return Guess((BATCH, dim), reason="rank 2 from the code (batch, features)")
+    if rank is not None and rank != 3:
+        return Guess((BATCH, *([SEQ] * (rank - 2)), dim), reason=f"rank {rank} from the code")
+    return Guess((BATCH, SEQ, dim), seq_axis=1, reason="(batch, seq, features)" + ("" if rank else " by default"))
+
+
+def is_array_arg(arg: Arg) -> bool:
+    if arg.kind in ("vararg", "varkw") or arg.default is not None:
+        return False
+    ann = (arg.annotation or "").replace("'", "")
+    return not any(ann == s for s in SCALAR_ANN)
+
+
+def plan_inputs(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: dict[str, InputSpec],
+                notes: list[str]) -> tuple[tuple[InputSpec, ...], dict[str, Guess]]:
+    """Inputs for the required array arguments of `sym`'s forward (or the function's arguments)."""
+    env = environment(sym, init) if sym.kind == "module" else {}
+    specs: list[InputSpec] = []
+    guesses: dict[str, Guess] = {}
+    for arg in sym.call_args:
+        if arg.name in overrides:
+            specs.append(overrides[arg.name])
+            continue
+        if not is_array_arg(arg):
+            if arg.required:
+                notes.append(f"{sym.name}: required argument '{arg.name}' ({arg.annotation}) is not an array; "
+                             f"give it with --input {arg.name}=...")
+            continue
+        if sym.kind == "module":
+            g = guess_module_input(sym, fa, arg.name, env)
+        else:
+            ranks = [int(h.value) for h in sym.input_hints if h.arg == arg.name and h.kind == "unpack"]
+            g = _by_name_and_rank(arg.name, ranks[0] if ranks else None, _sizes(env), function=True)
+        guesses[arg.name] = g
+        specs.append(InputSpec(arg.name, g.shape, g.dtype, 0, g.high, g.seq_axis))
+    return tuple(specs), guesses
+
+
+def parse_input_override(text: str) -> InputSpec:
+    """`name=2,8,64[:int64]` (ints may add a range: `ids=2,8:int64:0-100`)."""
+    name, _, rest = text.partition("=")
+    if not name or not rest:
+        raise ValueError(f"--input {text!r}: expected name=2,8,64[:dtype]")
+    parts = rest.split(":")
+    shape = tuple(int(s) for s in parts[0].split(",") if s.strip())
+    dtype = parts[1] if len(parts) > 1 else "float32"
+    low, high = 0, 0
+    if len(parts) > 2:
+        low, high = (int(v) for v in parts[2].split("-"))
+    elif not dtype.startswith("float"):
+        high = 64
+    seq_axis = 1 if len(shape) >= 2 else None
+    return InputSpec(name, shape, dtype, low, high, seq_axis)

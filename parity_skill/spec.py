@@ -1,0 +1,96 @@
+"""The values a generated script is written in: what to build, what to feed, how to map weights, how to judge.
+
+The plan stage produces these and the render stage writes them as literals; the runtime reads them back. They
+import nothing heavy, so a script's literals stay plain Python.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ALL_EDGES = ("zeros", "large", "tiny", "offset", "seq_len_1")
+DEFAULT_DTYPES = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A config object passed to a constructor: `cls` is looked up in the implementation's own module."""
+
+    cls: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One side: `file` + `symbol`, or `file=None` and a dotted `symbol` such as torch.nn.LayerNorm."""
+
+    file: str | None
+    symbol: str
+    framework: str
+    kind: str = "module"  # module | function
+    init: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or (f"{self.file}::{self.symbol}" if self.file else self.symbol)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A forward argument. Floating inputs are N(0, 1) draws; integer inputs are uniform in [low, high).
+
+    `seq_axis` is the axis that `edge:seq_len_1` shrinks; `layout_b` permutes the input for B (e.g. (0, 2, 1)
+    feeds B channels-last when A is channels-first) and B's outputs are permuted back before comparing.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    low: int = 0
+    high: int = 0
+    seq_axis: int | None = None
+    layout_b: tuple[int, ...] | None = None
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.startswith("float")
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    """A's parameter `a` is loaded into B's `b` after `transform` (identity, conv_to_channels_last, split:K:I...)."""
+
+    a: str
+    b: str
+    transform: str = "identity"
+    how: str = "name"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Which checks to run and how to judge them."""
+
+    names: tuple[str, ...]
+    tolerances: dict[str, Tolerance]
+    batch_sizes: tuple[int, ...] = (1, 4)
+    cosine: float | None = None
+    precision_multiplier: float = 3.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    a: Implementation
+    b: Implementation
+    inputs: tuple[InputSpec, ...]
+    weight_map: tuple[MapEntry, ...] = ()
+    checks: Checks | None = None
+    static_findings: tuple[dict, ...] = ()
+    notes: tuple[str, ...] = ()
