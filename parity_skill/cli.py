@@ -1,0 +1,178 @@
+"""Command line: parse, run the pipeline, print, pick the exit code. The only module that prints."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from parity_skill import __version__
+from parity_skill.errors import EXIT_ERROR, InputError, ParityError, RunError, exit_code_for
+from parity_skill.spec import ALL_EDGES
+
+HELP = """Check that two implementations compute the same thing.
+
+\b
+  parity-skill a.py vs b.py                       pair every class/function found in both
+  parity-skill a.py::Attention vs b.py::Attention
+  parity-skill my_norm.py::LayerNorm vs torch.nn.LayerNorm
+
+Exit code: 0 parity holds, 1 a check fails, 2 could not check."""
+
+
+def parse_target(text: str, allow_reference: bool):
+    from parity_skill.plan import Target
+
+    path, sep, symbol = text.partition("::")
+    if sep:
+        if not path.endswith(".py") and not Path(path).exists():
+            raise InputError(f"{path}: no such file")
+        return Target(path, symbol or None)
+    if text.endswith(".py") or Path(text).exists():
+        return Target(text)
+    if allow_reference and "." in text and all(p.isidentifier() for p in text.split(".")):
+        return Target(None, text)
+    raise InputError(f"{text}: no such file (expected path.py, path.py::Name or a dotted reference like torch.nn.GELU)")
+
+
+def split_targets(args: tuple[str, ...]):
+    words = [a for a in args if a.lower() != "vs"]
+    if len(words) != 2:
+        raise InputError("expected two targets: A vs B (e.g. a.py::FeedForward vs b.py::FeedForward)")
+    a = parse_target(words[0], allow_reference=False)
+    b = parse_target(words[1], allow_reference=True)
+    if b.path is not None and b.symbol is None and a.symbol is not None:
+        b = type(b)(b.path, None)
+    return a, b
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout):
+    from dataclasses import replace
+
+    from parity_skill.plan import PlanOptions
+    from parity_skill.plan.inputs import parse_input_override
+
+    inits = {}
+    for item in init:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--init {item!r}: expected name=value")
+        inits[key.strip()] = _literal(value)
+    specs = {}
+    for item in inputs:
+        try:
+            spec = parse_input_override(item)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        specs[spec.name] = spec
+    if layout:
+        axes = {"ncl": None, "nlc": (0, 2, 1), "nchw": None, "nhwc": (0, 2, 3, 1)}
+        side, _, name = layout.partition("=")
+        if side != "b" or name not in axes:
+            raise InputError(f"--layout {layout!r}: expected b=nlc, b=ncl, b=nhwc or b=nchw")
+        specs = {k: replace(v, layout_b=axes[name]) for k, v in specs.items()}
+        inits["__layout_b__"] = axes[name]
+    try:
+        dts = tuple(d.strip() for d in dtypes.split(",") if d.strip())
+        sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
+    except ValueError:
+        raise InputError(f"--batch-sizes {batch_sizes!r}: expected integers like 1,4") from None
+    bad = [d for d in dts if d not in ("fp32", "fp16", "bf16")]
+    edges = tuple(e.strip() for e in edge.split(",") if e.strip()) if edge is not None else ALL_EDGES
+    bad += [e for e in edges if e not in ALL_EDGES]
+    if bad:
+        raise InputError(f"unknown dtype or edge case: {', '.join(bad)}")
+    return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
+                       batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed)
+
+
+def _emit_error(message: str, as_json: bool) -> int:
+    from parity_skill.report import error_report
+
+    if as_json:
+        click.echo(json.dumps(error_report(message), indent=2))
+    click.echo(f"parity-skill: error: {message}", err=True)
+    return EXIT_ERROR
+
+
+def check(targets, as_json, emit, timeout, debug, **opts) -> int:
+    from parity_skill.plan import build_plan
+    from parity_skill.render import render_script
+    from parity_skill.report import render_text
+    from parity_skill.run import Completed, TimedOut, run_script
+
+    target_a, target_b = split_targets(targets)
+    plan = build_plan(target_a, target_b, _options(**opts))
+    tmp = None
+    if emit:
+        script = emit
+    else:
+        tmp = tempfile.mkdtemp(prefix="parity-")
+        script = os.path.join(tmp, "parity_check.py")
+    try:
+        Path(script).write_text(render_script(plan, script), encoding="utf-8")
+        if emit:
+            click.echo(f"parity-skill: wrote {emit}", err=True)
+        outcome = run_script(script, timeout)
+    finally:
+        if tmp and not debug:
+            Path(script).unlink(missing_ok=True)
+            os.rmdir(tmp)
+    if isinstance(outcome, TimedOut):
+        raise RunError(f"{target_a.display} vs {target_b.display}: timed out after {outcome.seconds:g}s "
+                       "(raise --timeout, or shrink the inputs with --input)")
+    if not isinstance(outcome, Completed):
+        tail = [ln for ln in outcome.output.strip().splitlines() if ln.strip()]
+        raise RunError(f"the parity script crashed (exit {outcome.returncode}): {tail[-1] if tail else 'no output'}"
+                       + (f"; rerun with --debug and see {script}" if not debug else ""))
+    rep = outcome.report
+    click.echo(json.dumps(rep, indent=2) if as_json else render_text(rep), nl=as_json)
+    if rep["verdict"] == "error":
+        click.echo(f"parity-skill: error: {rep['error']}", err=True)
+    return exit_code_for(rep["verdict"])
+
+
+@click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report (parity-report/1) on stdout.")
+@click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before the run is stopped.")
+@click.option("--init", multiple=True, help="Constructor argument: name=value (repeatable).")
+@click.option("--input", "inputs", multiple=True, help="Input: name=2,8,64[:int64[:low-high]] (repeatable).")
+@click.option("--atol", type=float, help="fp32 absolute tolerance (default 1e-5 at --level layer).")
+@click.option("--rtol", type=float, help="fp32 relative tolerance (default 1.3e-6).")
+@click.option("--level", type=click.Choice(["layer", "chain", "model"]), default="layer", show_default=True,
+              help="Tolerance level: atol 1e-5 / 1e-4 / 1e-3 for fp32.")
+@click.option("--cosine", type=float, help="Also require this cosine similarity per output (e.g. 0.999).")
+@click.option("--dtypes", default="fp32,fp16,bf16", show_default=True, help="Dtypes to check.")
+@click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes for the batch check.")
+@click.option("--edge", default=None, help=f"Edge cases (default all: {','.join(ALL_EDGES)}); '' for none.")
+@click.option("--no-backward", is_flag=True, help="Skip gradient checks.")
+@click.option("--quick", is_flag=True, help="Forward and backward only.")
+@click.option("--layout", help="B's input layout when it differs from A's, e.g. b=nlc.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks and keep the generated script.")
+@click.version_option(__version__, prog_name="parity-skill")
+def cli(targets, as_json, emit, timeout, debug, **opts) -> None:
+    try:
+        code = check(targets, as_json, emit, timeout, debug, **opts)
+    except ParityError as exc:
+        if debug:
+            raise
+        code = _emit_error(str(exc), as_json)
+    sys.exit(code)
+
+
+def main(prog_name: str | None = None) -> None:
+    cli(prog_name=prog_name or "parity-skill")

@@ -1,0 +1,46 @@
+"""Stage 3: write a ParityPlan as a readable, re-runnable Python script (jinja2, StrictUndefined)."""
+from __future__ import annotations
+
+import os
+import pprint
+from pathlib import Path
+
+import jinja2
+
+from parity_skill import __version__
+from parity_skill.plan import ParityPlan
+
+TEMPLATE = "parity_script.py.j2"
+
+
+def template_dir() -> Path:
+    """templates/ ships inside the wheel as parity_skill/templates; in a source checkout it sits at the top."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / TEMPLATE).is_file():
+            return candidate
+    raise FileNotFoundError("parity-skill templates not found; reinstall the package")
+
+
+def _py(value) -> str:
+    return pprint.pformat(value, width=100, sort_dicts=True) if isinstance(value, dict) else repr(value)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)
+    env.filters["py"] = _py
+    return env
+
+
+def render_script(plan: ParityPlan, script_path: str, cwd: str | None = None) -> str:
+    """The script's source. File paths stay relative to `cwd`; the script finds `cwd` relative to itself."""
+    cwd = cwd or os.getcwd()
+    script_dir = os.path.dirname(os.path.abspath(script_path))
+    root = os.path.relpath(cwd, script_dir)
+    first = plan.pairs[0]
+    title = f"{first.a.display} vs {first.b.display}" + (f" (+{len(plan.pairs) - 1} more pairs)"
+                                                         if len(plan.pairs) > 1 else "")
+    return _environment().get_template(TEMPLATE).render(
+        title=title, version=__version__, script_name=os.path.basename(script_path), root=root,
+        checks=first.checks, pairs=plan.pairs)

@@ -1,0 +1,24 @@
+"""Assemble the JSON report (`report-schema.md`, parity-report/1) from pair entries."""
+from __future__ import annotations
+
+SCHEMA = "parity-report/1"
+
+
+def overall(pairs: list[dict]) -> str:
+    verdicts = {p["verdict"] for p in pairs}
+    if "fail" in verdicts:
+        return "fail"
+    if "error" in verdicts or not pairs:
+        return "error"
+    return "pass"
+
+
+def report(pairs: list[dict], error: str | None = None) -> dict:
+    verdict = "error" if error else overall(pairs)
+    if verdict == "error" and not error:
+        error = next((p["error"] for p in pairs if p.get("error")), "nothing could be checked")
+    return {"schema": SCHEMA, "verdict": verdict, "error": error, "pairs": pairs}
+
+
+def error_report(message: str) -> dict:
+    return report([], message)

@@ -1,0 +1,123 @@
+"""The human-readable Numerical Parity Report."""
+from __future__ import annotations
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def _summary(checks: dict[str, dict], names: list[str], title: str, detail) -> str | None:
+    group = [checks[n] for n in names if n in checks]
+    if not group:
+        return None
+    failed = [c for c in group if c["status"] in ("fail", "error")]
+    ran = [c for c in group if c["status"] != "skip"]
+    if not ran:
+        return f"{title:<15}SKIP ({group[0]['message']})"
+    status = "FAIL" if failed else "PASS"
+    return f"{title:<15}{status} ({detail(failed or ran)})"
+
+
+def _forward(cs):
+    c = cs[0]
+    return f"max diff: {c['max_abs_diff']:.2e}" if c.get("max_abs_diff") is not None else c["message"]
+
+
+def _backward(cs):
+    c = cs[0]
+    if c.get("max_abs_diff") is None:
+        return c["message"]
+    return f"max grad diff: {c['max_abs_diff']:.2e} in {c.get('where', 'gradients')}"
+
+
+def _precision(cs):
+    c = cs[0]
+    if c.get("b_error") is None:
+        return c["message"]
+    return f"B err {c['b_error']:.2e} vs A err {c['a_error']:.2e} against {c.get('reference', 'fp64')}, ratio {c['ratio']:.2f}"
+
+
+def _names(cs):
+    return ", ".join(f"{c['name']}" for c in cs) + ("" if cs[0]["status"] == "pass" else " failed")
+
+
+def _edges(cs):
+    if cs[0]["status"] == "pass":
+        return f"{len(cs)} of {len(cs)} cases"
+    return ", ".join(c["name"] for c in cs) + " failed"
+
+
+def pair_text(p: dict) -> list[str]:
+    a, b = p["a"], p["b"]
+    lines = ["=== Numerical Parity Report ===",
+             f"Implementation A: {a['path'] + '::' if a['path'] else ''}{a['symbol']} ({a['framework']})",
+             f"Implementation B: {b['path'] + '::' if b['path'] else ''}{b['symbol']} ({b['framework']})"]
+    if p.get("error"):
+        lines.append(f"Error: {p['error']}")
+    checks = {c["name"]: c for c in p["checks"]}
+    names = list(checks)
+    for line in (
+        _summary(checks, ["forward"], "Forward pass:", _forward),
+        _summary(checks, ["backward"], "Backward pass:", _backward),
+        _summary(checks, ["fp16"], "FP16 forward:", _precision),
+        _summary(checks, ["bf16"], "BF16 forward:", _precision),
+        _summary(checks, [n for n in names if n.startswith("backward_")], "Low-prec. grad:", _names),
+        _summary(checks, ["batch"], "Batch sizes:", lambda cs: cs[0]["message"].split(";")[0]),
+        _summary(checks, [n for n in names if n.startswith("edge:")], "Edge cases:", _edges),
+        _summary(checks, [n for n in names if n.startswith("determinism:")], "Determinism:", _names),
+    ):
+        if line:
+            lines.append(line)
+    if p["checks"]:
+        lines += ["", "Checks:"]
+        width = max(len(c["name"]) for c in p["checks"])
+        for c in p["checks"]:
+            figs = ""
+            if c.get("max_abs_diff") is not None and c.get("mismatched") is not None:
+                figs = (f"  [abs {_num(c['max_abs_diff'])} rel {_num(c.get('max_rel_diff'))} "
+                        f"bad {c['mismatched']}/{c['total']} cos {_num(c.get('cosine'))} r {_num(c.get('pearson'))}]")
+            lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<5} {c['message']}{figs}")
+            if c["status"] == "fail" and c.get("min_tolerance"):
+                mt = c["min_tolerance"]
+                tol = c.get("tolerance") or {}
+                lines.append(f"  {'':<{width}}        would pass with atol >= {_num(mt.get('atol'))} "
+                             f"(rtol {_num(tol.get('rtol'))}) or rtol >= {_num(mt.get('rtol'))} "
+                             f"(atol {_num(tol.get('atol'))}); worst element {tuple(c.get('worst_index') or ())}")
+    if p.get("static_findings"):
+        lines += ["", "Static findings:"]
+        for f in p["static_findings"]:
+            where = " vs ".join(x for x in (f.get("a_location"), f.get("b_location")) if x)
+            lines.append(f"  [{f['kind']}] {f['message']}" + (f" ({where})" if where else ""))
+    if p.get("profile"):
+        lines += ["", "Per-submodule error (A's names, execution order):"]
+        lines += [f"  {row}" for row in p["profile"]]
+    if p.get("first_divergence"):
+        lines.append(f"First divergence: {p['first_divergence']}")
+    if p.get("diagnosis"):
+        lines += ["", "Diagnosis:"]
+        for d in p["diagnosis"]:
+            lines.append(f"  [{d['kind']}] {d['message']}" + (f" ({d['location']})" if d.get("location") else ""))
+    mapped = p.get("weight_map") or []
+    if mapped:
+        renamed = [e for e in mapped if e["a"] != e["b"] or e["transform"] != "identity"]
+        lines += ["", f"Weight mapping: {len(mapped)} mapped" + (", by name" if not renamed else "")]
+        for e in renamed:
+            lines.append(f"  {e['a']} -> {e['b']}  [{e['transform']}, {e['how']}]")
+    unmapped = p.get("unmapped") or {}
+    if unmapped.get("a") or unmapped.get("b"):
+        lines.append(f"Unmapped: A {', '.join(unmapped['a']) or '-'}; B {', '.join(unmapped['b']) or '-'}")
+    if p.get("notes"):
+        lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
+    lines += ["", f"Verdict: {p['verdict'].upper()}"]
+    return lines
+
+
+def render_text(rep: dict) -> str:
+    if not rep["pairs"]:
+        return f"=== Numerical Parity Report ===\nError: {rep['error']}\nVerdict: ERROR\n"
+    blocks = ["\n".join(pair_text(p)) for p in rep["pairs"]]
+    if len(rep["pairs"]) > 1:
+        counts = {v: sum(p["verdict"] == v for p in rep["pairs"]) for v in ("pass", "fail", "error")}
+        blocks.append(f"Overall: {rep['verdict'].upper()} ({counts['pass']} pass, {counts['fail']} fail, "
+                      f"{counts['error']} error)")
+    return "\n\n".join(blocks) + "\n"

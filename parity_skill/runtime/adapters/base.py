@@ -1,0 +1,50 @@
+"""The adapter interface every framework implements, and helpers they share."""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+Flat = list[tuple[str, np.ndarray]]
+
+
+class Adapter(Protocol):
+    name: str
+    differentiable: bool
+    dtypes: tuple[str, ...]  # of fp64, fp32, fp16, bf16
+
+    def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any: ...
+    def state(self, model: Any) -> dict[str, np.ndarray]: ...
+    def load(self, model: Any, values: dict[str, np.ndarray]) -> None: ...
+    def trainable(self, model: Any) -> list[str]: ...
+    def cast(self, model: Any, dtype: str) -> Any: ...
+    def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat: ...
+    def grads(self, model: Any, args: list[np.ndarray], dtype: str,
+              upstream: dict[str, np.ndarray]) -> tuple[Flat, dict[int, np.ndarray], dict[str, np.ndarray]]: ...
+    def seed(self, seed: int) -> None: ...
+    def submodules(self, model: Any) -> list[tuple[str, Any]]: ...
+    def trace(self, model: Any, args: list[np.ndarray], dtype: str) -> list[tuple[str, Flat, Flat]]: ...
+
+
+def flatten(obj: Any, is_array: Callable[[Any], bool], to_numpy: Callable[[Any], np.ndarray], key: str = "") -> Flat:
+    """Nested tuples/lists/dicts of arrays -> [(key, array)] with keys like '', '[0]', "['logits']"."""
+    if obj is None:
+        return []
+    if is_array(obj):
+        return [(key, to_numpy(obj))]
+    if isinstance(obj, dict):
+        return [kv for k in obj for kv in flatten(obj[k], is_array, to_numpy, f"{key}[{k!r}]")]
+    if isinstance(obj, (tuple, list)):
+        return [kv for i, v in enumerate(obj) for kv in flatten(v, is_array, to_numpy, f"{key}[{i}]")]
+    if isinstance(obj, (int, float, np.number)) and not isinstance(obj, bool):
+        return [(key, np.asarray(obj, dtype=np.float64))]
+    return []
+
+
+def flatten_native(obj: Any, is_array: Callable[[Any], bool], key: str = "") -> list[tuple[str, Any]]:
+    """Like `flatten` but keeps the framework arrays (for building a loss)."""
+    return flatten(obj, is_array, lambda a: a, key)  # type: ignore[arg-type]
+
+
+def is_floating(arr: np.ndarray) -> bool:
+    return np.issubdtype(arr.dtype, np.floating)

@@ -1,0 +1,136 @@
+"""MLX: modules are trees of arrays, called through __call__; gradients with mx.grad; channels-last convs."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from parity_skill.runtime.adapters.base import Flat, flatten, flatten_native
+
+DT = {"fp64": mx.float64, "fp32": mx.float32, "fp16": mx.float16, "bf16": mx.bfloat16}
+
+
+def _np(a: mx.array) -> np.ndarray:
+    if mx.issubdtype(a.dtype, mx.floating):
+        a = a.astype(mx.float64 if a.dtype == mx.float64 else mx.float32)
+        return np.array(a).astype(np.float64)
+    return np.array(a)
+
+
+def _is(a: Any) -> bool:
+    return isinstance(a, mx.array)
+
+
+class MLXAdapter:
+    name = "mlx"
+    differentiable = True
+    dtypes = ("fp64", "fp32", "fp16", "bf16")
+
+    def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
+        model = factory(**kwargs)
+        if isinstance(model, nn.Module):
+            model.eval()
+        return model
+
+    def state(self, model: Any) -> dict[str, np.ndarray]:
+        if not isinstance(model, nn.Module):
+            return {}
+        return {k: _np(v) for k, v in tree_flatten(model.parameters())}
+
+    def load(self, model: Any, values: dict[str, np.ndarray]) -> None:
+        current = dict(tree_flatten(model.parameters()))
+        update = []
+        for k, v in values.items():
+            if k not in current:
+                raise ValueError(f"'{k}' is not a parameter")
+            if tuple(current[k].shape) != v.shape:
+                raise ValueError(f"'{k}' has shape {tuple(current[k].shape)}, the mapped value {v.shape}")
+            update.append((k, mx.array(v).astype(current[k].dtype)))
+        model.update(tree_unflatten(update))
+        mx.eval(model.parameters())
+
+    def trainable(self, model: Any) -> list[str]:
+        if not isinstance(model, nn.Module):
+            return []
+        return [k for k, _ in tree_flatten(model.trainable_parameters())]
+
+    def cast(self, model: Any, dtype: str) -> Any:
+        if isinstance(model, nn.Module):
+            model = copy.deepcopy(model)
+            model.set_dtype(DT[dtype])
+        return model
+
+    def _args(self, args: list[np.ndarray], dtype: str) -> list[Any]:
+        return [mx.array(a).astype(DT[dtype]) if np.issubdtype(a.dtype, np.floating) else mx.array(a) for a in args]
+
+    def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
+        out = model(*self._args(args, dtype))
+        mx.eval(out)
+        return flatten(out, _is, _np)
+
+    def grads(self, model: Any, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
+        xs = self._args(args, dtype)
+        float_idx = [i for i, a in enumerate(args) if np.issubdtype(a.dtype, np.floating)]
+        is_module = isinstance(model, nn.Module)
+        params = model.trainable_parameters() if is_module else {}
+        outputs: list = []
+
+        def loss(params, *floats):
+            full = list(xs)
+            for i, f in zip(float_idx, floats):
+                full[i] = f
+            if is_module:
+                model.update(params)
+            flat = flatten_native(model(*full), _is)
+            outputs[:] = flat
+            total = mx.array(0.0, dtype=mx.float32)
+            for k, t in flat:
+                if k in upstream and mx.issubdtype(t.dtype, mx.floating):
+                    total = total + (t * mx.array(upstream[k]).astype(t.dtype)).astype(mx.float32).sum()
+            return total
+
+        argnums = tuple(range(1 + len(float_idx)))
+        grads = mx.grad(loss, argnums=argnums)(params, *[xs[i] for i in float_idx])
+        mx.eval(grads)
+        in_grads = {i: _np(g) for i, g in zip(float_idx, grads[1:])}
+        p_grads = {k: _np(v) for k, v in tree_flatten(grads[0])} if is_module else {}
+        if is_module:
+            model.update(params)
+        out = self.call(model, args, dtype)
+        return out, in_grads, p_grads
+
+    def seed(self, seed: int) -> None:
+        mx.random.seed(seed)
+
+    def submodules(self, model: Any) -> list[tuple[str, Any]]:
+        if not isinstance(model, nn.Module):
+            return []
+        return [(n, m) for n, m in reversed(model.named_modules()) if n]
+
+    def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None):
+        """Record (name, inputs, outputs) per child module by swapping in a subclass whose __call__ records."""
+        records: list[tuple[str, Flat, Flat]] = []
+        swapped = []
+        adapter = self
+        for name, mod in self.submodules(model):
+            cls = type(mod)
+
+            def call(self_, *a, __name=name, __cls=cls, **kw):
+                if feed and __name in feed:
+                    a = tuple(adapter._args(feed[__name], dtype)) + tuple(a[len(feed[__name]):])
+                out = __cls.__call__(self_, *a, **kw)
+                mx.eval(out)
+                records.append((__name, flatten(a, _is, _np), flatten(out, _is, _np)))
+                return out
+            mod.__class__ = type(cls.__name__, (cls,), {"__call__": call})
+            swapped.append((mod, cls))
+        try:
+            mx.eval(model(*self._args(args, dtype)))
+        finally:
+            for mod, cls in swapped:
+                mod.__class__ = cls
+        return records

@@ -1,0 +1,118 @@
+"""PyTorch: modules via forward hooks and autograd; every dtype; channels-first conventions."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from parity_skill.runtime.adapters.base import Flat, flatten, flatten_native
+
+DT = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    return t.double().numpy() if t.is_floating_point() else t.numpy()
+
+
+def _is(t: Any) -> bool:
+    return isinstance(t, torch.Tensor)
+
+
+class TorchAdapter:
+    name = "torch"
+    differentiable = True
+    dtypes = ("fp64", "fp32", "fp16", "bf16")
+
+    def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
+        model = factory(**kwargs)
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+        return model
+
+    def state(self, model: Any) -> dict[str, np.ndarray]:
+        if not isinstance(model, torch.nn.Module):
+            return {}
+        return {k: _np(v) for k, v in model.state_dict().items()}
+
+    def load(self, model: Any, values: dict[str, np.ndarray]) -> None:
+        sd = model.state_dict()
+        with torch.no_grad():
+            for k, v in values.items():
+                target = sd[k]
+                if tuple(target.shape) != v.shape:
+                    raise ValueError(f"'{k}' has shape {tuple(target.shape)}, the mapped value {v.shape}")
+                target.copy_(torch.from_numpy(np.ascontiguousarray(v)).to(target.dtype))
+
+    def trainable(self, model: Any) -> list[str]:
+        if not isinstance(model, torch.nn.Module):
+            return []
+        return [n for n, p in model.named_parameters() if p.requires_grad]
+
+    def cast(self, model: Any, dtype: str) -> Any:
+        if isinstance(model, torch.nn.Module):
+            return copy.deepcopy(model).to(DT[dtype])
+        return model
+
+    def _args(self, args: list[np.ndarray], dtype: str, grad: bool = False) -> list[torch.Tensor]:
+        out = []
+        for a in args:
+            if np.issubdtype(a.dtype, np.floating):
+                out.append(torch.tensor(a, dtype=DT[dtype], requires_grad=grad))
+            elif isinstance(a, np.ndarray) and a.ndim == 0 and a.dtype == object:
+                out.append(a.item())
+            else:
+                out.append(torch.from_numpy(np.ascontiguousarray(a)))
+        return out
+
+    def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
+        with torch.no_grad():
+            return flatten(model(*self._args(args, dtype)), _is, _np)
+
+    def grads(self, model: Any, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
+        xs = self._args(args, dtype, grad=True)
+        params = dict(model.named_parameters()) if isinstance(model, torch.nn.Module) else {}
+        for p in params.values():
+            p.grad = None
+        out = flatten_native(model(*xs), _is)
+        pairs = [(t, torch.tensor(upstream[k], dtype=t.dtype)) for k, t in out
+                 if k in upstream and t.is_floating_point() and t.requires_grad]
+        if pairs:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+        in_grads = {i: _np(x.grad) for i, x in enumerate(xs) if isinstance(x, torch.Tensor) and x.grad is not None}
+        p_grads = {n: _np(p.grad) for n, p in params.items() if p.grad is not None}
+        return [(k, _np(t)) for k, t in out], in_grads, p_grads
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def submodules(self, model: Any) -> list[tuple[str, Any]]:
+        if not isinstance(model, torch.nn.Module):
+            return []
+        return [(n, m) for n, m in model.named_modules() if n]
+
+    def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None):
+        """Run once, recording (name, inputs, outputs) of every submodule in execution order.
+
+        `feed` maps a submodule name to input arrays to substitute (teacher forcing)."""
+        records: list[tuple[str, Flat, Flat]] = []
+        handles = []
+        for name, mod in self.submodules(model):
+            def pre(m, inp, name=name):
+                if feed and name in feed:
+                    return tuple(self._args(feed[name], dtype)) + tuple(inp[len(feed[name]):])
+                return None
+
+            def post(m, inp, out, name=name):
+                records.append((name, flatten(inp, _is, _np), flatten(out, _is, _np)))
+            handles.append(mod.register_forward_pre_hook(pre))
+            handles.append(mod.register_forward_hook(post))
+        try:
+            with torch.no_grad():
+                model(*self._args(args, dtype))
+        finally:
+            for h in handles:
+                h.remove()
+        return records

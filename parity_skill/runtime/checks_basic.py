@@ -1,0 +1,150 @@
+"""forward, backward, determinism and the weight-map check."""
+from __future__ import annotations
+
+import numpy as np
+
+from parity_skill.runtime.context import PairRun, result
+from parity_skill.runtime.loading import describe
+from parity_skill.runtime.metrics import compare, scaled_atol
+from parity_skill.runtime.outputs import describe_mismatch, figures, judge, label, match_outputs
+from parity_skill.runtime.weights import b_values
+
+
+def flag_output_problems(run: PairRun, name: str, j: dict) -> None:
+    for c in j["outputs"]:
+        if c.get("shape_mismatch"):
+            run.diagnose("shape", f"{label(c['key'])}: A {tuple(c['shape_a'])} vs B {tuple(c['shape_b'])}", name)
+        elif c.get("nonfinite_b"):
+            run.diagnose("nan_inf", f"B gives {c['nonfinite_b']} non-finite values in {label(c['key'])} where A "
+                                    f"is finite ({name})", name)
+    if j.get("missing_outputs"):
+        run.diagnose("shape", "; ".join(j["notes"]), name)
+
+
+def verdict_from(name: str, j: dict, tol, what: str = "output") -> dict:
+    w = j["worst"]
+    if j["ok"]:
+        msg = f"max abs diff {w['max_abs_diff']:.3g} ({label(w['key'])}), cosine {w['cosine']:.6f}" if w else "no outputs"
+        return result(name, "pass", msg, tol, **figures(w))
+    msg = describe_mismatch(w, label(w["key"])) if w else "; ".join(j["notes"])
+    if w and w.get("cosine_failed"):
+        msg += f"; cosine {w['cosine']} below the required minimum"
+    return result(name, "fail", msg, tol, **figures(w))
+
+
+def check_weights(run: PairRun) -> dict:
+    trainable_a = set(run.a.adapter.trainable(run.a.model))
+    missing = [n for n in run.unmapped_a if n in trainable_a]
+    for n in run.unmapped_a:
+        kind = "missing_parameter" if n in trainable_a else "unmapped_parameter"
+        run.diagnose(kind, f"A's {'parameter' if n in trainable_a else 'buffer'} '{n}' has no counterpart in B",
+                     "weights")
+    for n in run.unmapped_b:
+        run.diagnose("unmapped_parameter", f"B's '{n}' was not loaded from A (it keeps B's own initial value)",
+                     "weights")
+    mapped = f"{len(run.entries)} mapped"
+    if missing:
+        return result("weights", "fail", f"{mapped}; A parameters missing in B: {', '.join(missing)}")
+    extra = f"; unmapped: A {run.unmapped_a or '-'} B {run.unmapped_b or '-'}" if run.unmapped_a or run.unmapped_b else ""
+    return result("weights", "pass", mapped + extra)
+
+
+def check_forward(run: PairRun) -> dict:
+    tol = run.checks.tolerances["fp32"]
+    fa = run.cache["fp32_a"]
+    fb = run.cache["fp32_b"]
+    j = judge(fa, fb, tol, run.checks.cosine)
+    flag_output_problems(run, "forward", j)
+    run.cache["forward_judgement"] = j
+    return verdict_from("forward", j, tol)
+
+
+def _upstream(run: PairRun) -> tuple[dict, dict]:
+    rng = np.random.default_rng(run.checks.seed + 3)
+    up_a = {k: rng.standard_normal(v.shape) for k, v in run.cache["fp32_a"] if np.issubdtype(v.dtype, np.floating)}
+    pairs, _, _ = match_outputs(run.cache["fp32_a"], run.cache["fp32_b"])
+    up_b = {kb: up_a[ka] for ka, a, kb, b in pairs if ka in up_a and a.shape == b.shape}
+    return up_a, up_b
+
+
+def gradients(run: PairRun, dtype: str) -> tuple[dict, dict]:
+    """{name: grad} for A and B, keyed 'input grad x' / 'param grad fc1.weight' (B's mapped to A's names)."""
+    up_a, up_b = _upstream(run)
+    run.a.adapter.seed(run.checks.seed)
+    _, gin_a, gp_a = run.a.grads(run.base, dtype, up_a)
+    run.b.adapter.seed(run.checks.seed)
+    _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
+    ga, gb = {}, {}
+    for i, spec in enumerate(run.inputs):
+        if i in gin_a or i in gin_b:
+            ga[f"input grad '{spec.name}'"] = gin_a.get(i)
+            gb[f"input grad '{spec.name}'"] = gin_b.get(i)
+    for e in run.entries:
+        names_a = e.a.split("+")
+        if not any(n in gp_a for n in names_a):
+            continue
+        if all(n in gp_a for n in names_a):
+            mapped = b_values({n: gp_a[n] for n in names_a}, [e])
+            for nb, value in mapped.items():
+                key = f"param grad '{e.a}'" + (f" -> '{nb}'" if nb != e.a else "")
+                ga[key], gb[key] = value, gp_b.get(nb)
+    return ga, gb
+
+
+def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | None, list[str]]:
+    worst_key, worst, problems = None, None, []
+    ok = True
+    for key in ga:
+        if ga[key] is None or gb.get(key) is None:
+            if (ga[key] is None) != (gb.get(key) is None):
+                ok = False
+                problems.append(f"{key}: {'A' if ga[key] is None else 'B'} has no gradient")
+            continue
+        c = compare(ga[key], gb[key], scaled_atol(tol.atol, ga[key]), tol.rtol)
+        if not c["ok"]:
+            ok = False
+        if worst is None or (not c["ok"], c.get("max_abs_diff") or 0) > (not worst["ok"], worst.get("max_abs_diff") or 0):
+            worst_key, worst = key, c
+    return ok, worst_key, worst, problems
+
+
+def check_backward(run: PairRun) -> dict:
+    tol = run.checks.tolerances["fp32"]
+    for side in (run.a, run.b):
+        if not side.adapter.differentiable:
+            return result("backward", "skip", f"{side.label}: {side.impl.framework} has no automatic differentiation")
+    ga, gb = gradients(run, "fp32")
+    if not ga:
+        return result("backward", "skip", "no floating input and no mapped trainable parameter to differentiate")
+    ok, key, c, problems = compare_grads(ga, gb, tol)
+    n = f"{len(ga)} gradients"
+    if ok:
+        return result("backward", "pass", f"{n}; max grad diff {c['max_abs_diff']:.3g} in {key}" if c else n,
+                      tol, where=key, **figures(c))
+    msg = describe_mismatch(c, key) if c and not c["ok"] else "; ".join(problems)
+    if c and not c["ok"] and run.cache.get("forward_judgement", {}).get("ok"):
+        msg += " (forward agrees: look for a custom backward, a detached statistic or a stop-gradient)"
+    return result("backward", "fail", f"{n}; {msg}", tol, where=key, **figures(c))
+
+
+def check_determinism(run: PairRun, which: str) -> dict:
+    side = run.a if which == "a" else run.b
+    name = f"determinism:{which}"
+    side.adapter.seed(run.checks.seed)
+    try:
+        first = side.run(run.base)
+        second = side.run(run.base)
+    except Exception as exc:  # noqa: BLE001
+        return result(name, "fail", f"{side.label} raised on a repeat call: {describe(exc)}")
+    worst = 0.0
+    for (k, x), (_, y) in zip(first, second):
+        c = compare(x, y, 0.0, 0.0)
+        if not c["ok"]:
+            worst = max(worst, c.get("max_abs_diff") or float("inf"))
+    if worst == 0.0:
+        return result(name, "pass", f"two calls of {side.label} agree bit for bit", max_abs_diff=0.0)
+    run.diagnose("nondeterministic", f"{side.label} disagrees with itself between two identical calls (max diff "
+                                     f"{worst:.3g}): random ops in forward or a nondeterministic kernel; the A-vs-B "
+                                     "figures are not to be trusted", name)
+    return result(name, "fail", f"{side.label} gives different outputs on two identical calls (max diff {worst:.3g})",
+                  {"atol": 0.0, "rtol": 0.0}, max_abs_diff=worst)

@@ -1,0 +1,193 @@
+"""fp16/bf16 (judged against fp64 ground truth), batch independence and edge-case inputs."""
+from __future__ import annotations
+
+import numpy as np
+
+from parity_skill.runtime.checks_basic import compare_grads, flag_output_problems, gradients, verdict_from
+from parity_skill.runtime.context import PairRun, result
+from parity_skill.runtime.inputs import batch_inputs, edge_inputs
+from parity_skill.runtime.loading import describe
+from parity_skill.runtime.metrics import compare, rmse, scaled_atol
+from parity_skill.runtime.outputs import judge, label, match_outputs
+
+
+def _reference(run: PairRun):
+    """A's outputs in float64 (or B's when A cannot run in float64), computed once."""
+    if "ref" not in run.cache:
+        ref, who = None, None
+        for side in (run.a, run.b):
+            if side.supports("fp64"):
+                try:
+                    ref, who = run.forward(side, run.base, "fp64"), side
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    run.notes.append(f"{side.label} cannot run in float64 ({describe(exc)})")
+        if ref is None:
+            ref, who = run.cache["fp32_a"], run.a
+            run.notes.append("no side runs in float64: A's float32 output is the ground truth")
+        run.cache["ref"] = (ref, f"{'A' if who is run.a else 'B'} ({who.impl.framework}) in "
+                                 f"{'float64' if ref is not run.cache['fp32_a'] else 'float32'}")
+    return run.cache["ref"]
+
+
+def check_precision(run: PairRun, dtype: str) -> dict:
+    tol, mult = run.checks.tolerances[dtype], run.checks.precision_multiplier
+    for side in (run.a, run.b):
+        if not side.supports(dtype):
+            return result(dtype, "skip", f"{side.label}: {side.impl.framework} has no {dtype}")
+    ref, ref_name = _reference(run)
+    try:
+        oa = run.forward(run.a, run.base, dtype)
+    except Exception as exc:  # noqa: BLE001
+        return result(dtype, "skip", f"A itself fails in {dtype}: {describe(exc)}")
+    try:
+        ob = run.forward(run.b, run.base, dtype)
+    except Exception as exc:  # noqa: BLE001
+        return result(dtype, "fail", f"B raises in {dtype} (A does not): {describe(exc)}")
+    pa, _, _ = match_outputs(ref, oa)
+    pb, _, _ = match_outputs(ref, ob)
+    worst = None
+    for (k, r, _, a), (_, _, _, b) in zip(pa, pb):
+        if a.shape != r.shape or b.shape != r.shape:
+            return result(dtype, "fail", f"{label(k)}: shape in {dtype} A {a.shape} B {b.shape} vs {r.shape}")
+        err_a, err_b = rmse(a, r), rmse(b, r)
+        floor = scaled_atol(tol.atol, r)
+        nonfinite_b = int(np.sum(np.isfinite(r) & np.isfinite(a) & ~np.isfinite(b)))
+        ok = nonfinite_b == 0 and err_b <= mult * err_a + floor
+        ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
+        entry = dict(key=k, ok=ok, a_error=err_a, b_error=err_b, ratio=ratio, floor=floor, nonfinite_b=nonfinite_b,
+                     max_abs_diff=float(np.nanmax(np.abs(b - a))) if a.size else 0.0,
+                     b_max_error=float(np.nanmax(np.abs(b - r))) if b.size else 0.0,
+                     a_max_error=float(np.nanmax(np.abs(a - r))) if a.size else 0.0)
+        if worst is None or (not ok, ratio) > (not worst["ok"], worst["ratio"]):
+            worst = entry
+    if worst is None:
+        return result(dtype, "skip", "no comparable outputs")
+    fields = dict(a_error=worst["a_error"], b_error=worst["b_error"], ratio=worst["ratio"], reference=ref_name,
+                  max_abs_diff=worst["max_abs_diff"], tolerance={"multiplier": mult, "atol_floor": worst["floor"]})
+    errors = (f"RMSE vs {ref_name}: A {worst['a_error']:.3g}, B {worst['b_error']:.3g} "
+              f"(B/A {worst['ratio']:.2f}, allowed {mult:g}x + {worst['floor']:.1g})")
+    if worst["ok"]:
+        return result(dtype, "pass", errors, **fields)
+    if worst["nonfinite_b"]:
+        run.diagnose("nan_inf", f"B overflows in {dtype}: {worst['nonfinite_b']} non-finite values in "
+                                f"{label(worst['key'])} where A is finite", dtype)
+    run.diagnose("precision", f"in {dtype} B's error is {worst['ratio']:.1f}x A's ({worst['b_error']:.3g} vs "
+                              f"{worst['a_error']:.3g} RMSE against {ref_name}): B computes something in lower "
+                              "precision than A (e.g. a norm or softmax without A's float32 upcast)", dtype,
+              a_error=worst["a_error"], b_error=worst["b_error"])
+    return result(dtype, "fail", errors, **fields)
+
+
+def check_backward_precision(run: PairRun, dtype: str) -> dict:
+    name = f"backward_{dtype}"
+    for side in (run.a, run.b):
+        if not side.adapter.differentiable:
+            return result(name, "skip", f"{side.label}: {side.impl.framework} has no automatic differentiation")
+        if not side.supports(dtype) or not side.supports("fp64"):
+            return result(name, "skip", f"{side.label}: {side.impl.framework} has no {dtype}")
+    if "ref_grads" not in run.cache:
+        run.cache["ref_grads"] = gradients(run, "fp64")[0]
+    ref = run.cache["ref_grads"]
+    try:
+        ga, gb = gradients(run, dtype)
+    except Exception as exc:  # noqa: BLE001
+        return result(name, "skip", f"backward in {dtype} is not supported here: {describe(exc)}")
+    if not ga:
+        return result(name, "skip", "nothing to differentiate")
+    tol, mult = run.checks.tolerances[dtype], run.checks.precision_multiplier
+    worst = None
+    for key, r in ref.items():
+        a, b = ga.get(key), gb.get(key)
+        if r is None or a is None or b is None or a.shape != b.shape:
+            continue
+        err_a, err_b = rmse(a, r), rmse(b, r)
+        floor = scaled_atol(tol.atol, r)
+        ok = err_b <= mult * err_a + floor
+        ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
+        if worst is None or (not ok, ratio) > (not worst[1], worst[2]):
+            worst = (key, ok, ratio, err_a, err_b, floor)
+    if worst is None:
+        return result(name, "skip", "no comparable gradients")
+    key, ok, ratio, err_a, err_b, floor = worst
+    msg = f"worst {key}: RMSE vs float64 A {err_a:.3g}, B {err_b:.3g} (B/A {ratio:.2f}, allowed {mult:g}x)"
+    fields = dict(a_error=err_a, b_error=err_b, ratio=ratio, tolerance={"multiplier": mult, "atol_floor": floor})
+    if not ok:
+        run.diagnose("precision", f"{dtype} gradients: B's error is {ratio:.1f}x A's in {key}", name)
+    return result(name, "pass" if ok else "fail", msg, **fields)
+
+
+def _coupling(run: PairRun, side, xs: list[np.ndarray], n: int, tol) -> tuple[float, int | None, str | None]:
+    """Largest difference between a sample inside the batch and the same sample alone (and which sample)."""
+    full = run.forward(side, xs)
+    worst, worst_i, note = 0.0, None, None
+    for i in range(n):
+        single = run.forward(side, [x[i:i + 1] for x in xs])
+        for (k, f), (_, s) in zip(full, single):
+            if f.ndim == 0 or f.shape[0] != n or s.shape[0] != 1:
+                note = f"{label(k)} has no batch axis of size {n}; not checked per sample"
+                continue
+            c = compare(s[0], f[i], scaled_atol(tol.atol, s[0]), tol.rtol)
+            if not c["ok"] and (c.get("max_abs_diff") or float("inf")) > worst:
+                worst, worst_i = c.get("max_abs_diff") or float("inf"), i
+    return worst, worst_i, note
+
+
+def check_batch(run: PairRun) -> dict:
+    n = max(run.checks.batch_sizes)
+    if n < 2:
+        return result("batch", "skip", "needs a batch size above 1 (--batch-sizes)")
+    tol = run.checks.tolerances["fp32"]
+    xs = batch_inputs(run.inputs, n, run.checks.seed)
+    try:
+        ca = _coupling(run, run.a, xs, n, tol)
+    except Exception as exc:  # noqa: BLE001
+        return result("batch", "skip", f"A raises on a batch of {n}: {describe(exc)}")
+    try:
+        cb = _coupling(run, run.b, xs, n, tol)
+    except Exception as exc:  # noqa: BLE001
+        return result("batch", "fail", f"B raises on a batch of {n} or 1 (A does not): {describe(exc)}")
+    j = judge(run.forward(run.a, xs), run.forward(run.b, xs), tol, run.checks.cosine)
+    coupled = {"A": ca, "B": cb}
+    for who, (diff, i, _) in coupled.items():
+        if i is not None:
+            run.diagnose("batch_coupling", f"{who} mixes samples: sample {i} of a batch of {n} differs by {diff:.3g} "
+                                           "from the same sample run alone (statistics over the batch axis?)", "batch")
+    parts = [f"{who}: {'couples samples (max %.3g at sample %d)' % (d, i) if i is not None else 'samples independent'}"
+             for who, (d, i, _) in coupled.items()]
+    notes = {note for _, _, note in coupled.values() if note}
+    summary = f"batch of {n} vs 1: " + "; ".join(parts) + (f" ({'; '.join(notes)})" if notes else "")
+    mismatch = (ca[1] is None) != (cb[1] is None)
+    if mismatch:
+        return result("batch", "fail", summary, tol, max_abs_diff=max(ca[0], cb[0]))
+    out = verdict_from("batch", j, tol)
+    out["message"] = summary + "; A vs B at batch %d: %s" % (n, out["message"])
+    return out
+
+
+def check_edge(run: PairRun, edge: str) -> dict:
+    name = f"edge:{edge}"
+    tol = run.checks.tolerances["fp32"]
+    xs, why = edge_inputs(edge, run.inputs, run.base)
+    if xs is None:
+        return result(name, "skip", why)
+    try:
+        fa = run.forward(run.a, xs)
+    except Exception as exc:  # noqa: BLE001
+        return result(name, "skip", f"A itself raises on this input ({why}): {describe(exc)}")
+    try:
+        fb = run.forward(run.b, xs)
+    except Exception as exc:  # noqa: BLE001
+        msg = describe(exc)
+        if any(w in msg.lower() for w in ("shape", "size", "dimension", "broadcast")):
+            run.diagnose("shape", f"B raises on {why} where A does not: {msg}", name)
+        return result(name, "fail", f"B raises on {why} (A does not): {msg}", tol)
+    j = judge(fa, fb, tol, run.checks.cosine)
+    w = j["worst"]
+    if w and not w.get("shape_mismatch") and w.get("nonfinite_a") and not w.get("nonfinite_b") and not j["ok"]:
+        return result(name, "skip", f"A itself is not finite on {why} ({w['nonfinite_a']} values) where B is; "
+                                    "not comparable")
+    flag_output_problems(run, name, j)
+    out = verdict_from(name, j, tol)
+    out["message"] = f"{why}: {out['message']}"
+    return out

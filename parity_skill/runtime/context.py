@@ -1,0 +1,46 @@
+"""State shared by the checks of one pair, and the result/diagnosis records they produce."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from parity_skill.runtime.adapters.base import Flat
+from parity_skill.runtime.side import Side
+from parity_skill.spec import Checks, InputSpec, MapEntry
+
+
+@dataclass
+class PairRun:
+    a: Side
+    b: Side
+    inputs: tuple[InputSpec, ...]
+    checks: Checks
+    base: list[np.ndarray]
+    entries: list[MapEntry]
+    unmapped_a: list[str]
+    unmapped_b: list[str]
+    diagnosis: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def diagnose(self, kind: str, message: str, check: str, location: str | None = None, **evidence: Any) -> None:
+        if any(d["kind"] == kind and d["message"] == message for d in self.diagnosis):
+            return
+        entry = {"kind": kind, "message": message, "location": location, "check": check}
+        entry.update(evidence)
+        self.diagnosis.append(entry)
+
+    def forward(self, side: Side, args: list[np.ndarray], dtype: str = "fp32") -> Flat:
+        side.adapter.seed(self.checks.seed)  # both sides start from the same random state
+        return side.run(args, dtype)
+
+
+def result(name: str, status: str, message: str, tol: Any = None, **fields: Any) -> dict:
+    out = {"name": name, "status": status, "message": message,
+           "max_abs_diff": None, "max_rel_diff": None, "tolerance": None}
+    if tol is not None:
+        out["tolerance"] = {"atol": tol.atol, "rtol": tol.rtol} if hasattr(tol, "atol") else tol
+    out.update({k: v for k, v in fields.items() if v is not None})
+    return out

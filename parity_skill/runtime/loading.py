@@ -1,0 +1,126 @@
+"""Import user code (package-aware), resolve symbols and configs, and say where user code failed."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from parity_skill.spec import Config, Implementation
+
+_LOADED: dict[str, ModuleType] = {}
+USER_FILES: set[str] = set()
+
+
+class UserCodeError(Exception):
+    """User code raised; `str()` is '<exception last line> (<user file:line>)'."""
+
+
+def describe(exc: BaseException) -> str:
+    """The exception's last line plus the innermost frame that lies in a user file."""
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    where = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) in USER_FILES:
+            where = f"{os.path.relpath(frame.filename)}:{frame.lineno}"
+    if where is None and isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{os.path.relpath(exc.filename)}:{exc.lineno}"
+    return f"{last} ({where})" if where else last
+
+
+def _package_root(path: Path) -> tuple[Path, str]:
+    """(sys.path entry, dotted module name) for a file; walks up through __init__.py folders."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return folder, ".".join(parts)
+
+
+def load_file(file: str) -> ModuleType:
+    path = Path(file).resolve()
+    key = str(path)
+    if key in _LOADED:
+        return _LOADED[key]
+    USER_FILES.add(key)
+    root, dotted = _package_root(path)
+    try:
+        if "." in dotted:  # part of a package: import it as such so relative imports work
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            module = importlib.import_module(dotted)
+        else:
+            if str(path.parent) not in sys.path:
+                sys.path.insert(0, str(path.parent))
+            stem = re.sub(r"\W", "_", path.stem)
+            name = f"_parity_user_{len(_LOADED)}_{stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        raise UserCodeError(f"import failed: {describe(exc)}") from exc
+    _LOADED[key] = module
+    return module
+
+
+def resolve(impl: Implementation) -> tuple[Any, ModuleType | None]:
+    """(the class or function, the module it lives in)."""
+    if impl.file is None:
+        module_name, _, attr = impl.symbol.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+            return getattr(module, attr), module
+        except (ImportError, AttributeError) as exc:
+            raise UserCodeError(f"cannot import {impl.symbol}: {exc}") from exc
+    module = load_file(impl.file)
+    try:
+        return getattr(module, impl.symbol), module
+    except AttributeError:
+        raise UserCodeError(f"{impl.file} has no attribute {impl.symbol}") from None
+
+
+def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | None) -> dict[str, Any]:
+    """Materialise Config values; in reference mode keep only the arguments the reference accepts."""
+    kwargs: dict[str, Any] = {}
+    for key, value in impl.init.items():
+        if isinstance(value, Config):
+            cls = getattr(module, value.cls, None) if module is not None else None
+            if cls is None:
+                raise UserCodeError(f"config class {value.cls} not found next to {impl.symbol}")
+            value = cls(**value.kwargs)
+        kwargs[key] = value
+    if impl.file is None:
+        kwargs = carry_over(factory, kwargs)
+    return kwargs
+
+
+def carry_over(factory: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Reference mode: pass A's arguments whose names the reference takes; fill its required size arguments
+    from A's arguments of the same role (dim -> normalized_shape)."""
+    from parity_skill.plan.construct import role_of  # light: no framework imports
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    out = {k: v for k, v in kwargs.items() if k in params}
+    by_role = {}
+    for k, v in kwargs.items():
+        r = role_of(k)
+        if r:
+            by_role.setdefault(r[0], v)
+    for name, p in params.items():
+        if name in out or name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        r = role_of(name)
+        if r and r[0] in by_role and (p.default is p.empty or r[0] == "eps"):
+            out[name] = by_role[r[0]]
+    return out

@@ -1,0 +1,86 @@
+"""Match the outputs of A and B (by key, position or shape) and judge them against a tolerance."""
+from __future__ import annotations
+
+import numpy as np
+
+from parity_skill.runtime.adapters.base import Flat
+from parity_skill.runtime.metrics import compare, scaled_atol
+from parity_skill.spec import Tolerance
+
+
+def match_outputs(fa: Flat, fb: Flat) -> tuple[list[tuple[str, np.ndarray, str, np.ndarray]], list[str], list[str]]:
+    """[(key A, A, key B, B)], unmatched A keys, unmatched B keys."""
+    if [k for k, _ in fa] == [k for k, _ in fb] or len(fa) == len(fb):
+        return [(ka, a, kb, b) for (ka, a), (kb, b) in zip(fa, fb)], [], []
+    pairs, rest_b = [], list(fb)
+    extra_a = []
+    for ka, a in fa:
+        hit = next(((kb, b) for kb, b in rest_b if kb == ka and b.shape == a.shape), None) or \
+            next(((kb, b) for kb, b in rest_b if b.shape == a.shape), None)
+        if hit is None:
+            extra_a.append(ka)
+            continue
+        rest_b.remove(hit)
+        pairs.append((ka, a, hit[0], hit[1]))
+    return pairs, extra_a, [k for k, _ in rest_b]
+
+
+def label(key: str) -> str:
+    return f"output{key}" if key else "output"
+
+
+def judge(fa: Flat, fb: Flat, tol: Tolerance, cosine_min: float | None = None) -> dict:
+    """Compare every matched output; the result carries the worst output's figures.
+
+    atol is scaled by max(1, max|A|) of each output, so large-magnitude outputs are judged relative to scale."""
+    pairs, extra_a, extra_b = match_outputs(fa, fb)
+    result: dict = {"ok": True, "outputs": [], "notes": []}
+    if extra_b:
+        result["notes"].append(f"B has extra outputs {', '.join(extra_b)} (not compared)")
+    if extra_a or not pairs:
+        result.update(ok=False, missing_outputs=extra_a or ["(all)"])
+        result["notes"].append(f"A's outputs {', '.join(extra_a) or 'all'} have no counterpart of the same shape in B "
+                               f"(B gives {[list(b.shape) for _, b in fb]})")
+    worst = None
+    for ka, a, kb, b in pairs:
+        atol = scaled_atol(tol.atol, a)
+        c = compare(a, b, atol, tol.rtol)
+        c.update(key=ka, key_b=kb, atol=atol, rtol=tol.rtol)
+        if cosine_min is not None and not c.get("shape_mismatch"):
+            if c.get("cosine") is None or c["cosine"] < cosine_min:
+                c["ok"] = False
+                c["cosine_failed"] = True
+        result["outputs"].append(c)
+        if not c["ok"]:
+            result["ok"] = False
+        if worst is None or _badness(c) > _badness(worst):
+            worst = c
+    result["worst"] = worst
+    return result
+
+
+def _badness(c: dict) -> tuple:
+    if c.get("shape_mismatch"):
+        return (3, 0.0)
+    return (0 if c["ok"] else 2, c.get("max_abs_diff") or float("inf"))
+
+
+def figures(c: dict | None) -> dict:
+    """The schema fields for a check from one comparison."""
+    if not c or c.get("shape_mismatch"):
+        return {}
+    return {k: c.get(k) for k in ("max_abs_diff", "max_rel_diff", "mismatched", "total", "cosine", "pearson",
+                                  "worst_index", "min_tolerance", "rmse")}
+
+
+def describe_mismatch(c: dict, what: str) -> str:
+    if c.get("shape_mismatch"):
+        return f"{what}: shape A {tuple(c['shape_a'])} vs B {tuple(c['shape_b'])}"
+    idx = tuple(c.get("worst_index") or ())
+    parts = [f"{what}: {c['mismatched']}/{c['total']} elements differ, max abs diff {c['max_abs_diff']:.3g}"
+             if c.get("max_abs_diff") is not None else f"{what}: {c['mismatched']}/{c['total']} elements differ"]
+    if c.get("worst_a") is not None and c.get("worst_b") is not None:
+        parts.append(f"worst at {idx}: A={c['worst_a']:.6g} B={c['worst_b']:.6g}")
+    if c.get("nonfinite_b"):
+        parts.append(f"{c['nonfinite_b']} non-finite values in B where A is finite")
+    return "; ".join(parts)

@@ -1,0 +1,69 @@
+"""One built implementation: its adapter, model per dtype, and its input/output layout."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from parity_skill.runtime.adapters import get_adapter
+from parity_skill.runtime.adapters.base import Flat
+from parity_skill.runtime.inputs import inverse, permute
+from parity_skill.runtime.loading import UserCodeError, constructor_kwargs, describe, resolve
+from parity_skill.spec import Implementation
+
+
+class Side:
+    """`layout`: axes that turn the plan's (A-layout) inputs into this side's layout; outputs of the same rank
+    are turned back, so every comparison happens in A's layout."""
+
+    def __init__(self, which: str, impl: Implementation, layout: tuple[int, ...] | None = None):
+        self.which, self.impl, self.layout = which, impl, layout
+        self.adapter = get_adapter(impl.framework)
+        factory, module = resolve(impl)
+        self.kwargs = constructor_kwargs(impl, factory, module)
+        self.adapter.seed(0)
+        try:
+            self.model = self.adapter.build(factory, self.kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
+        self._models: dict[str, Any] = {"fp32": self.model}
+
+    @property
+    def label(self) -> str:
+        return f"{self.which.upper()} ({self.impl.display})"
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.adapter.dtypes
+
+    def model_for(self, dtype: str) -> Any:
+        if dtype not in self._models:
+            self._models[dtype] = self.adapter.cast(self.model, dtype)
+        return self._models[dtype]
+
+    def refresh(self) -> None:
+        """Forget dtype copies (after weights changed)."""
+        self._models = {"fp32": self.model}
+
+    def _in(self, args: list[np.ndarray]) -> list[np.ndarray]:
+        if not self.layout:
+            return args
+        return [permute(x, self.layout) if x.ndim == len(self.layout) else x for x in args]
+
+    def _out(self, flat: Flat) -> Flat:
+        if not self.layout:
+            return flat
+        back = inverse(self.layout)
+        return [(k, permute(v, back) if v.ndim == len(back) else v) for k, v in flat]
+
+    def run(self, args: list[np.ndarray], dtype: str = "fp32") -> Flat:
+        return self._out(self.adapter.call(self.model_for(dtype), self._in(args), dtype))
+
+    def grads(self, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
+        """(outputs, input grads by index, parameter grads by name), all in A's layout."""
+        if self.layout:
+            upstream = {k: permute(v, self.layout) if v.ndim == len(self.layout) else v for k, v in upstream.items()}
+        out, in_grads, p_grads = self.adapter.grads(self.model_for(dtype), self._in(args), dtype, upstream)
+        if self.layout:
+            back = inverse(self.layout)
+            in_grads = {i: permute(g, back) if g.ndim == len(back) else g for i, g in in_grads.items()}
+        return self._out(out), in_grads, p_grads
