@@ -1,6 +1,8 @@
 """Assemble the JSON report (`report-schema.md`, parity-report/1) from pair entries."""
 from __future__ import annotations
 
+import math
+
 SCHEMA = "parity-report/1"
 
 
@@ -13,11 +15,22 @@ def overall(pairs: list[dict]) -> str:
     return "pass"
 
 
+def clean(value):
+    """Non-finite floats become None so the report is strict JSON (messages still say inf/nan)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
 def report(pairs: list[dict], error: str | None = None) -> dict:
     verdict = "error" if error else overall(pairs)
     if verdict == "error" and not error:
         error = next((p["error"] for p in pairs if p.get("error")), "nothing could be checked")
-    return {"schema": SCHEMA, "verdict": verdict, "error": error, "pairs": pairs}
+    return {"schema": SCHEMA, "verdict": verdict, "error": error, "pairs": clean(pairs)}
 
 
 def error_report(message: str) -> dict:

@@ -127,20 +127,36 @@ def check_backward(run: PairRun) -> dict:
     return result("backward", "fail", f"{n}; {msg}", tol, where=key, **figures(c))
 
 
+def self_difference(run: PairRun, side) -> float:
+    """Largest difference between two identical calls made one after the other from one seed (cached)."""
+    key = f"selfdiff:{side.which}"
+    if key not in run.cache:
+        side.adapter.seed(run.checks.seed)
+        first = side.run(run.base)
+        second = side.run(run.base)
+        worst = 0.0
+        for (_, x), (_, y) in zip(first, second):
+            c = compare(x, y, 0.0, 0.0)
+            if not c["ok"]:
+                worst = max(worst, c.get("max_abs_diff") or float("inf"))
+        run.cache[key] = worst
+    return run.cache[key]
+
+
+def is_deterministic(run: PairRun, side) -> bool:
+    try:
+        return self_difference(run, side) == 0.0
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def check_determinism(run: PairRun, which: str) -> dict:
     side = run.a if which == "a" else run.b
     name = f"determinism:{which}"
-    side.adapter.seed(run.checks.seed)
     try:
-        first = side.run(run.base)
-        second = side.run(run.base)
+        worst = self_difference(run, side)
     except Exception as exc:  # noqa: BLE001
         return result(name, "fail", f"{side.label} raised on a repeat call: {describe(exc)}")
-    worst = 0.0
-    for (k, x), (_, y) in zip(first, second):
-        c = compare(x, y, 0.0, 0.0)
-        if not c["ok"]:
-            worst = max(worst, c.get("max_abs_diff") or float("inf"))
     if worst == 0.0:
         return result(name, "pass", f"two calls of {side.label} agree bit for bit", max_abs_diff=0.0)
     run.diagnose("nondeterministic", f"{side.label} disagrees with itself between two identical calls (max diff "

@@ -3,31 +3,53 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity_skill.runtime.checks_basic import compare_grads, flag_output_problems, gradients, verdict_from
+from parity_skill.runtime.checks_basic import compare_grads, flag_output_problems, gradients, is_deterministic, verdict_from
 from parity_skill.runtime.context import PairRun, result
-from parity_skill.runtime.inputs import batch_inputs, edge_inputs
+from parity_skill.runtime.inputs import HOT_SCALE, batch_inputs, edge_inputs, hot_inputs
 from parity_skill.runtime.loading import describe
 from parity_skill.runtime.metrics import compare, rmse, scaled_atol
 from parity_skill.runtime.outputs import judge, label, match_outputs
 
 
-def _reference(run: PairRun):
-    """A's outputs in float64 (or B's when A cannot run in float64), computed once."""
-    if "ref" not in run.cache:
-        ref, who = None, None
+def _reference(run: PairRun, key: str, xs: list[np.ndarray]):
+    """Ground truth for an input set: A in float64 (or B when A cannot run in float64), computed once."""
+    if key not in run.cache:
+        ref, name = None, None
         for side in (run.a, run.b):
             if side.supports("fp64"):
                 try:
-                    ref, who = run.forward(side, run.base, "fp64"), side
+                    ref, name = run.forward(side, xs, "fp64"), f"{side.which.upper()} ({side.impl.framework}) in float64"
                     break
                 except Exception as exc:  # noqa: BLE001
                     run.notes.append(f"{side.label} cannot run in float64 ({describe(exc)})")
         if ref is None:
-            ref, who = run.cache["fp32_a"], run.a
-            run.notes.append("no side runs in float64: A's float32 output is the ground truth")
-        run.cache["ref"] = (ref, f"{'A' if who is run.a else 'B'} ({who.impl.framework}) in "
-                                 f"{'float64' if ref is not run.cache['fp32_a'] else 'float32'}")
-    return run.cache["ref"]
+            ref, name = run.forward(run.a, xs), "A in float32 (no side runs in float64)"
+        run.cache[key] = (ref, name)
+    return run.cache[key]
+
+
+def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: float):
+    """Worst output of one input set: A's and B's error against the reference, or None if not comparable."""
+    oa = run.forward(run.a, xs, dtype)
+    ob = run.forward(run.b, xs, dtype)
+    pa, _, _ = match_outputs(ref, oa)
+    pb, _, _ = match_outputs(ref, ob)
+    worst = None
+    for (k, r, _, a), (_, _, _, b) in zip(pa, pb):
+        if a.shape != r.shape or b.shape != r.shape:
+            return {"key": k, "ok": False, "shape": (r.shape, a.shape, b.shape)}
+        if not (np.isfinite(r).all() and np.isfinite(a).all()):
+            continue  # the reference itself overflows here: nothing to hold B to
+        nonfinite_b = int(np.sum(~np.isfinite(b)))
+        err_a, err_b = rmse(a, r), (rmse(b, r) if not nonfinite_b else float("inf"))
+        floor = scaled_atol(tol.atol, r)
+        ok = nonfinite_b == 0 and err_b <= mult * err_a + floor
+        ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
+        entry = dict(key=k, ok=ok, a_error=err_a, b_error=err_b, ratio=ratio, floor=floor, nonfinite_b=nonfinite_b,
+                     max_abs_diff=float(np.nanmax(np.abs(b - a))) if a.size else 0.0)
+        if worst is None or (not ok, ratio) > (not worst["ok"], worst["ratio"]):
+            worst = entry
+    return worst
 
 
 def check_precision(run: PairRun, dtype: str) -> dict:
@@ -35,48 +57,51 @@ def check_precision(run: PairRun, dtype: str) -> dict:
     for side in (run.a, run.b):
         if not side.supports(dtype):
             return result(dtype, "skip", f"{side.label}: {side.impl.framework} has no {dtype}")
-    ref, ref_name = _reference(run)
-    try:
-        oa = run.forward(run.a, run.base, dtype)
-    except Exception as exc:  # noqa: BLE001
-        return result(dtype, "skip", f"A itself fails in {dtype}: {describe(exc)}")
-    try:
-        ob = run.forward(run.b, run.base, dtype)
-    except Exception as exc:  # noqa: BLE001
-        return result(dtype, "fail", f"B raises in {dtype} (A does not): {describe(exc)}")
-    pa, _, _ = match_outputs(ref, oa)
-    pb, _, _ = match_outputs(ref, ob)
-    worst = None
-    for (k, r, _, a), (_, _, _, b) in zip(pa, pb):
-        if a.shape != r.shape or b.shape != r.shape:
-            return result(dtype, "fail", f"{label(k)}: shape in {dtype} A {a.shape} B {b.shape} vs {r.shape}")
-        err_a, err_b = rmse(a, r), rmse(b, r)
-        floor = scaled_atol(tol.atol, r)
-        nonfinite_b = int(np.sum(np.isfinite(r) & np.isfinite(a) & ~np.isfinite(b)))
-        ok = nonfinite_b == 0 and err_b <= mult * err_a + floor
-        ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
-        entry = dict(key=k, ok=ok, a_error=err_a, b_error=err_b, ratio=ratio, floor=floor, nonfinite_b=nonfinite_b,
-                     max_abs_diff=float(np.nanmax(np.abs(b - a))) if a.size else 0.0,
-                     b_max_error=float(np.nanmax(np.abs(b - r))) if b.size else 0.0,
-                     a_max_error=float(np.nanmax(np.abs(a - r))) if a.size else 0.0)
-        if worst is None or (not ok, ratio) > (not worst["ok"], worst["ratio"]):
-            worst = entry
+    sets = [("unit scale", run.base)]
+    hot = hot_inputs(run.inputs, run.base) if dtype == "fp16" else None
+    if hot is not None:
+        sets.append((f"activation scale x{HOT_SCALE:g}", hot))
+    parts, worst, ref_name = [], None, ""
+    for label_, xs in sets:
+        ref, ref_name = _reference(run, f"ref:{label_}", xs)
+        try:
+            run.forward(run.a, xs, dtype)
+        except Exception as exc:  # noqa: BLE001
+            parts.append(f"{label_}: A itself fails in {dtype} ({describe(exc)})")
+            continue
+        try:
+            w = _errors(run, dtype, xs, ref, tol, mult)
+        except Exception as exc:  # noqa: BLE001
+            return result(dtype, "fail", f"B raises in {dtype} at {label_} (A does not): {describe(exc)}")
+        if w is None:
+            parts.append(f"{label_}: A itself is not finite in {dtype}; not judged")
+            continue
+        if "shape" in w:
+            return result(dtype, "fail", f"{label(w['key'])}: shapes in {dtype} differ {w['shape']}")
+        w["set"] = label_
+        parts.append(f"{label_}: A {w['a_error']:.3g}, B {w['b_error']:.3g} (B/A {w['ratio']:.2f})"
+                     + (f", B non-finite x{w['nonfinite_b']}" if w["nonfinite_b"] else ""))
+        if worst is None or (not w["ok"], w["ratio"]) > (not worst["ok"], worst["ratio"]):
+            worst = w
     if worst is None:
-        return result(dtype, "skip", "no comparable outputs")
+        return result(dtype, "skip", "; ".join(parts) or "no comparable outputs")
     fields = dict(a_error=worst["a_error"], b_error=worst["b_error"], ratio=worst["ratio"], reference=ref_name,
-                  max_abs_diff=worst["max_abs_diff"], tolerance={"multiplier": mult, "atol_floor": worst["floor"]})
-    errors = (f"RMSE vs {ref_name}: A {worst['a_error']:.3g}, B {worst['b_error']:.3g} "
-              f"(B/A {worst['ratio']:.2f}, allowed {mult:g}x + {worst['floor']:.1g})")
+                  max_abs_diff=worst["max_abs_diff"], scale=worst["set"],
+                  tolerance={"multiplier": mult, "atol_floor": worst["floor"]})
+    msg = f"RMSE vs {ref_name}, allowed B <= {mult:g}x A + {worst['floor']:.1g}: " + "; ".join(parts)
     if worst["ok"]:
-        return result(dtype, "pass", errors, **fields)
-    if worst["nonfinite_b"]:
-        run.diagnose("nan_inf", f"B overflows in {dtype}: {worst['nonfinite_b']} non-finite values in "
-                                f"{label(worst['key'])} where A is finite", dtype)
-    run.diagnose("precision", f"in {dtype} B's error is {worst['ratio']:.1f}x A's ({worst['b_error']:.3g} vs "
-                              f"{worst['a_error']:.3g} RMSE against {ref_name}): B computes something in lower "
-                              "precision than A (e.g. a norm or softmax without A's float32 upcast)", dtype,
-              a_error=worst["a_error"], b_error=worst["b_error"])
-    return result(dtype, "fail", errors, **fields)
+        return result(dtype, "pass", msg, **fields)
+    if run.cache.get("status", {}).get("forward") == "pass":
+        if worst["nonfinite_b"]:
+            run.diagnose("nan_inf", f"B overflows in {dtype} at {worst['set']}: {worst['nonfinite_b']} non-finite "
+                                    f"values in {label(worst['key'])} where A is finite", dtype)
+        run.diagnose("precision", f"in {dtype} B's error is {worst['ratio']:.3g}x A's at {worst['set']} "
+                                  f"({worst['b_error']:.3g} vs {worst['a_error']:.3g} RMSE against {ref_name}): B "
+                                  "computes something in lower precision than A (e.g. a norm or softmax without A's "
+                                  "float32 upcast)", dtype, a_error=worst["a_error"], b_error=worst["b_error"])
+    else:
+        msg += " (fp32 forward already differs)"
+    return result(dtype, "fail", msg, **fields)
 
 
 def check_backward_precision(run: PairRun, dtype: str) -> dict:
@@ -112,8 +137,10 @@ def check_backward_precision(run: PairRun, dtype: str) -> dict:
     key, ok, ratio, err_a, err_b, floor = worst
     msg = f"worst {key}: RMSE vs float64 A {err_a:.3g}, B {err_b:.3g} (B/A {ratio:.2f}, allowed {mult:g}x)"
     fields = dict(a_error=err_a, b_error=err_b, ratio=ratio, tolerance={"multiplier": mult, "atol_floor": floor})
-    if not ok:
-        run.diagnose("precision", f"{dtype} gradients: B's error is {ratio:.1f}x A's in {key}", name)
+    if not ok and run.cache.get("status", {}).get("backward") == "pass":
+        run.diagnose("precision", f"{dtype} gradients: B's error is {ratio:.3g}x A's in {key}", name)
+    elif not ok:
+        msg += " (fp32 backward already differs)"
     return result(name, "pass" if ok else "fail", msg, **fields)
 
 
@@ -149,6 +176,10 @@ def check_batch(run: PairRun) -> dict:
         return result("batch", "fail", f"B raises on a batch of {n} or 1 (A does not): {describe(exc)}")
     j = judge(run.forward(run.a, xs), run.forward(run.b, xs), tol, run.checks.cosine)
     coupled = {"A": ca, "B": cb}
+    for who, side in (("A", run.a), ("B", run.b)):
+        if coupled[who][1] is not None and not is_deterministic(run, side):
+            return result("batch", "skip", f"{side.label} is not deterministic, so batch coupling cannot be "
+                                           "told apart from its noise (see determinism)")
     for who, (diff, i, _) in coupled.items():
         if i is not None:
             run.diagnose("batch_coupling", f"{who} mixes samples: sample {i} of a batch of {n} differs by {diff:.3g} "

@@ -71,6 +71,7 @@ def run_pair(spec: PairSpec) -> dict:
         except Exception as exc:  # noqa: BLE001 - a check that cannot run is reported, not fatal
             out = result(name, "error", f"could not run: {describe(exc)}")
         out["seconds"] = round(time.perf_counter() - start, 4)
+        run.cache.setdefault("status", {})[name] = out["status"]
         checks.append(out)
     entry["checks"] = checks
     entry["diagnosis"] = run.diagnosis

@@ -23,7 +23,7 @@ class Side:
         self.kwargs = constructor_kwargs(impl, factory, module)
         self.adapter.seed(0)
         try:
-            self.model = self.adapter.build(factory, self.kwargs)
+            self.model = factory if impl.kind == "function" else self.adapter.build(factory, self.kwargs)
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
         self._models: dict[str, Any] = {"fp32": self.model}
