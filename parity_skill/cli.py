@@ -137,7 +137,11 @@ def check(targets, as_json, emit, timeout, debug, **opts) -> int:
         raise RunError(f"the parity script crashed (exit {outcome.returncode}): {tail[-1] if tail else 'no output'}"
                        + (f"; rerun with --debug and see {script}" if not debug else ""))
     rep = outcome.report
-    click.echo(json.dumps(rep, indent=2) if as_json else render_text(rep), nl=as_json)
+    nothing_checked = all(not p["checks"] for p in rep["pairs"])
+    if as_json:
+        click.echo(json.dumps(rep, indent=2))
+    elif not (rep["verdict"] == "error" and nothing_checked):
+        click.echo(render_text(rep), nl=False)
     if rep["verdict"] == "error":
         click.echo(f"parity-skill: error: {rep['error']}", err=True)
     return exit_code_for(rep["verdict"])

@@ -1,6 +1,7 @@
 """Read one Python file with libcst (never importing it) into a FileAnalysis."""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
@@ -25,8 +26,11 @@ def parse(path: str) -> tuple[cst.Module, dict]:
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise InputError(f"{path}:{exc.raw_line}: syntax error: {reason}") from None
+        try:  # Python's own message names the real problem ("expected ':'") and the right line
+            ast.parse(source, filename=path)
+        except SyntaxError as py:
+            raise InputError(f"{path}:{py.lineno}: syntax error: {py.msg}") from None
+        raise InputError(f"{path}:{exc.raw_line}: syntax error: {exc.message}") from None
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     return module, wrapper.resolve(PositionProvider)
 

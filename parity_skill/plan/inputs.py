@@ -41,6 +41,19 @@ def _sizes(env: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def _rank(hints, sizes: dict[str, int]) -> int | None:
+    """Rank from `B, T, C = x.shape`; `x.shape[-2]` in a module with a head_dim means (B, H, T, head_dim)."""
+    for h in hints:
+        if h.kind == "unpack":
+            return int(h.value)
+    indexed = [int(h.value) for h in hints if h.kind == "index" and h.value.lstrip("-").isdigit()]
+    if any(i >= 0 for i in indexed):
+        return max(i for i in indexed if i >= 0) + 1 if max(indexed) >= 3 else None
+    if -2 in indexed and "head_dim" in sizes:
+        return 4
+    return None
+
+
 def _from_layer(type_name: str, args: tuple[str, ...], kwargs: dict[str, str], fw: str, env: dict[str, Any],
                 where: str) -> Guess | None:
     op = op_for(type_name)
@@ -75,13 +88,7 @@ def _from_layer(type_name: str, args: tuple[str, ...], kwargs: dict[str, str], f
 def guess_module_input(sym: Symbol, fa: FileAnalysis, arg: str, env: dict[str, Any], depth: int = 0) -> Guess | None:
     sizes = _sizes(env)
     hints = [h for h in sym.input_hints if h.arg == arg]
-    rank = None
-    for h in hints:
-        if h.kind == "unpack":
-            rank = int(h.value)
-            break
-        if h.kind == "index" and h.value.lstrip("-").isdigit() and rank is None:
-            rank = max(rank or 0, abs(int(h.value)) + (0 if h.value.startswith("-") else 1))
+    rank = _rank(hints, sizes)
     for h in hints:
         if h.kind == "consumer":
             sub = next((s for s in sym.submodules if s.attr == h.value), None)
