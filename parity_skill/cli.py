@@ -107,12 +107,25 @@ def _emit_error(message: str, as_json: bool) -> int:
 
 
 def check(targets, as_json, emit, timeout, debug, **opts) -> int:
+    from parity_skill.run import Completed, Runner, TimedOut, frameworks_in
+
+    target_a, target_b = split_targets(targets)
+    warm = frameworks_in([t.path for t in (target_a, target_b) if t.path])
+    if target_b.path is None:
+        warm.append(target_b.symbol.split(".")[0])
+    runner = Runner(warm)  # imports the frameworks while we analyse
+    try:
+        return _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts)
+    finally:
+        runner.close()
+
+
+def _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts) -> int:
     from parity_skill.plan import build_plan
     from parity_skill.render import render_script
     from parity_skill.report import render_text
-    from parity_skill.run import Completed, TimedOut, run_script
+    from parity_skill.run import Completed, TimedOut
 
-    target_a, target_b = split_targets(targets)
     plan = build_plan(target_a, target_b, _options(**opts))
     tmp = None
     if emit:
@@ -124,7 +137,7 @@ def check(targets, as_json, emit, timeout, debug, **opts) -> int:
         Path(script).write_text(render_script(plan, script), encoding="utf-8")
         if emit:
             click.echo(f"parity-skill: wrote {emit}", err=True)
-        outcome = run_script(script, timeout)
+        outcome = runner.run(script, timeout)
     finally:
         if tmp and not debug:
             Path(script).unlink(missing_ok=True)

@@ -36,7 +36,8 @@ def compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> dict:
     nonfinite_b = int(np.sum(fin_a & ~fin_b))
     nonfinite_a = int(np.sum(~fin_a & fin_b))
     same_nonfinite = (~fin_a & ~fin_b) & ((np.isnan(a) & np.isnan(b)) | (a == b))
-    diff = np.where(both, np.abs(a - b), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(both, np.abs(a - b), 0.0)
     absa = np.abs(np.where(both, a, 0.0))
     bad = (diff > atol + rtol * absa) | (fin_a != fin_b) | ((~fin_a & ~fin_b) & ~same_nonfinite)
     mismatched = int(np.sum(bad))

@@ -1,0 +1,28 @@
+"""A warm interpreter for the CLI: imports the frameworks while the CLI is still analysing, then runs the script
+whose path (and report path) arrive on stdin, exactly as `python script.py --report PATH` would."""
+from __future__ import annotations
+
+import importlib
+import runpy
+import sys
+
+
+def main() -> None:
+    for name in sys.argv[1:]:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - warming only; the script reports real import problems itself
+            pass
+    import parity_skill.runtime.session  # noqa: F401
+
+    script = sys.stdin.readline().strip()
+    report = sys.stdin.readline().strip()
+    if not script:
+        return
+    sys.argv = [script, "--report", report]
+    sys.path.insert(0, "")
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

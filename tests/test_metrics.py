@@ -1,0 +1,45 @@
+"""The comparison numbers behind every verdict."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parity_skill.runtime.metrics import compare, scaled_atol
+from parity_skill.runtime.outputs import judge, match_outputs
+from parity_skill.spec import Tolerance
+
+
+def test_compare_figures_and_minimum_tolerance():
+    a = np.array([1.0, 2.0, -3.0, 0.0])
+    b = a + np.array([0.0, 1e-3, 0.0, 2e-3])
+    c = compare(a, b, atol=1e-5, rtol=1e-6)
+    assert not c["ok"] and c["mismatched"] == 2 and c["total"] == 4
+    assert c["max_abs_diff"] == pytest.approx(2e-3) and c["worst_index"] == [3]
+    assert c["min_tolerance"]["atol"] == pytest.approx(2e-3, rel=1e-3)
+    assert compare(a, b, atol=c["min_tolerance"]["atol"], rtol=1e-6)["ok"]
+    assert c["min_tolerance"]["rtol"] == pytest.approx((1e-3 - 1e-5) / 2.0)
+
+
+def test_nonfinite_values_must_agree():
+    a = np.array([1.0, np.inf, np.nan])
+    assert compare(a, a.copy(), 0, 0)["ok"]
+    c = compare(np.array([1.0, 2.0]), np.array([1.0, np.inf]), 1e-5, 0)
+    assert not c["ok"] and c["nonfinite_b"] == 1
+
+
+def test_shape_mismatch_and_scaled_atol():
+    assert compare(np.zeros((1, 1, 4)), np.zeros(4), 1, 1)["shape_mismatch"]
+    assert scaled_atol(1e-5, np.array([3e4, -1.0])) == pytest.approx(0.3)
+    assert scaled_atol(1e-5, np.array([1e-6])) == 1e-5
+
+
+def test_outputs_match_by_shape_when_counts_differ():
+    out = np.ones((2, 3))
+    qk = np.ones((2, 2))
+    pairs, extra_a, extra_b = match_outputs([("[0]", out), ("[1]", qk)], [("[0]", out), ("[1]", np.ones(5)), ("[2]", qk)])
+    assert [(ka, kb) for ka, _, kb, _ in pairs] == [("[0]", "[0]"), ("[1]", "[2]")]
+    assert extra_a == [] and extra_b == ["[1]"]
+    j = judge([("[0]", out)], [("[0]", out), ("[1]", qk)], Tolerance(1e-5, 0), cosine_min=0.99)
+    assert j["ok"] and j["notes"] == ["B has extra outputs [1] (not compared)"]
+    missing = judge([("[0]", out), ("[1]", np.ones(7))], [("[0]", out), ("[1]", qk), ("[2]", qk)], Tolerance(1e-5, 0))
+    assert not missing["ok"] and missing["missing_outputs"] == ["[1]"]
