@@ -58,8 +58,6 @@ def _literal(text: str):
 
 
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout):
-    from dataclasses import replace
-
     from parity_skill.plan import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
 
@@ -76,13 +74,13 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
         except ValueError as exc:
             raise InputError(str(exc)) from None
         specs[spec.name] = spec
+    layout_b = None
     if layout:
-        axes = {"ncl": None, "nlc": (0, 2, 1), "nchw": None, "nhwc": (0, 2, 3, 1)}
+        axes = {"ncl": (), "nchw": (), "nlc": (0, 2, 1), "nhwc": (0, 2, 3, 1)}
         side, _, name = layout.partition("=")
         if side != "b" or name not in axes:
-            raise InputError(f"--layout {layout!r}: expected b=nlc, b=ncl, b=nhwc or b=nchw")
-        specs = {k: replace(v, layout_b=axes[name]) for k, v in specs.items()}
-        inits["__layout_b__"] = axes[name]
+            raise InputError(f"--layout {layout!r}: expected b=nlc, b=nhwc (B channels-last) or b=ncl, b=nchw (same as A)")
+        layout_b = axes[name]
     try:
         dts = tuple(d.strip() for d in dtypes.split(",") if d.strip())
         sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
@@ -94,7 +92,8 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
     if bad:
         raise InputError(f"unknown dtype or edge case: {', '.join(bad)}")
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
-                       batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed)
+                       batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
+                       layout_b=layout_b)
 
 
 def _emit_error(message: str, as_json: bool) -> int:

@@ -77,25 +77,27 @@ def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list
     """One fused projection (e.g. qkv of 3*d rows) on one side vs consecutive separate ones on the other."""
     for big_side, small_side, flip in ((rest_a, rest_b, False), (rest_b, rest_a, True)):
         for big in list(big_side):
-            if big.shape is None or not big.shape:
+            if not big.shape:
                 continue
-            for k in (3, 2):
-                for start in range(len(small_side) - k + 1):
-                    group = small_side[start:start + k]
-                    if any(g.shape is None or leaf(g.name) != leaf(big.name) for g in group):
-                        continue
-                    rows = sum(g.shape[0] for g in group)
-                    if rows == big.shape[0] and all(g.shape[1:] == big.shape[1:] for g in group):
-                        names = "+".join(g.name for g in group)
-                        sizes = ",".join(str(g.shape[0]) for g in group)
-                        if flip:
-                            entries.append(MapEntry(names, big.name, f"concat0:{sizes}", "fused"))
-                        else:
-                            entries.append(MapEntry(big.name, names, f"split0:{sizes}", "fused"))
-                        big_side.remove(big)
-                        for g in group:
-                            small_side.remove(g)
-                        break
-                else:
-                    continue
-                break
+            same_leaf = [p for p in small_side if leaf(p.name) == leaf(big.name) and p.shape]
+            group = _consecutive_group(big, same_leaf)
+            if group is None:
+                continue
+            names = "+".join(g.name for g in group)
+            sizes = ",".join(str(g.shape[0]) for g in group)
+            if flip:
+                entries.append(MapEntry(names, big.name, f"concat0:{sizes}", "fused"))
+            else:
+                entries.append(MapEntry(big.name, names, f"split0:{sizes}", "fused"))
+            big_side.remove(big)
+            for g in group:
+                small_side.remove(g)
+
+
+def _consecutive_group(big: ParamInfo, candidates: list[ParamInfo]) -> list[ParamInfo] | None:
+    for k in (3, 2):
+        for start in range(len(candidates) - k + 1):
+            group = candidates[start:start + k]
+            if sum(g.shape[0] for g in group) == big.shape[0] and all(g.shape[1:] == big.shape[1:] for g in group):
+                return group
+    return None

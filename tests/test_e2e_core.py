@@ -30,7 +30,7 @@ def test_explicit_softmax_attention_vs_sdpa_passes():
     run = parity(fx(T + "attn_explicit.py"), "vs", fx(T + "attn_sdpa.py"), "--json")
     assert run.code == 0, [c for c in run.pair["checks"] if c["status"] != "pass"]
     assert run.check("forward")["max_abs_diff"] < 1e-5
-    assert run.pair["inputs"][0]["shape"] == [2, 8, 32]
+    assert run.pair["inputs"][0]["shape"] == [3, 6, 32]
 
 
 def test_exact_vs_tanh_gelu_fails_forward():
@@ -62,7 +62,7 @@ def test_integer_tokens_through_an_embedding():
     run = parity(fx(T + "embed_a.py"), "vs", fx(T + "embed_b.py"), "--json")
     assert run.code == 0, run.pair["checks"]
     (spec,) = run.pair["inputs"]
-    assert spec["dtype"] == "int64" and spec["high"] == 64 and spec["shape"] == [2, 8]
+    assert spec["dtype"] == "int64" and spec["high"] == 64 and spec["shape"] == [3, 6]
     assert run.check("edge:large")["message"].startswith("ids at vocab-1")
     assert run.status("edge:tiny") == "skip"
     assert run.check("backward")["where"].startswith("param grad 'emb.weight'")
@@ -71,7 +71,7 @@ def test_integer_tokens_through_an_embedding():
 def test_dataclass_config_constructor_is_shrunk_and_built():
     run = parity(fx(T + "llama_a.py"), "vs", fx(T + "llama_b.py"), "--json", "--quick")
     assert run.code == 0, run.stdout
-    assert run.pair["inputs"][0]["shape"] == [2, 8, 32]
+    assert run.pair["inputs"][0]["shape"] == [3, 6, 32]
     assert any("default 4096 replaced" in n for n in run.pair["notes"])
     mapped = {e["a"]: e["b"] for e in run.pair["weight_map"]}
     assert mapped == {"w1.weight": "gate_proj.weight", "w2.weight": "down_proj.weight", "w3.weight": "up_proj.weight"}
@@ -89,7 +89,7 @@ def test_differing_non_persistent_buffer_is_not_copied_and_fails():
     assert run.code == 1
     assert run.status("forward") == "fail"
     assert run.pair["weight_map"] == [] and run.pair["unmapped"] == {"a": [], "b": []}
-    assert run.pair["inputs"][0]["shape"] == [2, 4, 8, 8]  # (batch, heads, seq, head_dim) from x.shape[-2]
+    assert run.pair["inputs"][0]["shape"] == [3, 4, 6, 8]  # (batch, heads, seq, head_dim) from x.shape[-2]
 
 
 def test_missing_bias_fails_and_names_the_parameter():
@@ -124,7 +124,7 @@ def test_emitted_script_reruns_alone_with_the_same_verdicts(tmp_path):
                  "--emit", str(script), "--json")
     source = script.read_text()
     assert "Implementation('tests/fixtures/torch/ffn_module.py', 'FeedForward'" in source
-    assert "InputSpec(name='x', shape=(2, 8, 32)" in source
+    assert "InputSpec(name='x', shape=(3, 6, 32)" in source
     proc = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == run.code == 1
     rerun = json.loads(proc.stdout)

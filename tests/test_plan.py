@@ -32,11 +32,11 @@ def test_dataclass_defaults_are_shrunk_consistently():
 
 
 def test_inputs_from_first_consumer():
-    assert plan("ffn_module.py::FeedForward", "ffn_renamed.py::MLP").pairs[0].inputs == (InputSpec("x", (2, 8, 32), seq_axis=1),)
+    assert plan("ffn_module.py::FeedForward", "ffn_renamed.py::MLP").pairs[0].inputs == (InputSpec("x", (3, 6, 32), seq_axis=1),)
     emb = plan("embed_a.py", "embed_b.py").pairs[0].inputs[0]
-    assert (emb.dtype, emb.high, emb.shape) == ("int64", 64, (2, 8))
+    assert (emb.dtype, emb.high, emb.shape) == ("int64", 64, (3, 6))
     rope = plan("rope_a.py", "rope_a.py").pairs[0].inputs[0]
-    assert rope.shape == (2, 4, 8, 8) and rope.seq_axis == 2
+    assert rope.shape == (3, 4, 6, 8) and rope.seq_axis == 2
     attn = plan("attn_explicit.py", "attn_sdpa.py").pairs[0]
     assert [i.name for i in attn.inputs] == ["x"]  # mask=None stays at its default
 

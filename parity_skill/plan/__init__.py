@@ -40,6 +40,7 @@ class PlanOptions:
     backward: bool = True
     quick: bool = False
     seed: int = 0
+    layout_b: tuple[int, ...] | None = None  # () = same as A; (0, 2, 1) = B takes channels-last
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
               reference: str | None = None) -> PairSpec:
     notes: list[str] = []
     init_a = constructor_args(sa, fa_a, opts.init, notes) if sa.kind == "module" else {}
-    inputs, _ = plan_inputs(sa, fa_a, init_a, opts.inputs, notes)
+    inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes)
     a = _implementation(fa_a.path, sa, init_a)
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
                     opts.cosine, seed=opts.seed)
@@ -79,6 +80,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         return PairSpec(a, b, inputs, (), checks, (), tuple(notes))
     init_b = constructor_args(sb, fa_b, opts.init, notes) if sb.kind == "module" else {}
     b = _implementation(fa_b.path, sb, init_b)
+    inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [])[1], opts.layout_b, notes)
     entries = ()
     if sa.kind == "module" and sb.kind == "module":
         params_a = static_parameters(sa, fa_a, environment(sa, init_a))
@@ -86,6 +88,26 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
     return PairSpec(a, b, inputs, entries, checks, (), tuple(notes))
+
+
+def _with_layout(inputs: tuple[InputSpec, ...], ga: dict, gb: dict, forced: tuple[int, ...] | None,
+                 notes: list[str]) -> tuple[InputSpec, ...]:
+    """Channels-first A vs channels-last B (torch conv vs MLX conv): B gets its inputs permuted; outputs of the
+    same rank are permuted back, so every comparison happens in A's layout."""
+    out = []
+    b_guesses = list(gb.values())  # B's arguments may be named differently: match by position
+    for i, spec in enumerate(inputs):
+        axes = forced
+        a, b = ga.get(spec.name), (b_guesses[i] if i < len(b_guesses) else None)
+        if axes is None and a and b and a.layout == "channels_first" and b.layout == "channels_last":
+            rank = len(spec.shape)
+            axes = (0, *range(2, rank), 1)
+        if axes:
+            notes.append(f"input '{spec.name}': A is channels-first, B channels-last; B gets the input permuted "
+                         f"{axes} and outputs are compared in A's layout")
+            spec = replace(spec, layout_b=tuple(axes))
+        out.append(spec)
+    return tuple(out)
 
 
 def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityPlan:

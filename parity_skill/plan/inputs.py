@@ -10,7 +10,7 @@ from parity_skill.analyze.vocabulary import op_for
 from parity_skill.plan.construct import environment, evaluate, role_of
 from parity_skill.spec import InputSpec
 
-BATCH, SEQ = 2, 8
+BATCH, SEQ = 3, 6  # distinct from every role size (heads 4, kv 2, head_dim 8, dim 32...) so no axis is ambiguous
 INT_NAMES = re.compile(r"(^|_)(ids|tokens?|idx|indices|labels|input_ids|token_ids)$")
 QKV_NAMES = re.compile(r"^(q|k|v|query|key|value|queries|keys|values)$")
 SCALAR_ANN = ("int", "float", "bool", "str")
@@ -76,7 +76,7 @@ def _from_layer(type_name: str, args: tuple[str, ...], kwargs: dict[str, str], f
     if op in ("conv1d", "conv_transpose1d", "conv2d", "batch_norm", "group_norm"):
         c = size(1 if op == "group_norm" else 0, "in_channels", "num_features", "num_channels", "dims")
         if c:
-            spatial = (16,) if op in ("conv1d", "conv_transpose1d", "batch_norm", "group_norm") else (8, 8)
+            spatial = (12,) if op in ("conv1d", "conv_transpose1d", "batch_norm", "group_norm") else (10, 12)
             if fw == "mlx":
                 return Guess((BATCH, *spatial, c), seq_axis=1, layout="channels_last",
                              reason=f"channels-last input of {where} ({c} channels)")
