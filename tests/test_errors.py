@@ -39,7 +39,7 @@ def test_input_errors_json(name):
 @pytest.mark.parametrize("file, expected", [
     ("ctor_raises.py", "ctor_raises.py::FeedForward: constructor raised ValueError: hidden must be a multiple of 7, "
                        "got 64 (tests/fixtures/errors/ctor_raises.py:8)"),
-    ("forward_raises.py", "forward raised RuntimeError: shape '[-1, 3]' is invalid for input of size 1152 "
+    ("forward_raises.py", "forward raised RuntimeError: shape '[-1, 5]' is invalid for input of size 1152 "
                           "(tests/fixtures/errors/forward_raises.py:12)"),
 ])
 def test_user_code_raising(file, expected):

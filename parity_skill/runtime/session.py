@@ -45,6 +45,9 @@ def run_pair(spec: PairSpec) -> dict:
         a = Side("a", spec.a)
         layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
         b = Side("b", spec.b, layout)
+        if spec.b.file is None:
+            args = ", ".join(f"{k}={v!r}" for k, v in b.kwargs.items())
+            notes.append(f"reference B built as {spec.b.symbol}({args}), arguments carried over from A by name/role")
         entries, left_a, left_b, _ = load_pair(a, b, spec.weight_map, spec.checks.seed, notes)
     except (UserCodeError, ValueError) as exc:
         entry["error"] = str(exc)

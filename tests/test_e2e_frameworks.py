@@ -1,0 +1,112 @@
+"""Any pair of torch, MLX and NumPy through the same pipeline, with MLX really running (CPU)."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import fx, parity
+
+pytest.importorskip("torch")
+pytest.importorskip("mlx.core")
+
+M, N, T = "mlx/", "numpy/", "torch/"
+
+
+def all_pass(run) -> None:
+    bad = [(c["name"], c["message"]) for c in run.pair["checks"] if c["status"] not in ("pass", "skip")]
+    assert run.code == 0 and not bad, bad
+
+
+def test_rmsnorm_torch_vs_mlx_fast_rms_norm():
+    run = parity(fx(M + "rmsnorm_torch.py"), "vs", fx(M + "rmsnorm_mlx.py"), "--json")
+    all_pass(run)
+    assert (run.pair["a"]["framework"], run.pair["b"]["framework"]) == ("torch", "mlx")
+    assert run.check("backward")["where"] and run.status("backward_fp16") == "pass"
+    assert run.check("fp16")["reference"] == "A (torch) in float64"
+
+
+def test_attention_with_optional_mask_torch_vs_mlx_sdpa():
+    run = parity(fx(M + "attention_torch.py"), "vs", fx(M + "attention_mlx.py"), "--json")
+    all_pass(run)
+    assert [i["name"] for i in run.pair["inputs"]] == ["x"]
+    assert len(run.pair["weight_map"]) == 4
+
+
+def test_conv1d_channels_first_vs_mlx_channels_last():
+    run = parity(fx(M + "conv_torch.py"), "vs", fx(M + "conv_mlx.py"), "--json")
+    all_pass(run)
+    (spec,) = run.pair["inputs"]
+    assert spec["shape"] == [3, 16, 12] and spec["layout_b"] == [0, 2, 1]
+    conv = next(e for e in run.pair["weight_map"] if e["a"] == "conv.weight")
+    assert conv["transform"] == "conv_to_channels_last"
+    assert any("channels-first" in n for n in run.pair["notes"])
+
+
+def test_rope_rotate_half_vs_mlx_rope_traditional_flag():
+    right = parity(fx(M + "rope_torch.py"), "vs", fx(M + "rope_mlx.py"), "--json")
+    all_pass(right)
+    wrong = parity(fx(M + "rope_torch.py"), "vs", fx(M + "rope_mlx_traditional.py"), "--json", "--quick")
+    assert wrong.code == 1 and wrong.status("forward") == "fail"
+    assert wrong.check("forward")["max_abs_diff"] > 0.1
+
+
+def test_exact_gelu_vs_mlx_gelu_approx_fails():
+    run = parity(fx(M + "gelu_torch.py"), "vs", fx(M + "gelu_mlx_approx.py"), "--json", "--quick")
+    assert run.code == 1 and run.status("forward") == "fail"
+    ok = parity(fx(M + "gelu_torch.py"), "vs", fx(M + "gelu_mlx.py"), "--json", "--quick")
+    assert ok.code == 0
+
+
+def test_mlx_vs_mlx_fused_kernel_vs_expression():
+    run = parity(fx(M + "rmsnorm_mlx.py"), "vs", fx(M + "rmsnorm_mlx_reference.py"), "--json")
+    all_pass(run)
+    assert run.check("fp16")["reference"] == "A (mlx) in float64"
+
+
+def test_numpy_functions_vs_torch_functions():
+    good = parity(fx(N + "ops_numpy.py"), "vs", fx(N + "ops_torch.py"), "--json")
+    assert good.code == 0
+    for pair in good.report["pairs"]:
+        checks = {c["name"]: c for c in pair["checks"]}
+        assert checks["forward"]["status"] == "pass"
+        assert checks["backward"]["status"] == "skip" and "no automatic differentiation" in checks["backward"]["message"]
+        assert checks["bf16"]["status"] == "skip" and checks["fp16"]["status"] == "pass"
+    offset = next(c for p in good.report["pairs"] if p["a"]["symbol"] == "layer_norm"
+                  for c in p["checks"] if c["name"] == "edge:offset")
+    assert offset["status"] == "pass"
+    bad = parity(fx(N + "ops_numpy.py"), "vs", fx(N + "ops_torch_buggy.py"), "--json")
+    verdicts = {p["a"]["symbol"]: p["verdict"] for p in bad.report["pairs"]}
+    assert verdicts == {"softmax": "pass", "gelu": "fail", "layer_norm": "fail"}
+
+
+def test_fused_qkv_vs_separate_projections():
+    run = parity(fx(T + "attn_explicit.py"), "vs", fx(T + "attn_separate.py"), "--json")
+    all_pass(run)
+    got = {(e["a"], e["b"], e["transform"]) for e in run.pair["weight_map"]}
+    assert ("qkv.weight", "q.weight+k.weight+v.weight", "split0:32,32,32") in got
+    assert run.check("backward")["status"] == "pass"  # gradients compared through the split
+
+
+def test_sequential_indices_vs_named_layers():
+    run = parity(fx(T + "mlp_sequential.py"), "vs", fx(T + "mlp_named.py"), "--json")
+    all_pass(run)
+    assert {(e["a"], e["b"]) for e in run.pair["weight_map"]} == {
+        ("mlp.0.weight", "mlp1.weight"), ("mlp.0.bias", "mlp1.bias"),
+        ("mlp.2.weight", "mlp2.weight"), ("mlp.2.bias", "mlp2.bias")}
+
+
+def test_package_file_with_relative_imports():
+    run = parity(fx("pkg/mypkg/layers.py"), "vs", fx(M + "rmsnorm_mlx.py"), "--json", "--quick")
+    assert run.code == 0, run.stdout
+
+
+@pytest.mark.parametrize("a, ref, code", [
+    ("torch/layernorm_manual.py::LayerNorm", "torch.nn.LayerNorm", 0),
+    ("torch/gelu_erf.py::GELU", "torch.nn.GELU", 0),
+    ("torch/gelu_erf.py::GELUTanh", "torch.nn.GELU", 1),
+])
+def test_reference_mode(a, ref, code):
+    run = parity(fx(a), "vs", ref, "--json")
+    assert run.code == code
+    assert run.pair["b"] == {"path": None, "symbol": ref, "framework": "torch"}
+    if ref == "torch.nn.LayerNorm":
+        assert {(e["a"], e["b"]) for e in run.pair["weight_map"]} == {("weight", "weight"), ("bias", "bias")}
