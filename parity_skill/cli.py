@@ -57,7 +57,8 @@ def _literal(text: str):
         return text
 
 
-def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout):
+def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
+             isolate):
     from parity_skill.plan import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
 
@@ -93,7 +94,7 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
         raise InputError(f"unknown dtype or edge case: {', '.join(bad)}")
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
-                       layout_b=layout_b)
+                       layout_b=layout_b, isolate=isolate)
 
 
 def _emit_error(message: str, as_json: bool) -> int:
@@ -177,6 +178,8 @@ def _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts) -> i
 @click.option("--no-backward", is_flag=True, help="Skip gradient checks.")
 @click.option("--quick", is_flag=True, help="Forward and backward only.")
 @click.option("--layout", help="B's input layout when it differs from A's, e.g. b=nlc.")
+@click.option("--isolate", is_flag=True,
+              help="Locate divergence with teacher forcing: each B submodule gets the input A's counterpart got.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks and keep the generated script.")
 @click.version_option(__version__, prog_name="parity-skill")

@@ -83,6 +83,7 @@ class Checks:
     cosine: float | None = None
     precision_multiplier: float = 3.0
     seed: int = 0
+    isolate: bool = False  # locate divergence with teacher forcing (each B submodule gets A's inputs)
 
 
 @dataclass(frozen=True)

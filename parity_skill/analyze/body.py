@@ -80,6 +80,10 @@ class BodyVisitor(cst.CSTVisitor):
             self.ops.append(OpCall("cast", label, loc, args, kwargs))
         elif op:
             self.ops.append(OpCall(op, label, loc, args, kwargs))
+        elif last in ("cat", "concatenate", "stack") and _negated_first(node):
+            # rotate-half RoPE: cat((-x2, x1)); interleaved RoPE: stack((-x2, x1), -1)
+            traditional = "True" if last == "stack" else "False"
+            self.ops.append(OpCall("rope", f"{label} (hand-written)", loc, args, (("traditional", traditional),)))
 
         if fw and last in V.SEED_CALLS:
             self.findings.append(Finding("seed", f"seed call {name}({', '.join(args)})", loc))
@@ -94,7 +98,7 @@ class BodyVisitor(cst.CSTVisitor):
         for key, val in kwargs:
             if key == "device" and any(d in val for d in ("cuda", "mps")):
                 self.findings.append(Finding("device", f"hard-coded device={val}", loc))
-            if key == "dtype" and _is_dtype_text(val):
+            if key == "dtype" and any(w in val for w in ("float16", "bfloat16", "half", "float64", "double")):
                 self.findings.append(Finding("dtype", f"explicit dtype={val}", loc))
         if method == "to" and any(("cuda" in a or "mps" in a) for a in args):
             self.findings.append(Finding("device", f"hard-coded .to({', '.join(args)})", loc))
@@ -143,6 +147,14 @@ class BodyVisitor(cst.CSTVisitor):
             idx = node.slice[0].slice
             if isinstance(idx, cst.Index):
                 self.hints.append(InputHint(src, "index", self.ctx.code(idx.value), self.ctx.loc(node)))
+
+
+def _negated_first(node: cst.Call) -> bool:
+    if not node.args or not isinstance(node.args[0].value, (cst.Tuple, cst.List)):
+        return False
+    elements = node.args[0].value.elements
+    return bool(elements) and isinstance(elements[0].value, cst.UnaryOperation) and \
+        isinstance(elements[0].value.operator, cst.Minus)
 
 
 def _shape_source(expr: cst.BaseExpression) -> str | None:

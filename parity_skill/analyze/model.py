@@ -12,6 +12,7 @@ class Arg:
     annotation: str | None = None
     default: str | None = None
     kind: str = "positional"  # positional | kwonly | vararg | varkw
+    location: str = ""
 
     @property
     def required(self) -> bool:
@@ -89,6 +90,11 @@ class Symbol:
     input_hints: tuple[InputHint, ...] = ()
     self_assigns: tuple[tuple[str, str], ...] = ()  # self.x = <expr> in __init__ (source), in order
     bases: tuple[str, ...] = ()
+    call_lines: tuple[int, int] = (0, 0)  # first and last line of forward/__call__ (or of the function)
+
+    def in_call(self, location: str) -> bool:
+        line = int(location.rsplit(":", 1)[1])
+        return self.call_lines[0] <= line <= self.call_lines[1]
 
 
 @dataclass(frozen=True)

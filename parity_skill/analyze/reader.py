@@ -64,7 +64,7 @@ def _args(params: cst.Parameters, ctx: Context, skip_self: bool) -> tuple[Arg, .
     def add(p: cst.Param, kind: str) -> None:
         ann = ctx.code(p.annotation.annotation) if p.annotation is not None else None
         default = ctx.code(p.default) if p.default is not None else None
-        out.append(Arg(p.name.value, ann, default, kind))
+        out.append(Arg(p.name.value, ann, default, kind, ctx.loc(p)))
 
     for p in (*params.posonly_params, *params.params):
         add(p, "positional")
@@ -100,7 +100,8 @@ def _config(cls: cst.ClassDef, ctx: Context) -> ConfigClass | None:
             for small in stmt.body:
                 if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
                     default = ctx.code(small.value) if small.value is not None else None
-                    fields.append(Arg(small.target.value, ctx.code(small.annotation.annotation), default))
+                    fields.append(Arg(small.target.value, ctx.code(small.annotation.annotation), default,
+                                      location=ctx.loc(small)))
         elif isinstance(stmt, cst.FunctionDef) and not _is_dataclass(cls, ctx):
             return None
     if not fields and not _is_dataclass(cls, ctx):
@@ -250,7 +251,7 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
     bases = tuple(dotted(b.value) or "" for b in cls.bases)
     return Symbol(cls.name.value, "module", fw, ctx.loc(cls), init_args, call_args, tuple(iv.submodules),
                   tuple(iv.tensors), tuple(body.ops), tuple(body.findings), tuple(hints.hints),
-                  tuple(iv.assigns), bases)
+                  tuple(iv.assigns), bases, _lines(call, ctx))
 
 
 def _function_symbol(fn: cst.FunctionDef, ctx: Context, file_fw: str | None) -> Symbol:
@@ -262,4 +263,11 @@ def _function_symbol(fn: cst.FunctionDef, ctx: Context, file_fw: str | None) -> 
     if fw != "torch" and fw != "mlx" and "numpy" in body.frameworks:
         fw = "numpy"
     return Symbol(fn.name.value, "function", fw, ctx.loc(fn), (), call_args, (), (), tuple(body.ops),
-                  tuple(body.findings), tuple(body.hints))
+                  tuple(body.findings), tuple(body.hints), call_lines=_lines(fn, ctx))
+
+
+def _lines(node: cst.CSTNode | None, ctx: Context) -> tuple[int, int]:
+    if node is None:
+        return (0, 0)
+    span = ctx.positions[node]
+    return (span.start.line, span.end.line)

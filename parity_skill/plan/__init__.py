@@ -10,6 +10,7 @@ from parity_skill.plan.construct import constructor_args, environment
 from parity_skill.plan.inputs import plan_inputs
 from parity_skill.plan.pairing import pair_symbols
 from parity_skill.plan.params import static_parameters
+from parity_skill.plan.static_diff import static_diff
 from parity_skill.plan.tolerances import tolerance_table
 from parity_skill.spec import ALL_EDGES, DEFAULT_DTYPES, Checks, Implementation, InputSpec, PairSpec
 
@@ -41,6 +42,7 @@ class PlanOptions:
     quick: bool = False
     seed: int = 0
     layout_b: tuple[int, ...] | None = None  # () = same as A; (0, 2, 1) = B takes channels-last
+    isolate: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes)
     a = _implementation(fa_a.path, sa, init_a)
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
-                    opts.cosine, seed=opts.seed)
+                    opts.cosine, seed=opts.seed, isolate=opts.isolate)
     if sb is None:  # reference mode: B is an importable dotted path; the runtime carries A's arguments over
         b = Implementation(None, reference or "", reference.split(".")[0] if reference else "torch",
                            sa.kind, dict(init_a))
@@ -87,7 +89,8 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         params_b = static_parameters(sb, fa_b, environment(sb, init_b))
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
-    return PairSpec(a, b, inputs, entries, checks, (), tuple(notes))
+    findings = static_diff(sa, fa_a, sb, fa_b)
+    return PairSpec(a, b, inputs, entries, checks, findings, tuple(notes))
 
 
 def _with_layout(inputs: tuple[InputSpec, ...], ga: dict, gb: dict, forced: tuple[int, ...] | None,

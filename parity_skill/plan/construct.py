@@ -9,17 +9,20 @@ from typing import Any
 from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Symbol
 from parity_skill.spec import Config
 
+BATCH, SEQ = 3, 6  # input batch and sequence length: distinct from every role size below, so no axis is ambiguous
+
 # (pattern on the lower-cased name, role, value); first match wins. Sizes differ by role so that a transposed
 # weight or a swapped axis cannot hide behind a square matrix.
 ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"kv_heads|key_value_heads|n_kv_head|num_kv", "kv_heads", 2),
     (r"head_dim|head_size|d_head|dim_head|d_k$|d_v$", "head_dim", 8),
     (r"(^|_)n?heads?$|n_head|num_heads|nhead|attention_heads", "heads", 4),
-    (r"vocab|num_embeddings|n_tokens|num_classes|n_vocab|codebook", "vocab", 64),
+    (r"vocab|num_embeddings|num_classes|n_vocab|codebook", "vocab", 64),
     (r"hidden_dim|hidden_features|intermediate|ffn|d_ff|mlp_dim|inner|^hidden$|mlp_hidden", "hidden", 64),
     (r"out_features|out_dim|dim_out|out_channels|output_dim", "out", 24),
     (r"in_channels|^channels$|num_channels|n_channels", "channels", 16),
-    (r"max_seq|seq_len|block_size|context|max_position|max_len|n_ctx|max_length", "max_seq", 64),
+    (r"^(seq_len|seq_length|num_tokens|n_tokens|num_patches|n_patches|block_size|n_ctx|context_length)$", "seq", SEQ),
+    (r"max_seq|seq_len|context|max_position|max_len|max_length", "max_seq", 64),
     (r"kernel", "kernel", 3),
     (r"stride|dilation", "stride", 1),
     (r"padding", "padding", 1),
@@ -34,7 +37,7 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"dim|d_model|embed|n_embd|hidden_size|features|width|normalized_shape|size|dims|n_state", "dim", 32),
 )
 SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channels": 256, "out": 512,
-              "heads": 8, "kv_heads": 8, "layers": 4, "head_dim": 64}  # defaults above these are shrunk
+              "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64}  # defaults above these are shrunk
 
 
 def role_of(name: str) -> tuple[str, Any] | None:

@@ -7,10 +7,9 @@ from typing import Any
 
 from parity_skill.analyze.model import Arg, FileAnalysis, Symbol
 from parity_skill.analyze.vocabulary import op_for
-from parity_skill.plan.construct import environment, evaluate, role_of
+from parity_skill.plan.construct import BATCH, SEQ, environment, evaluate, role_of
 from parity_skill.spec import InputSpec
 
-BATCH, SEQ = 3, 6  # distinct from every role size (heads 4, kv 2, head_dim 8, dim 32...) so no axis is ambiguous
 INT_NAMES = re.compile(r"(^|_)(ids|tokens?|idx|indices|labels|input_ids|token_ids)$")
 QKV_NAMES = re.compile(r"^(q|k|v|query|key|value|queries|keys|values)$")
 SCALAR_ANN = ("int", "float", "bool", "str")

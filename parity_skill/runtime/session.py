@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from parity_skill.runtime import checks_basic as basic
 from parity_skill.runtime import checks_matrix as matrix
+from parity_skill.runtime import explain, trace
 from parity_skill.runtime.context import PairRun, result
 from parity_skill.runtime.inputs import base_inputs
 from parity_skill.runtime.loading import UserCodeError, describe
@@ -36,6 +37,23 @@ def _dispatch(run: PairRun, name: str) -> dict:
     return result(name, "skip", f"unknown check '{name}'")
 
 
+def _locate(run: PairRun, entry: dict) -> None:
+    try:
+        found = trace.locate(run, run.checks.isolate)
+    except Exception as exc:  # noqa: BLE001 - localisation is a bonus; never lose the verdict over it
+        run.notes.append(f"could not trace submodules: {describe(exc)}")
+        return
+    if found is None:
+        return
+    entry["first_divergence"] = found["first_divergence"]
+    entry["submodules"] = found["rows"]
+    entry["profile"] = [f"({found['mode']})"] + found["profile"]
+    unmatched = [n for n in run.a.module_names() if n not in {r["a"].split("#")[0] for r in found["rows"]}]
+    if found["first_divergence"] is None and not any(r["differs"] for r in found["rows"]):
+        run.notes.append("every matched submodule agrees: the difference is in the top-level forward code itself"
+                         + (f" or in A's unmatched submodules {', '.join(unmatched)}" if unmatched else ""))
+
+
 def run_pair(spec: PairSpec) -> dict:
     entry = {"a": _side_json(spec.a), "b": _side_json(spec.b), "verdict": "error", "error": None, "checks": [],
              "diagnosis": [], "first_divergence": None, "static_findings": list(spec.static_findings),
@@ -61,9 +79,13 @@ def run_pair(spec: PairSpec) -> dict:
             run.cache[key] = run.forward(side, base)
         except Exception as exc:  # noqa: BLE001
             msg = describe(exc)
-            if "cuda" in msg.lower() or "mps" in msg.lower():
-                run.diagnose("device", f"{side.label} needs a device this machine lacks: {msg}", "forward")
             entry["error"] = f"{side.impl.display}: forward raised {msg}"
+            if any(w in msg.lower() for w in ("cuda", "mps", "nvidia", "device")):
+                where = next((f["a_location"] or f["b_location"] for f in spec.static_findings
+                              if f["kind"] == "device" and (f["a_location"] or f["b_location"])), None)
+                run.diagnose("device", f"{side.label} assumes a device this machine lacks"
+                                       + (f": {where} hard-codes it" if where else "") + f" ({msg})", "forward", where)
+                entry["error"] += f"; hard-coded device at {where}" if where else ""
             entry["diagnosis"] = run.diagnosis
             return entry
     checks = [basic.check_weights(run)]
@@ -77,6 +99,13 @@ def run_pair(spec: PairSpec) -> dict:
         run.cache.setdefault("status", {})[name] = out["status"]
         checks.append(out)
     entry["checks"] = checks
+    statuses = run.cache["status"]
+    if statuses.get("forward") == "fail":
+        explain.symptoms(run)
+        _locate(run, entry)
+    elif spec.checks.isolate:
+        _locate(run, entry)
+    explain.link_static(run, list(spec.static_findings), {**statuses, "weights": checks[0]["status"]})
     entry["diagnosis"] = run.diagnosis
     statuses = {c["status"] for c in checks}
     entry["verdict"] = "fail" if "fail" in statuses else "error" if "error" in statuses else "pass"

@@ -67,3 +67,13 @@ class Side:
             back = inverse(self.layout)
             in_grads = {i: permute(g, back) if g.ndim == len(back) else g for i, g in in_grads.items()}
         return self._out(out), in_grads, p_grads
+
+    def trace(self, args: list[np.ndarray], feed: dict[str, list] | None = None) -> list[list]:
+        """[name, inputs, outputs] per submodule call, arrays in A's layout; `feed` is in A's layout too."""
+        if feed and self.layout:
+            feed = {k: [self._in(list(call)) for call in calls] for k, calls in feed.items()}
+        records = self.adapter.trace(self.model, self._in(args), "fp32", feed)
+        return [[name, self._out(inp), self._out(out)] for name, inp, out in records]
+
+    def module_names(self) -> list[str]:
+        return [n for n, _ in self.adapter.submodules(self.model)]

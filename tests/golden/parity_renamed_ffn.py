@@ -43,6 +43,7 @@ CHECKS = Checks(
     cosine=None,
     precision_multiplier=3.0,  # fp16/bf16: B's error vs fp64 <= this x A's error
     seed=0,
+    isolate=False,  # True: locate divergence with each B submodule fed A's inputs
 )
 
 PAIRS = [

@@ -112,19 +112,24 @@ class MLXAdapter:
         return [(n, m) for n, m in reversed(model.named_modules()) if n]
 
     def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None):
-        """Record (name, inputs, outputs) per child module by swapping in a subclass whose __call__ records."""
-        records: list[tuple[str, Flat, Flat]] = []
+        """Record [name, inputs, outputs] per child-module call (start order) by swapping in a recording
+        subclass; `feed[name][k]` replaces the positional inputs of the k-th call (teacher forcing)."""
+        records: list[list] = []
         swapped = []
         adapter = self
         for name, mod in self.submodules(model):
             cls = type(mod)
 
             def call(self_, *a, __name=name, __cls=cls, **kw):
-                if feed and __name in feed:
-                    a = tuple(adapter._args(feed[__name], dtype)) + tuple(a[len(feed[__name]):])
+                k = sum(1 for r in records if r[0] == __name)
+                fed = (feed or {}).get(__name)
+                if fed and k < len(fed) and len(fed[k]) == len(a) and all(isinstance(t, mx.array) for t in a):
+                    a = tuple(adapter._args(fed[k], dtype))
+                index = len(records)
+                records.append([__name, flatten(a, _is, _np), []])
                 out = __cls.__call__(self_, *a, **kw)
                 mx.eval(out)
-                records.append((__name, flatten(a, _is, _np), flatten(out, _is, _np)))
+                records[index][2] = flatten(out, _is, _np)
                 return out
             mod.__class__ = type(cls.__name__, (cls,), {"__call__": call})
             swapped.append((mod, cls))

@@ -94,19 +94,25 @@ class TorchAdapter:
         return [(n, m) for n, m in model.named_modules() if n]
 
     def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None):
-        """Run once, recording (name, inputs, outputs) of every submodule in execution order.
+        """Run once, recording [name, inputs, outputs] per submodule call, in the order calls start.
 
-        `feed` maps a submodule name to input arrays to substitute (teacher forcing)."""
-        records: list[tuple[str, Flat, Flat]] = []
+        `feed[name][k]` replaces the positional inputs of the k-th call of `name` (teacher forcing)."""
+        records: list[list] = []
+        open_calls: dict[str, list[int]] = {}
         handles = []
         for name, mod in self.submodules(model):
             def pre(m, inp, name=name):
-                if feed and name in feed:
-                    return tuple(self._args(feed[name], dtype)) + tuple(inp[len(feed[name]):])
-                return None
+                k = sum(1 for r in records if r[0] == name)
+                new = None
+                fed = (feed or {}).get(name)
+                if fed and k < len(fed) and len(fed[k]) == len(inp) and all(isinstance(t, torch.Tensor) for t in inp):
+                    new = tuple(self._args(fed[k], dtype))
+                open_calls.setdefault(name, []).append(len(records))
+                records.append([name, flatten(new if new is not None else inp, _is, _np), []])
+                return new
 
             def post(m, inp, out, name=name):
-                records.append((name, flatten(inp, _is, _np), flatten(out, _is, _np)))
+                records[open_calls[name].pop()][2] = flatten(out, _is, _np)
             handles.append(mod.register_forward_pre_hook(pre))
             handles.append(mod.register_forward_hook(post))
         try:

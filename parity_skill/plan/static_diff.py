@@ -1,0 +1,172 @@
+"""Static pre-flight diff: op arguments and constants that commonly break ports, with both file:line locations.
+
+Findings explain failing checks; they never decide a verdict on their own."""
+from __future__ import annotations
+
+import re
+
+from parity_skill.analyze.model import FileAnalysis, OpCall, Symbol
+from parity_skill.analyze.vocabulary import DEFAULT_EPS
+
+NORMS = ("layer_norm", "rms_norm", "group_norm", "batch_norm")
+ACTIVATIONS = ("gelu", "silu", "relu", "tanh", "sigmoid")
+
+
+def _reachable(sym: Symbol, fa: FileAnalysis, seen: set[str] | None = None) -> list[Symbol]:
+    """The symbol and every module class of the same file it builds (recursively)."""
+    seen = seen if seen is not None else set()
+    if sym.name in seen:
+        return []
+    seen.add(sym.name)
+    out = [sym]
+    stack = list(sym.submodules)
+    while stack:
+        sub = stack.pop(0)
+        stack.extend(sub.children)
+        local = fa.symbol(sub.type_name)
+        if local is not None and local.kind == "module":
+            out += _reachable(local, fa, seen)
+    return out
+
+
+def _ops(syms: list[Symbol]) -> list[OpCall]:
+    return [o for s in syms for o in s.ops]
+
+
+def _forward_ops(syms: list[Symbol]) -> list[OpCall]:
+    return [o for s in syms for o in s.ops if s.in_call(o.location)]
+
+
+def _finding(kind: str, message: str, a: str | None, b: str | None) -> dict:
+    return {"kind": kind, "message": message, "a_location": a, "b_location": b}
+
+
+def _gelu_kind(op: OpCall) -> str:
+    approx = (op.kwarg("approximate") or "").strip("'\"")
+    if approx and approx != "none":
+        return f"tanh approximation ({op.name.rsplit('.', 1)[-1]}(approximate={approx!r}))"
+    if op.name.endswith(("gelu_approx", "gelu_fast_approx")):
+        return f"tanh/sigmoid approximation ({op.name.rsplit('.', 1)[-1]})"
+    return "exact (erf)"
+
+
+def _literal_float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _eps_values(syms: list[Symbol], fw: str) -> list[tuple[float, str, str]]:
+    """(value, location, how) for every eps a norm uses: literal, argument default, or framework default."""
+    out = []
+    for s in syms:
+        for arg in s.init_args:
+            if re.search(r"eps|epsilon", arg.name) and _literal_float(arg.default) is not None:
+                out.append((_literal_float(arg.default), arg.location or s.location, f"{s.name}({arg.name}=...)"))
+    for op in _ops(syms):
+        if op.op not in NORMS:
+            continue
+        text = op.kwarg("eps")
+        if text is None and op.op in ("layer_norm", "rms_norm") and len(op.args) >= 2 and "Norm" in op.name:
+            text = op.args[1]
+        if text is None and op.name.endswith(("rms_norm", "layer_norm")) and len(op.args) >= 3:
+            text = op.args[2]  # mx.fast.rms_norm(x, w, eps)
+        value = _literal_float(text)
+        if value is not None:
+            out.append((value, op.location, op.name.rsplit(".", 1)[-1]))
+        elif text is None and "Norm" in op.name and DEFAULT_EPS.get((fw, op.op)) not in (None, "None"):
+            out.append((float(DEFAULT_EPS[(fw, op.op)]), op.location, f"{op.name.rsplit('.', 1)[-1]} default"))
+    return out
+
+
+def _rope_convention(syms: list[Symbol]) -> tuple[str, str] | None:
+    for op in _ops(syms):
+        if op.op == "rope":
+            flag = (op.kwarg("traditional") or "False").strip()
+            return ("interleaved pairs (traditional=True)" if flag == "True" else "rotate-half (traditional=False)",
+                    op.location)
+    for s in syms:
+        for op in s.ops:
+            if op.name.endswith("rotate_half"):
+                return "rotate-half", op.location
+    return None
+
+
+def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis) -> tuple[dict, ...]:
+    syms_a, syms_b = _reachable(sa, fa_a), _reachable(sb, fa_b)
+    ops_a, ops_b = _ops(syms_a), _ops(syms_b)
+    found: list[dict] = []
+
+    gelu_a = [(o, _gelu_kind(o)) for o in ops_a if o.op == "gelu"]
+    gelu_b = [(o, _gelu_kind(o)) for o in ops_b if o.op == "gelu"]
+    for (oa, ka), (ob, kb) in zip(gelu_a, gelu_b):
+        if ka != kb:
+            found.append(_finding("approximation", f"GELU differs: A {ka} vs B {kb}", oa.location, ob.location))
+
+    acts_a = {o.op: o for o in ops_a if o.op in ACTIVATIONS}
+    acts_b = {o.op: o for o in ops_b if o.op in ACTIVATIONS}
+    only_a = [k for k in acts_a if k not in acts_b]
+    only_b = [k for k in acts_b if k not in acts_a]
+    if only_a or only_b:
+        found.append(_finding("approximation", f"activations differ: A uses {', '.join(only_a) or '-'}, "
+                                               f"B uses {', '.join(only_b) or '-'}",
+                              acts_a[only_a[0]].location if only_a else None,
+                              acts_b[only_b[0]].location if only_b else None))
+
+    eps_a, eps_b = _eps_values(syms_a, sa.framework), _eps_values(syms_b, sb.framework)
+    if eps_a and eps_b and {v for v, _, _ in eps_a} != {v for v, _, _ in eps_b}:
+        va, la, ha = eps_a[0]
+        vb, lb, hb = next(((v, l, h) for v, l, h in eps_b if v != va), eps_b[0])
+        found.append(_finding("eps", f"eps differs: A {va:g} ({ha}) vs B {vb:g} ({hb})", la, lb))
+
+    rope_a, rope_b = _rope_convention(syms_a), _rope_convention(syms_b)
+    if rope_a and rope_b and rope_a[0].split(" ")[0] != rope_b[0].split(" ")[0]:
+        found.append(_finding("permutation", f"RoPE convention differs: A {rope_a[0]} vs B {rope_b[0]}",
+                              rope_a[1], rope_b[1]))
+
+    casts_a = [o for o in _forward_ops(syms_a) if o.op == "cast" and "float32" in " ".join(o.args + tuple(v for _, v in o.kwargs))]
+    casts_b = [o for o in _forward_ops(syms_b) if o.op == "cast" and "float32" in " ".join(o.args + tuple(v for _, v in o.kwargs))]
+    if bool(casts_a) != bool(casts_b):
+        side, op, other = ("A", casts_a[0], ops_b) if casts_a else ("B", casts_b[0], ops_a)
+        if not _upcasts_internally(other):
+            found.append(_finding("precision", f"only {side} upcasts to float32 ({op.name.replace('<tensor>', '')}); "
+                                               "the other computes in the input dtype",
+                                  op.location if side == "A" else None, op.location if side == "B" else None))
+
+    found += _bias_flags(syms_a, syms_b)
+    for side, syms in (("A", syms_a), ("B", syms_b)):
+        for s in syms:
+            for f in s.findings:
+                if f.kind in ("device", "dtype") or (f.kind == "random" and "dropout" not in f.message):
+                    kind = {"random": "nondeterministic"}.get(f.kind, f.kind)
+                    found.append(_finding(kind, f"{side}: {f.message}", f.location if side == "A" else None,
+                                          f.location if side == "B" else None))
+    return tuple(found)
+
+
+def _upcasts_internally(ops: list[OpCall]) -> bool:
+    """Fused framework kernels (mx.fast.rms_norm, F.layer_norm, nn.LayerNorm, SDPA) accumulate in float32."""
+    fused = ("layer_norm", "rms_norm", "group_norm", "scaled_dot_product_attention")
+    return any(o.op in fused and not o.name.startswith("<tensor>") for o in ops)
+
+
+def _bias_flags(syms_a: list[Symbol], syms_b: list[Symbol]) -> list[dict]:
+    def layers(syms):
+        out = []
+        for s in syms:
+            stack = list(s.submodules)
+            while stack:
+                sub = stack.pop(0)
+                stack.extend(sub.children)
+                if sub.type_name.rsplit(".", 1)[-1] in ("Linear", "Conv1d", "Conv2d"):
+                    out.append(sub)
+        return out
+
+    found = []
+    for sa, sb in zip(layers(syms_a), layers(syms_b)):
+        ba, bb = dict(sa.kwargs).get("bias", "True"), dict(sb.kwargs).get("bias", "True")
+        if (ba == "False") != (bb == "False"):
+            found.append(_finding("missing_parameter", f"bias flag differs: A self.{sa.attr} bias={ba}, "
+                                                       f"B self.{sb.attr} bias={bb}", sa.location, sb.location))
+    return found
