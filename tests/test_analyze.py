@@ -112,3 +112,34 @@ def test_syntax_error_names_path_and_line(tmp_path):
 def test_missing_file():
     with pytest.raises(InputError, match="no such file"):
         analyze_file("does/not/exist.py")
+
+
+def test_static_diff_softmax_precise_and_rope_convention(tmp_path):
+    from parity_skill.plan.static_diff import static_diff
+
+    a = write(tmp_path, """
+        import torch
+        import torch.nn as nn
+
+        class Att(nn.Module):
+            def forward(self, s):
+                x1, x2 = s.chunk(2, dim=-1)
+                r = torch.cat((-x2, x1), dim=-1)
+                return torch.softmax(r, dim=-1)
+    """, "a.py")
+    b = write(tmp_path, """
+        import mlx.core as mx
+        import mlx.nn as nn
+
+        class Att(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rope = nn.RoPE(8, traditional=True)
+
+            def __call__(self, s):
+                return mx.softmax(self.rope(s), axis=-1, precise=True)
+    """, "b.py")
+    fa, fb = analyze_file(a), analyze_file(b)
+    found = {f["kind"]: f for f in static_diff(fa.symbols[0], fa, fb.symbols[0], fb)}
+    assert found["permutation"]["a_location"] == f"{a}:8" and found["permutation"]["b_location"] == f"{b}:8"
+    assert "precise=True" in found["precision"]["message"] and found["precision"]["b_location"] == f"{b}:11"

@@ -110,3 +110,11 @@ def test_reference_mode(a, ref, code):
     assert run.pair["b"] == {"path": None, "symbol": ref, "framework": "torch"}
     if ref == "torch.nn.LayerNorm":
         assert {(e["a"], e["b"]) for e in run.pair["weight_map"]} == {("weight", "weight"), ("bias", "bias")}
+
+
+def test_config_class_imported_from_a_sibling_module():
+    run = parity(fx("pkg/mypkg/ffn.py"), "vs", fx("torch/llama_b.py"), "--json", "--quick")
+    assert run.code == 0, run.stdout
+    assert run.pair["inputs"][0]["shape"] == [3, 6, 32]
+    notes = run.pair["notes"]
+    assert len(notes) == len(set(notes)) and any("ModelArgs.dim: default 4096" in n for n in notes)

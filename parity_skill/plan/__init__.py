@@ -90,7 +90,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
     findings = static_diff(sa, fa_a, sb, fa_b)
-    return PairSpec(a, b, inputs, entries, checks, findings, tuple(notes))
+    return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)))
 
 
 def _with_layout(inputs: tuple[InputSpec, ...], ga: dict, gb: dict, forced: tuple[int, ...] | None,

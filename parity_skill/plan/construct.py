@@ -4,9 +4,11 @@ from __future__ import annotations
 import ast
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Symbol
+from parity_skill.errors import ParityError
 from parity_skill.spec import Config
 
 BATCH, SEQ = 3, 6  # input batch and sequence length: distinct from every role size below, so no axis is ambiguous
@@ -101,9 +103,33 @@ def _fix_divisibility(kwargs: dict[str, Any]) -> None:
 
 
 def config_class_for(arg: Arg, fa: FileAnalysis) -> ConfigClass | None:
+    """The config class an argument is annotated with: defined in the same file, or imported from a sibling."""
     ann = (arg.annotation or "").strip("'\"")
     ann = ann.replace("Optional[", "").rstrip("]").split(".")[-1]
-    return fa.config(ann)
+    return fa.config(ann) or _imported_config(ann, fa)
+
+
+def _imported_config(name: str, fa: FileAnalysis) -> ConfigClass | None:
+    source = dict(fa.aliases).get(name)
+    if not name or not source or "." not in source:
+        return None
+    module = source.rsplit(".", 1)[0]
+    folder = Path(fa.path).parent
+    dots = len(module) - len(module.lstrip("."))
+    for _ in range(max(dots - 1, 0)):
+        folder = folder.parent
+    parts = module.lstrip(".").split(".")
+    candidates = [folder.joinpath(*parts).with_suffix(".py")] if dots else \
+        [folder.joinpath(*parts[i:]).with_suffix(".py") for i in range(len(parts))]
+    for path in candidates:
+        if path.is_file():
+            from parity_skill.analyze import analyze_file  # local: analysis of a sibling only when needed
+
+            try:
+                return analyze_file(str(path)).config(name)
+            except ParityError:
+                return None
+    return None
 
 
 def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], notes: list[str]) -> dict[str, Any]:

@@ -134,6 +134,17 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis) 
                                                "the other computes in the input dtype",
                                   op.location if side == "A" else None, op.location if side == "B" else None))
 
+    precise_a = [o for o in ops_a if o.op == "softmax" and (o.kwarg("precise") or "").strip() == "True"]
+    precise_b = [o for o in ops_b if o.op == "softmax" and (o.kwarg("precise") or "").strip() == "True"]
+    soft_a = [o for o in ops_a if o.op == "softmax"]
+    soft_b = [o for o in ops_b if o.op == "softmax"]
+    if soft_a and soft_b and bool(precise_a) != bool(precise_b) and not (casts_a and casts_b):
+        side, op = ("A", precise_a[0]) if precise_a else ("B", precise_b[0])
+        other = soft_b[0] if side == "A" else soft_a[0]
+        found.append(_finding("precision", f"only {side}'s softmax is precise=True (accumulates in float32)",
+                              op.location if side == "A" else other.location,
+                              op.location if side == "B" else other.location))
+
     found += _bias_flags(syms_a, syms_b)
     for side, syms in (("A", syms_a), ("B", syms_b)):
         for s in syms:

@@ -64,9 +64,6 @@ PAIRS = [
             'ModelArgs.dim: default 4096 replaced by 32 to keep the check small',
             'ModelArgs.n_heads: default 32 replaced by 4 to keep the check small',
             'ModelArgs.vocab_size: default -1 replaced by 64 to keep the check small',
-            'ModelArgs.dim: default 4096 replaced by 32 to keep the check small',
-            'ModelArgs.n_heads: default 32 replaced by 4 to keep the check small',
-            'ModelArgs.vocab_size: default -1 replaced by 64 to keep the check small',
         ),
     ),
 ]

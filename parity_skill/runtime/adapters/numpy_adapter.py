@@ -1,6 +1,7 @@
 """NumPy: plain functions (or classes with a __call__ and public array attributes); no autograd, no bfloat16."""
 from __future__ import annotations
 
+import types
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +29,8 @@ class NumpyAdapter:
         return factory(**kwargs) if isinstance(factory, type) else factory
 
     def _arrays(self, model: Any) -> dict[str, Any]:
-        if isinstance(model, type) or not hasattr(model, "__dict__") or callable(model) and not hasattr(model, "__call__"):
+        """Public array attributes of an instance (a plain function has none)."""
+        if isinstance(model, (type, types.FunctionType, types.BuiltinFunctionType)) or not hasattr(model, "__dict__"):
             return {}
         return {k: v for k, v in vars(model).items() if isinstance(v, np.ndarray) and not k.startswith("_")}
 

@@ -86,7 +86,7 @@ class TorchAdapter:
         return [(k, _np(t)) for k, t in out], in_grads, p_grads
 
     def seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # checks run on the CPU; manual_seed also touches CUDA
 
     def submodules(self, model: Any) -> list[tuple[str, Any]]:
         if not isinstance(model, torch.nn.Module):
