@@ -43,11 +43,7 @@ def split_targets(args: tuple[str, ...]):
     words = [a for a in args if a.lower() != "vs"]
     if len(words) != 2:
         raise InputError("expected two targets: A vs B (e.g. a.py::FeedForward vs b.py::FeedForward)")
-    a = parse_target(words[0], allow_reference=False)
-    b = parse_target(words[1], allow_reference=True)
-    if b.path is not None and b.symbol is None and a.symbol is not None:
-        b = type(b)(b.path, None)
-    return a, b
+    return parse_target(words[0], allow_reference=False), parse_target(words[1], allow_reference=True)
 
 
 def _literal(text: str):

@@ -34,7 +34,9 @@ def _precision(cs):
     c = cs[0]
     if c.get("b_error") is None:
         return c["message"]
-    return f"B err {c['b_error']:.2e} vs A err {c['a_error']:.2e} against {c.get('reference', 'fp64')}, ratio {c['ratio']:.2f}"
+    where = f" at {c['scale']}" if c.get("scale") and c["status"] == "fail" else ""
+    return (f"B err {c['b_error']:.2e} vs A err {c['a_error']:.2e}{where} against {c.get('reference', 'fp64')}, "
+            f"ratio {c['ratio']:.2f}")
 
 
 def _names(cs):
@@ -61,7 +63,7 @@ def pair_text(p: dict) -> list[str]:
         _summary(checks, ["backward"], "Backward pass:", _backward),
         _summary(checks, ["fp16"], "FP16 forward:", _precision),
         _summary(checks, ["bf16"], "BF16 forward:", _precision),
-        _summary(checks, [n for n in names if n.startswith("backward_")], "Low-prec. grad:", _names),
+        _summary(checks, [n for n in names if n.startswith("backward_")], "Half grads:", _names),
         _summary(checks, ["batch"], "Batch sizes:", lambda cs: cs[0]["message"].split(";")[0]),
         _summary(checks, [n for n in names if n.startswith("edge:")], "Edge cases:", _edges),
         _summary(checks, [n for n in names if n.startswith("determinism:")], "Determinism:", _names),

@@ -87,7 +87,7 @@ def check_precision(run: PairRun, dtype: str) -> dict:
         return result(dtype, "skip", "; ".join(parts) or "no comparable outputs")
     fields = dict(a_error=worst["a_error"], b_error=worst["b_error"], ratio=worst["ratio"], reference=ref_name,
                   max_abs_diff=worst["max_abs_diff"], scale=worst["set"],
-                  tolerance={"multiplier": mult, "atol_floor": worst["floor"]})
+                  tolerance={"atol": tol.atol, "rtol": tol.rtol, "multiplier": mult, "atol_floor": worst["floor"]})
     msg = f"RMSE vs {ref_name}, allowed B <= {mult:g}x A + {worst['floor']:.1g}: " + "; ".join(parts)
     if worst["ok"]:
         return result(dtype, "pass", msg, **fields)
@@ -136,7 +136,8 @@ def check_backward_precision(run: PairRun, dtype: str) -> dict:
         return result(name, "skip", "no comparable gradients")
     key, ok, ratio, err_a, err_b, floor = worst
     msg = f"worst {key}: RMSE vs float64 A {err_a:.3g}, B {err_b:.3g} (B/A {ratio:.2f}, allowed {mult:g}x)"
-    fields = dict(a_error=err_a, b_error=err_b, ratio=ratio, tolerance={"multiplier": mult, "atol_floor": floor})
+    fields = dict(a_error=err_a, b_error=err_b, ratio=ratio,
+                  tolerance={"atol": tol.atol, "rtol": tol.rtol, "multiplier": mult, "atol_floor": floor})
     if not ok and run.cache.get("status", {}).get("backward") == "pass":
         run.diagnose("precision", f"{dtype} gradients: B's error is {ratio:.3g}x A's in {key}", name)
     elif not ok:

@@ -54,61 +54,79 @@ def _locate(run: PairRun, entry: dict) -> None:
                          + (f" or in A's unmatched submodules {', '.join(unmatched)}" if unmatched else ""))
 
 
-def run_pair(spec: PairSpec) -> dict:
-    entry = {"a": _side_json(spec.a), "b": _side_json(spec.b), "verdict": "error", "error": None, "checks": [],
-             "diagnosis": [], "first_divergence": None, "static_findings": list(spec.static_findings),
-             "notes": list(spec.notes), "inputs": [asdict(i) for i in spec.inputs]}
-    notes = entry["notes"]
-    try:
-        a = Side("a", spec.a)
-        layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
-        b = Side("b", spec.b, layout)
-        if spec.b.file is None:
-            args = ", ".join(f"{k}={v!r}" for k, v in b.kwargs.items())
-            notes.append(f"reference B built as {spec.b.symbol}({args}), arguments carried over from A by name/role")
-        entries, left_a, left_b, _ = load_pair(a, b, spec.weight_map, spec.checks.seed, notes)
-    except (UserCodeError, ValueError) as exc:
-        entry["error"] = str(exc)
-        return entry
-    entry["weight_map"] = [asdict(e) for e in entries]
-    entry["unmapped"] = {"a": left_a, "b": left_b}
-    base = base_inputs(spec.inputs, spec.checks.seed)
-    run = PairRun(a, b, spec.inputs, spec.checks, base, entries, left_a, left_b, notes=notes)
-    for side, key in ((a, "fp32_a"), (b, "fp32_b")):
+def _build(spec: PairSpec, notes: list[str]) -> tuple[Side, Side, list, list, list]:
+    """Build both sides and load A's (perturbed) parameters into B through the weight map."""
+    a = Side("a", spec.a)
+    layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
+    b = Side("b", spec.b, layout)
+    if spec.b.file is None:
+        args = ", ".join(f"{k}={v!r}" for k, v in b.kwargs.items())
+        notes.append(f"reference B built as {spec.b.symbol}({args}), arguments carried over from A by name/role")
+    entries, left_a, left_b, _ = load_pair(a, b, spec.weight_map, spec.checks.seed, notes)
+    return a, b, entries, left_a, left_b
+
+
+def _first_forward(run: PairRun, spec: PairSpec) -> str | None:
+    """Run each side once on the base inputs; the error line if either raises (nothing can be checked then)."""
+    for side, key in ((run.a, "fp32_a"), (run.b, "fp32_b")):
         try:
-            run.cache[key] = run.forward(side, base)
+            run.cache[key] = run.forward(side, run.base)
         except Exception as exc:  # noqa: BLE001
             msg = describe(exc)
-            entry["error"] = f"{side.impl.display}: forward raised {msg}"
+            error = f"{side.impl.display}: forward raised {msg}"
             if any(w in msg.lower() for w in ("cuda", "mps", "nvidia", "device")):
                 where = next((f["a_location"] or f["b_location"] for f in spec.static_findings
                               if f["kind"] == "device" and (f["a_location"] or f["b_location"])), None)
                 run.diagnose("device", f"{side.label} assumes a device this machine lacks"
                                        + (f": {where} hard-codes it" if where else "") + f" ({msg})", "forward", where)
-                entry["error"] += f"; hard-coded device at {where}" if where else ""
-            entry["diagnosis"] = run.diagnosis
-            return entry
+                error += f"; hard-coded device at {where}" if where else ""
+            return error
+    return None
+
+
+def _run_checks(run: PairRun) -> list[dict]:
     checks = [basic.check_weights(run)]
-    for name in spec.checks.names:
+    run.cache["status"] = {"weights": checks[0]["status"]}
+    for name in run.checks.names:
         start = time.perf_counter()
         try:
             out = _dispatch(run, name)
         except Exception as exc:  # noqa: BLE001 - a check that cannot run is reported, not fatal
             out = result(name, "error", f"could not run: {describe(exc)}")
         out["seconds"] = round(time.perf_counter() - start, 4)
-        run.cache.setdefault("status", {})[name] = out["status"]
+        run.cache["status"][name] = out["status"]
         checks.append(out)
-    entry["checks"] = checks
+    return checks
+
+
+def run_pair(spec: PairSpec) -> dict:
+    entry = {"a": _side_json(spec.a), "b": _side_json(spec.b), "verdict": "error", "error": None, "checks": [],
+             "diagnosis": [], "first_divergence": None, "static_findings": list(spec.static_findings),
+             "notes": list(spec.notes), "inputs": [asdict(i) for i in spec.inputs]}
+    notes = entry["notes"]
+    try:
+        a, b, entries, left_a, left_b = _build(spec, notes)
+    except Exception as exc:  # noqa: BLE001 - user code or an unloadable weight map: could not check
+        entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
+        return entry
+    entry["weight_map"] = [asdict(e) for e in entries]
+    entry["unmapped"] = {"a": left_a, "b": left_b}
+    run = PairRun(a, b, spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed), entries, left_a,
+                  left_b, notes=notes)
+    entry["error"] = _first_forward(run, spec)
+    if entry["error"]:
+        entry["diagnosis"] = run.diagnosis
+        return entry
+    entry["checks"] = _run_checks(run)
     statuses = run.cache["status"]
     if statuses.get("forward") == "fail":
         explain.symptoms(run)
+    if statuses.get("forward") == "fail" or spec.checks.isolate:
         _locate(run, entry)
-    elif spec.checks.isolate:
-        _locate(run, entry)
-    explain.link_static(run, list(spec.static_findings), {**statuses, "weights": checks[0]["status"]})
+    explain.link_static(run, list(spec.static_findings), statuses)
     entry["diagnosis"] = run.diagnosis
-    statuses = {c["status"] for c in checks}
-    entry["verdict"] = "fail" if "fail" in statuses else "error" if "error" in statuses else "pass"
+    outcomes = set(statuses.values())
+    entry["verdict"] = "fail" if "fail" in outcomes else "error" if "error" in outcomes else "pass"
     if entry["verdict"] == "error":
-        entry["error"] = next(c["message"] for c in checks if c["status"] == "error")
+        entry["error"] = next(c["message"] for c in entry["checks"] if c["status"] == "error")
     return entry
