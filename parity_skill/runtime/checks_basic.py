@@ -67,13 +67,15 @@ def _upstream(run: PairRun) -> tuple[dict, dict]:
     return up_a, up_b
 
 
-def gradients(run: PairRun, dtype: str) -> tuple[dict, dict]:
+def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dict]:
     """{name: grad} for A and B, keyed 'input grad x' / 'param grad fc1.weight' (B's mapped to A's names)."""
     up_a, up_b = _upstream(run)
     run.a.adapter.seed(run.checks.seed)
     _, gin_a, gp_a = run.a.grads(run.base, dtype, up_a)
-    run.b.adapter.seed(run.checks.seed)
-    _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
+    gin_b, gp_b = {}, {}
+    if not only_a:
+        run.b.adapter.seed(run.checks.seed)
+        _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
     ga, gb = {}, {}
     for i, spec in enumerate(run.inputs):
         if i in gin_a or i in gin_b:

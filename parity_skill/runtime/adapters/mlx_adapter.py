@@ -95,6 +95,8 @@ class MLXAdapter:
 
         argnums = tuple(range(1 + len(float_idx)))
         grads = mx.grad(loss, argnums=argnums)(params, *[xs[i] for i in float_idx])
+        if len(argnums) == 1:  # a single argnum returns the gradient itself, not a tuple
+            grads = (grads,)
         mx.eval(grads)
         in_grads = {i: _np(g) for i, g in zip(float_idx, grads[1:])}
         p_grads = {k: _np(v) for k, v in tree_flatten(grads[0])} if is_module else {}
