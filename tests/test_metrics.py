@@ -43,3 +43,14 @@ def test_outputs_match_by_shape_when_counts_differ():
     assert j["ok"] and j["notes"] == ["B has extra outputs [1] (not compared)"]
     missing = judge([("[0]", out), ("[1]", np.ones(7))], [("[0]", out), ("[1]", qk), ("[2]", qk)], Tolerance(1e-5, 0))
     assert not missing["ok"] and missing["missing_outputs"] == ["[1]"]
+
+
+def test_reported_minimum_atol_is_on_the_user_scale_and_exact():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 6, 8)) * 1e4
+    b = a + rng.standard_normal(a.shape)
+    failing = judge([("", a)], [("", b)], Tolerance(1e-5, 1.3e-6))
+    assert not failing["ok"]
+    need = failing["worst"]["min_tolerance"]["atol"]
+    assert judge([("", a)], [("", b)], Tolerance(need * (1 + 1e-9), 1.3e-6))["ok"]
+    assert not judge([("", a)], [("", b)], Tolerance(need * (1 - 1e-6), 1.3e-6))["ok"]

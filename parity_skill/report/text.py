@@ -79,8 +79,12 @@ def pair_text(p: dict) -> list[str]:
                 figs = (f"  [abs {_num(c['max_abs_diff'])} rel {_num(c.get('max_rel_diff'))} "
                         f"bad {c['mismatched']}/{c['total']} cos {_num(c.get('cosine'))} r {_num(c.get('pearson'))}]")
             lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<5} {c['message']}{figs}")
-            if c["status"] == "fail" and c.get("min_tolerance"):
-                mt = c["min_tolerance"]
+            mt = c.get("min_tolerance") or {}
+            if c["status"] == "fail" and "multiplier" in mt:
+                lines.append(f"  {'':<{width}}        would pass with a B/A error multiplier >= {_num(mt['multiplier'])}")
+            elif c["status"] == "fail" and "rtol" not in mt and mt.get("atol") is not None:
+                lines.append(f"  {'':<{width}}        would pass with atol >= {_num(mt['atol'])}")
+            elif c["status"] == "fail" and mt:
                 tol = c.get("tolerance") or {}
                 lines.append(f"  {'':<{width}}        would pass with atol >= {_num(mt.get('atol'))} "
                              f"(rtol {_num(tol.get('rtol'))}) or rtol >= {_num(mt.get('rtol'))} "

@@ -165,4 +165,4 @@ def check_determinism(run: PairRun, which: str) -> dict:
                                      f"{worst:.3g}): random ops in forward or a nondeterministic kernel; the A-vs-B "
                                      "figures are not to be trusted", name)
     return result(name, "fail", f"{side.label} gives different outputs on two identical calls (max diff {worst:.3g})",
-                  {"atol": 0.0, "rtol": 0.0}, max_abs_diff=worst)
+                  {"atol": 0.0, "rtol": 0.0}, max_abs_diff=worst, min_tolerance={"atol": worst})

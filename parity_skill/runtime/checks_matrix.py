@@ -101,7 +101,7 @@ def check_precision(run: PairRun, dtype: str) -> dict:
                                   "float32 upcast)", dtype, a_error=worst["a_error"], b_error=worst["b_error"])
     else:
         msg += " (fp32 forward already differs)"
-    return result(dtype, "fail", msg, **fields)
+    return result(dtype, "fail", msg, min_tolerance={"multiplier": worst["ratio"]}, **fields)
 
 
 def check_backward_precision(run: PairRun, dtype: str) -> dict:
@@ -145,6 +145,8 @@ def check_backward_precision(run: PairRun, dtype: str) -> dict:
     msg = f"worst {key}: RMSE vs float64 A {err_a:.3g}, B {err_b:.3g} (B/A {ratio:.2f}, allowed {mult:g}x)"
     fields = dict(a_error=err_a, b_error=err_b, ratio=ratio,
                   tolerance={"atol": tol.atol, "rtol": tol.rtol, "multiplier": mult, "atol_floor": floor})
+    if not ok:
+        fields["min_tolerance"] = {"multiplier": ratio}
     if not ok and run.cache.get("status", {}).get("backward") == "pass":
         run.diagnose("precision", f"{dtype} gradients: B's error is {ratio:.3g}x A's in {key}", name)
     elif not ok:
@@ -153,9 +155,12 @@ def check_backward_precision(run: PairRun, dtype: str) -> dict:
 
 
 def _coupling(run: PairRun, side, xs: list[np.ndarray], n: int, tol) -> tuple[float, int | None, str | None]:
-    """Largest difference between a sample inside the batch and the same sample alone (and which sample)."""
+    """Largest difference between a sample inside the batch and the same sample alone (and which sample).
+
+    Also records in run.cache the smallest fp32 atol at which this side would count as independent."""
     full = run.forward(side, xs)
     worst, worst_i, note = 0.0, None, None
+    need = run.cache.setdefault("coupling_atol", {})
     for i in range(n):
         single = run.forward(side, [x[i:i + 1] for x in xs])
         for (k, f), (_, s) in zip(full, single):
@@ -163,6 +168,9 @@ def _coupling(run: PairRun, side, xs: list[np.ndarray], n: int, tol) -> tuple[fl
                 note = f"{label(k)} has no batch axis of size {n}; not checked per sample"
                 continue
             c = compare(s[0], f[i], scaled_atol(tol.atol, s[0]), tol.rtol)
+            if not c["ok"]:
+                required = (c["min_tolerance"]["atol"] or float("inf")) / scaled_atol(1.0, s[0])
+                need[side.which] = max(need.get(side.which, 0.0), required)
             if not c["ok"] and (c.get("max_abs_diff") or float("inf")) > worst:
                 worst, worst_i = c.get("max_abs_diff") or float("inf"), i
     return worst, worst_i, note
@@ -198,7 +206,8 @@ def check_batch(run: PairRun) -> dict:
     summary = f"batch of {n} vs 1: " + "; ".join(parts) + (f" ({'; '.join(notes)})" if notes else "")
     mismatch = (ca[1] is None) != (cb[1] is None)
     if mismatch:
-        return result("batch", "fail", summary, tol, max_abs_diff=max(ca[0], cb[0]))
+        required = max(run.cache["coupling_atol"].values())
+        return result("batch", "fail", summary, tol, max_abs_diff=max(ca[0], cb[0]), min_tolerance={"atol": required})
     out = verdict_from("batch", j, tol)
     out["message"] = summary + "; A vs B at batch %d: %s" % (n, out["message"])
     return out

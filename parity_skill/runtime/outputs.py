@@ -46,6 +46,8 @@ def judge(fa: Flat, fb: Flat, tol: Tolerance, cosine_min: float | None = None) -
         atol = scaled_atol(tol.atol, a)
         c = compare(a, b, atol, tol.rtol)
         c.update(key=ka, key_b=kb, atol=atol, rtol=tol.rtol)
+        if c.get("min_tolerance") and c["min_tolerance"]["atol"] is not None:
+            c["min_tolerance"]["atol"] /= scaled_atol(1.0, a)  # on the scale of the user's --atol
         if cosine_min is not None and not c.get("shape_mismatch"):
             if c.get("cosine") is None or c["cosine"] < cosine_min:
                 c["ok"] = False
