@@ -94,3 +94,11 @@ def test_hard_coded_cuda_gets_a_device_diagnosis_not_a_crash():
 def test_correct_ports_get_no_diagnosis(a, b):
     run = parity(fx(a), "vs", fx(b), "--json", "--quick")
     assert run.code == 0 and run.pair["diagnosis"] == [] and run.pair["first_divergence"] is None
+
+
+def test_missing_attention_scale_is_a_static_finding_that_explains_the_failure():
+    run = parity(fx("torch/attn_explicit.py"), "vs", fx(D + "attn_unscaled.py"), "--json", "--quick")
+    assert run.status("forward") == "fail"
+    (f,) = run.pair["static_findings"]
+    assert f["kind"] == "scale" and f["a_location"] == fx("torch/attn_explicit.py") + ":22"
+    assert diagnosis(run, "scale")["location"] == fx("torch/attn_explicit.py") + ":22"

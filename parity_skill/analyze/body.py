@@ -1,6 +1,8 @@
 """Collect ops, random/seed/dtype/device findings and input hints from a class or function body."""
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from parity_skill.analyze import vocabulary as V
@@ -110,8 +112,14 @@ class BodyVisitor(cst.CSTVisitor):
         self._input_consumer(node, name, resolved, op)
 
     def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
+        left, right = self.ctx.code(node.left), self.ctx.code(node.right)
         if isinstance(node.operator, cst.MatrixMultiply):
-            self.ops.append(OpCall("matmul", "@", self.ctx.loc(node), (self.ctx.code(node.left), self.ctx.code(node.right))))
+            self.ops.append(OpCall("matmul", "@", self.ctx.loc(node), (left, right)))
+        elif isinstance(node.operator, cst.Divide) and ("sqrt" in right or "** 0.5" in right):
+            self.ops.append(OpCall("attn_scale", f"/ {right}", self.ctx.loc(node), (left, right)))
+        elif isinstance(node.operator, cst.Multiply) and any("** -0.5" in t or "rsqrt" in t or re.search(r"\bscale\b", t)
+                                                            for t in (left, right)):
+            self.ops.append(OpCall("attn_scale", f"{left} * {right}", self.ctx.loc(node), (left, right)))
 
     # ---- input hints -------------------------------------------------------------------------------------
     def _input_consumer(self, node: cst.Call, name: str | None, resolved: str | None, op: str | None) -> None:

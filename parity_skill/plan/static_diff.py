@@ -145,6 +145,13 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis) 
                               op.location if side == "A" else other.location,
                               op.location if side == "B" else other.location))
 
+    scaled_a, scaled_b = _attention_scale(ops_a), _attention_scale(ops_b)
+    if scaled_a is not None and scaled_b is not None and bool(scaled_a) != bool(scaled_b):
+        side, op = ("A", scaled_a) if scaled_a else ("B", scaled_b)
+        found.append(_finding("scale", f"only {side} scales the attention scores ({op.name}); the other applies "
+                                       "softmax to unscaled q.k", op.location if side == "A" else None,
+                              op.location if side == "B" else None))
+
     found += _bias_flags(syms_a, syms_b)
     for side, syms in (("A", syms_a), ("B", syms_b)):
         for s in syms:
@@ -154,6 +161,16 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis) 
                     found.append(_finding(kind, f"{side}: {f.message}", f.location if side == "A" else None,
                                           f.location if side == "B" else None))
     return tuple(found)
+
+
+def _attention_scale(ops: list[OpCall]) -> OpCall | bool | None:
+    """None: no attention here; the op that scales the scores (SDPA scales by default); False: unscaled."""
+    sdpa = next((o for o in ops if o.op == "scaled_dot_product_attention"), None)
+    if sdpa is not None:
+        return sdpa
+    if not (any(o.op == "softmax" for o in ops) and any(o.op in ("matmul", "einsum") for o in ops)):
+        return None
+    return next((o for o in ops if o.op == "attn_scale"), False)
 
 
 def _upcasts_internally(ops: list[OpCall]) -> bool:

@@ -9,6 +9,7 @@ from parity_skill.runtime.symptoms import classify
 CONFIRMED_BY = {
     "approximation": ("forward", "backward", "batch"),
     "permutation": ("forward", "backward"),
+    "scale": ("forward", "backward"),
     "eps": ("forward", "edge:tiny", "edge:zeros"),
     "precision": ("fp16", "bf16", "backward_fp16", "backward_bf16"),
     "missing_parameter": ("weights", "forward"),
