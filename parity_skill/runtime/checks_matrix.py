@@ -11,6 +11,16 @@ from parity_skill.runtime.metrics import compare, rmse, scaled_atol
 from parity_skill.runtime.outputs import judge, label, match_outputs
 
 
+def relative_error(a: np.ndarray, b: np.ndarray, ref: np.ndarray, mult: float, floor: float) -> dict:
+    """The precision rule: B's RMSE against the reference may be at most `mult` x A's own, plus `floor`.
+    Non-finite values in B make B's error infinite."""
+    nonfinite_b = int(np.sum(~np.isfinite(b)))
+    err_a, err_b = rmse(a, ref), (rmse(b, ref) if not nonfinite_b else float("inf"))
+    ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
+    return dict(ok=nonfinite_b == 0 and err_b <= mult * err_a + floor, a_error=err_a, b_error=err_b, ratio=ratio,
+                floor=floor, nonfinite_b=nonfinite_b)
+
+
 def _reference(run: PairRun, key: str, xs: list[np.ndarray]):
     """Ground truth for an input set: A in float64 (or B when A cannot run in float64), computed once."""
     if key not in run.cache:
@@ -40,13 +50,8 @@ def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: floa
             return {"key": k, "ok": False, "shape": (r.shape, a.shape, b.shape)}
         if not (np.isfinite(r).all() and np.isfinite(a).all()):
             continue  # the reference itself overflows here: nothing to hold B to
-        nonfinite_b = int(np.sum(~np.isfinite(b)))
-        err_a, err_b = rmse(a, r), (rmse(b, r) if not nonfinite_b else float("inf"))
-        floor = scaled_atol(tol.atol, r)
-        ok = nonfinite_b == 0 and err_b <= mult * err_a + floor
-        ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
-        entry = dict(key=k, ok=ok, a_error=err_a, b_error=err_b, ratio=ratio, floor=floor, nonfinite_b=nonfinite_b,
-                     max_abs_diff=float(np.nanmax(np.abs(b - a))) if a.size else 0.0)
+        entry = relative_error(a, b, r, mult, scaled_atol(tol.atol, r))
+        entry.update(key=k, max_abs_diff=float(np.nanmax(np.abs(b - a))) if a.size else 0.0)
         if worst is None or (not ok, ratio) > (not worst["ok"], worst["ratio"]):
             worst = entry
     return worst
@@ -133,12 +138,9 @@ def check_backward_precision(run: PairRun, dtype: str) -> dict:
         a, b = ga.get(key), gb.get(key)
         if r is None or a is None or b is None or a.shape != b.shape:
             continue
-        err_a, err_b = rmse(a, r), rmse(b, r)
-        floor = scaled_atol(tol.atol, r)
-        ok = err_b <= mult * err_a + floor
-        ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
-        if worst is None or (not ok, ratio) > (not worst[1], worst[2]):
-            worst = (key, ok, ratio, err_a, err_b, floor)
+        e = relative_error(a, b, r, mult, scaled_atol(tol.atol, r))
+        if worst is None or (not e["ok"], e["ratio"]) > (not worst[1], worst[2]):
+            worst = (key, e["ok"], e["ratio"], e["a_error"], e["b_error"], e["floor"])
     if worst is None:
         return result(name, "skip", "no comparable gradients")
     key, ok, ratio, err_a, err_b, floor = worst
@@ -264,10 +266,10 @@ def _within_reference_error(run: PairRun, key: str, xs, fa, fb, tol) -> str | No
     for (k, r, _, a), (_, _, _, b) in zip(pa, pb):
         if r.shape != a.shape or r.shape != b.shape or not np.isfinite(r).all():
             return None
-        err_a, err_b = rmse(a, r), rmse(b, r)
-        if not err_b <= mult * err_a + scaled_atol(tol.atol, r) * 0.1:
+        e = relative_error(a, b, r, mult, scaled_atol(tol.atol, r) * 0.1)
+        if not e["ok"]:
             return None
-        worst = max(worst or (0, 0, 0), (err_b / err_a if err_a else 0.0, err_a, err_b))
+        worst = max(worst or (0, 0, 0), (e["ratio"], e["a_error"], e["b_error"]))
     if worst is None:
         return None
     ratio, err_a, err_b = worst
