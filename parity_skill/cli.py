@@ -103,7 +103,7 @@ def _emit_error(message: str, as_json: bool) -> int:
 
 
 def check(targets, as_json, emit, timeout, debug, **opts) -> int:
-    from parity_skill.run import Completed, Runner, TimedOut, frameworks_in
+    from parity_skill.run import Runner, frameworks_in
 
     target_a, target_b = split_targets(targets)
     warm = frameworks_in([t.path for t in (target_a, target_b) if t.path])

@@ -125,25 +125,13 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis) 
         found.append(_finding("permutation", f"RoPE convention differs: A {rope_a[0]} vs B {rope_b[0]}",
                               rope_a[1], rope_b[1]))
 
-    casts_a = [o for o in _forward_ops(syms_a) if o.op == "cast" and "float32" in " ".join(o.args + tuple(v for _, v in o.kwargs))]
-    casts_b = [o for o in _forward_ops(syms_b) if o.op == "cast" and "float32" in " ".join(o.args + tuple(v for _, v in o.kwargs))]
-    if bool(casts_a) != bool(casts_b):
-        side, op, other = ("A", casts_a[0], ops_b) if casts_a else ("B", casts_b[0], ops_a)
-        if not _upcasts_internally(other):
-            found.append(_finding("precision", f"only {side} upcasts to float32 ({op.name.replace('<tensor>', '')}); "
-                                               "the other computes in the input dtype",
-                                  op.location if side == "A" else None, op.location if side == "B" else None))
-
-    precise_a = [o for o in ops_a if o.op == "softmax" and (o.kwarg("precise") or "").strip() == "True"]
-    precise_b = [o for o in ops_b if o.op == "softmax" and (o.kwarg("precise") or "").strip() == "True"]
-    soft_a = [o for o in ops_a if o.op == "softmax"]
-    soft_b = [o for o in ops_b if o.op == "softmax"]
-    if soft_a and soft_b and bool(precise_a) != bool(precise_b) and not (casts_a and casts_b):
-        side, op = ("A", precise_a[0]) if precise_a else ("B", precise_b[0])
-        other = soft_b[0] if side == "A" else soft_a[0]
-        found.append(_finding("precision", f"only {side}'s softmax is precise=True (accumulates in float32)",
-                              op.location if side == "A" else other.location,
-                              op.location if side == "B" else other.location))
+    up_a, up_b = _upcast(_forward_ops(syms_a)), _upcast(_forward_ops(syms_b))
+    if (up_a is None) != (up_b is None) and not _upcasts_internally(ops_b if up_a else ops_a):
+        side, op = ("A", up_a) if up_a else ("B", up_b)
+        how = "softmax(precise=True)" if op.op == "softmax" else op.name.replace("<tensor>", "")
+        found.append(_finding("precision", f"only {side} computes in float32 ({how}); the other computes in the "
+                                           "input dtype", op.location if side == "A" else None,
+                              op.location if side == "B" else None))
 
     scaled_a, scaled_b = _attention_scale(ops_a), _attention_scale(ops_b)
     if scaled_a is not None and scaled_b is not None and bool(scaled_a) != bool(scaled_b):
@@ -171,6 +159,16 @@ def _attention_scale(ops: list[OpCall]) -> OpCall | bool | None:
     if not (any(o.op == "softmax" for o in ops) and any(o.op in ("matmul", "einsum") for o in ops)):
         return None
     return next((o for o in ops if o.op == "attn_scale"), False)
+
+
+def _upcast(forward_ops: list[OpCall]) -> OpCall | None:
+    """The first explicit float32 upcast in forward: a cast to float32 or a softmax(precise=True)."""
+    for o in forward_ops:
+        if o.op == "cast" and "float32" in " ".join(o.args + tuple(v for _, v in o.kwargs)):
+            return o
+        if o.op == "softmax" and (o.kwarg("precise") or "").strip() == "True":
+            return o
+    return None
 
 
 def _upcasts_internally(ops: list[OpCall]) -> bool:

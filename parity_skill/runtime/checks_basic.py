@@ -55,6 +55,7 @@ def check_forward(run: PairRun) -> dict:
     fb = run.cache["fp32_b"]
     j = judge(fa, fb, tol, run.checks.cosine)
     flag_output_problems(run, "forward", j)
+    run.notes.extend(n for n in j["notes"] if n not in run.notes)
     run.cache["forward_judgement"] = j
     return verdict_from("forward", j, tol)
 

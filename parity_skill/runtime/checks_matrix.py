@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity_skill.runtime.checks_basic import compare_grads, flag_output_problems, gradients, is_deterministic, verdict_from
+from parity_skill.runtime.checks_basic import flag_output_problems, gradients, is_deterministic, verdict_from
 from parity_skill.runtime.context import PairRun, result
 from parity_skill.runtime.inputs import HOT_SCALE, batch_inputs, edge_inputs, hot_inputs
 from parity_skill.runtime.loading import describe
@@ -52,7 +52,7 @@ def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: floa
             continue  # the reference itself overflows here: nothing to hold B to
         entry = relative_error(a, b, r, mult, scaled_atol(tol.atol, r))
         entry.update(key=k, max_abs_diff=float(np.nanmax(np.abs(b - a))) if a.size else 0.0)
-        if worst is None or (not ok, ratio) > (not worst["ok"], worst["ratio"]):
+        if worst is None or (not entry["ok"], entry["ratio"]) > (not worst["ok"], worst["ratio"]):
             worst = entry
     return worst
 
