@@ -7,17 +7,11 @@ EXIT_ERROR = 2
 
 
 class ParityError(Exception):
-    """Could not check. `str(err)` is the one line the user sees (file, symbol, reason)."""
-
-    exit_code = EXIT_ERROR
+    """Could not check (exit 2). `str(err)` is the one line the user sees (file, symbol, reason)."""
 
 
 class InputError(ParityError):
     """Bad command line or file: missing, unparsable, unknown symbol, nothing to pair."""
-
-
-class PlanError(ParityError):
-    """The pair was read but no comparison could be planned (e.g. an input shape nobody can guess)."""
 
 
 class RunError(ParityError):

@@ -29,11 +29,10 @@ class Implementation:
     framework: str
     kind: str = "module"  # module | function
     init: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
 
     @property
     def display(self) -> str:
-        return self.label or (f"{self.file}::{self.symbol}" if self.file else self.symbol)
+        return f"{self.file}::{self.symbol}" if self.file else self.symbol
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ def _by_name_and_rank(arg: str, rank: int | None, sizes: dict[str, int], functio
     if INT_NAMES.search(arg.lower()):
         return Guess((BATCH, SEQ), "int64", sizes.get("vocab", 64), 1, reason="integer ids (by name)")
     if rank == 4 or (rank is None and function and QKV_NAMES.match(arg.lower())):
-        return Guess((BATCH, heads, SEQ, head_dim), seq_axis=2, reason="(batch, heads, seq, head_dim)")
+        why = "rank 4 read from the code" if rank == 4 else f"'{arg}' names a query/key/value"
+        return Guess((BATCH, heads, SEQ, head_dim), seq_axis=2, reason=f"(batch, heads, seq, head_dim): {why}")
     if rank == 2:
         return Guess((BATCH, dim), reason="rank 2 from the code (batch, features)")
     if rank is not None and rank != 3:
@@ -161,6 +162,8 @@ def plan_inputs(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: 
             ranks = [int(h.value) for h in sym.input_hints if h.arg == arg.name and h.kind == "unpack"]
             g = _by_name_and_rank(arg.name, ranks[0] if ranks else None, _sizes(env), function=True)
         guesses[arg.name] = g
+        kind = f"ids in [0, {g.high})" if g.dtype.startswith("int") else g.dtype
+        notes.append(f"input '{arg.name}': shape {g.shape} {kind}, {g.reason} (override with --input)")
         specs.append(InputSpec(arg.name, g.shape, g.dtype, 0, g.high, g.seq_axis))
     return tuple(specs), guesses
 

@@ -21,7 +21,7 @@ def flag_output_problems(run: PairRun, name: str, j: dict) -> None:
         run.diagnose("shape", "; ".join(j["notes"]), name)
 
 
-def verdict_from(name: str, j: dict, tol, what: str = "output") -> dict:
+def verdict_from(name: str, j: dict, tol) -> dict:
     w = j["worst"]
     if j["ok"]:
         msg = f"max abs diff {w['max_abs_diff']:.3g} ({label(w['key'])}), cosine {w['cosine']:.6f}" if w else "no outputs"

@@ -91,8 +91,3 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
         return math.inf
     return float(np.sqrt(np.mean((a[both] - b[both]) ** 2)))
 
-
-def max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    both = np.isfinite(a) & np.isfinite(b)
-    return float(np.max(np.abs(a[both] - b[both]))) if both.any() else math.inf

@@ -64,6 +64,7 @@ PAIRS = [
             'ModelArgs.dim: default 4096 replaced by 32 to keep the check small',
             'ModelArgs.n_heads: default 32 replaced by 4 to keep the check small',
             'ModelArgs.vocab_size: default -1 replaced by 64 to keep the check small',
+            "input 'x': shape (3, 6, 32) float32, first consumed by self.w1 (tests/fixtures/torch/llama_a.py:29) (linear, 32 features) (override with --input)",
         ),
     ),
 ]

@@ -64,6 +64,9 @@ PAIRS = [
             MapEntry('fc2.bias', 'down_proj.bias', 'identity', 'order+shape'),
         ),
         checks=CHECKS,
+        notes=(
+            "input 'x': shape (3, 6, 32) float32, first consumed by self.fc1 (tests/fixtures/torch/ffn_module.py:14) (linear, 32 features) (override with --input)",
+        ),
     ),
 ]
 

@@ -23,7 +23,8 @@ class Adapter(Protocol):
               upstream: dict[str, np.ndarray]) -> tuple[Flat, dict[int, np.ndarray], dict[str, np.ndarray]]: ...
     def seed(self, seed: int) -> None: ...
     def submodules(self, model: Any) -> list[tuple[str, Any]]: ...
-    def trace(self, model: Any, args: list[np.ndarray], dtype: str) -> list[tuple[str, Flat, Flat]]: ...
+    def trace(self, model: Any, args: list[np.ndarray], dtype: str,
+              feed: dict[str, list] | None = None) -> list[list]: ...
 
 
 def flatten(obj: Any, is_array: Callable[[Any], bool], to_numpy: Callable[[Any], np.ndarray], key: str = "") -> Flat:
@@ -45,6 +46,3 @@ def flatten_native(obj: Any, is_array: Callable[[Any], bool], key: str = "") -> 
     """Like `flatten` but keeps the framework arrays (for building a loss)."""
     return flatten(obj, is_array, lambda a: a, key)  # type: ignore[arg-type]
 
-
-def is_floating(arr: np.ndarray) -> bool:
-    return np.issubdtype(arr.dtype, np.floating)
