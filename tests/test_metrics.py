@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from parity_skill.runtime.metrics import compare, scaled_atol
-from parity_skill.runtime.outputs import judge, match_outputs
+from parity_skill.runtime.outputs import describe_mismatch, judge, match_outputs
 from parity_skill.spec import Tolerance
 
 
@@ -20,11 +20,25 @@ def test_compare_figures_and_minimum_tolerance():
     assert c["min_tolerance"]["rtol"] == pytest.approx((1e-3 - 1e-5) / 2.0)
 
 
-def test_nonfinite_values_must_agree():
-    a = np.array([1.0, np.inf, np.nan])
-    assert compare(a, a.copy(), 0, 0)["ok"]
+def test_nonfinite_values_are_never_agreement():
+    a = np.array([1.0, np.inf, np.nan, 4.0])
+    same = compare(a, a.copy(), 1e-5, 0)
+    assert not same["ok"] and same["mismatched"] == 2 and same["excluded"] == 2
+    assert same["nonfinite_a"] == same["nonfinite_b"] == 2 and same["first_nonfinite_a"] == [1]
+    assert same["min_tolerance"] is None  # no tolerance makes a NaN agree
     c = compare(np.array([1.0, 2.0]), np.array([1.0, np.inf]), 1e-5, 0)
-    assert not c["ok"] and c["nonfinite_b"] == 1
+    assert not c["ok"] and c["nonfinite_b"] == 1 and c["nonfinite_b_where_a_finite"] == 1 and c["worst_index"] == [1]
+    assert c["max_abs_diff"] == 0.0 and c["cosine"] == 1.0  # figures on the finite values only, stated as such
+
+
+def test_judged_message_states_the_excluded_values():
+    a = np.zeros((2, 3))
+    b = a.copy()
+    b[1, 2] = np.nan
+    j = judge([("", a)], [("", b)], Tolerance(1e-5, 0))
+    assert not j["ok"]
+    text = describe_mismatch(j["worst"], "output")
+    assert "B is non-finite at 1/6 values (first at (1, 2))" in text and "figures on the 5 values" in text
 
 
 def test_shape_mismatch_and_scaled_atol():

@@ -30,7 +30,9 @@ def report(pairs: list[dict], error: str | None = None) -> dict:
     verdict = "error" if error else overall(pairs)
     if verdict == "error" and not error:
         error = next((p["error"] for p in pairs if p.get("error")), "nothing could be checked")
-    return {"schema": SCHEMA, "verdict": verdict, "error": error, "pairs": clean(pairs)}
+    limits = [f"{p['a']['symbol']} vs {p['b']['symbol']}: {line}" if len(pairs) > 1 else line
+              for p in pairs for line in p.get("limitations", [])]
+    return {"schema": SCHEMA, "verdict": verdict, "error": error, "limitations": limits, "pairs": clean(pairs)}
 
 
 def error_report(message: str) -> dict:

@@ -18,8 +18,16 @@ def _summary(checks: dict[str, dict], names: list[str], title: str, detail) -> s
     return f"{title:<15}{status} ({detail(failed or ran)})"
 
 
+def _nonfinite(c) -> str:
+    parts = [f"{side.upper()} non-finite at {c[f'nonfinite_{side}']}/{c['total']}" for side in ("a", "b")
+             if c.get(f"nonfinite_{side}")]
+    return ", ".join(parts)
+
+
 def _forward(cs):
     c = cs[0]
+    if _nonfinite(c):
+        return f"{_nonfinite(c)}; max diff {_num(c.get('max_abs_diff'))} on the finite values"
     return f"max diff: {c['max_abs_diff']:.2e}" if c.get("max_abs_diff") is not None else c["message"]
 
 
@@ -77,7 +85,8 @@ def pair_text(p: dict) -> list[str]:
             figs = ""
             if c.get("max_abs_diff") is not None and c.get("mismatched") is not None:
                 figs = (f"  [abs {_num(c['max_abs_diff'])} rel {_num(c.get('max_rel_diff'))} "
-                        f"bad {c['mismatched']}/{c['total']} cos {_num(c.get('cosine'))} r {_num(c.get('pearson'))}]")
+                        f"bad {c['mismatched']}/{c['total']} cos {_num(c.get('cosine'))} r {_num(c.get('pearson'))}"
+                        + (f"; {c['excluded']} non-finite excluded" if c.get("excluded") else "") + "]")
             lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<5} {c['message']}{figs}")
             mt = c.get("min_tolerance") or {}
             if c["status"] == "fail" and "multiplier" in mt:
@@ -114,8 +123,18 @@ def pair_text(p: dict) -> list[str]:
         lines.append(f"Unmapped: A {', '.join(unmapped['a']) or '-'}; B {', '.join(unmapped['b']) or '-'}")
     if p.get("notes"):
         lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
-    lines += ["", f"Verdict: {p['verdict'].upper()}"]
+    lines += ["", verdict_line(p)]
     return lines
+
+
+def verdict_line(p: dict) -> str:
+    """'Verdict: PASS', or 'Verdict: PASS with limitations: fp16, bf16 not checked (reason)' and one line each."""
+    limits = p.get("limitations") or []
+    if p["verdict"] != "pass" or not limits:
+        return f"Verdict: {p['verdict'].upper()}"
+    skipped = [line.split(" not checked: ", 1) for line in limits if " not checked: " in line]
+    head = ", ".join(name for name, _ in skipped) + " not checked" if skipped else "weakened checks"
+    return "\n".join([f"Verdict: PASS with limitations: {head}"] + [f"  - {line}" for line in limits])
 
 
 def render_text(rep: dict) -> str:

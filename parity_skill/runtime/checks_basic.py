@@ -6,7 +6,7 @@ import numpy as np
 from parity_skill.runtime.context import PairRun, result
 from parity_skill.runtime.loading import describe
 from parity_skill.runtime.metrics import compare, scaled_atol
-from parity_skill.runtime.outputs import describe_mismatch, figures, judge, label, match_outputs
+from parity_skill.runtime.outputs import describe_mismatch, figures, first_nonfinite, judge, label, match_outputs
 from parity_skill.runtime.weights import b_values
 
 
@@ -14,9 +14,15 @@ def flag_output_problems(run: PairRun, name: str, j: dict) -> None:
     for c in j["outputs"]:
         if c.get("shape_mismatch"):
             run.diagnose("shape", f"{label(c['key'])}: A {tuple(c['shape_a'])} vs B {tuple(c['shape_b'])}", name)
-        elif c.get("nonfinite_b"):
-            run.diagnose("nan_inf", f"B gives {c['nonfinite_b']} non-finite values in {label(c['key'])} where A "
-                                    f"is finite ({name})", name)
+        else:
+            for side, other in (("a", "b"), ("b", "a")):
+                n = c.get(f"nonfinite_{side}")
+                if n:
+                    idx = c[f"first_nonfinite_{side}"]
+                    context = "non-finite too" if c.get(f"nonfinite_{other}") else "finite"
+                    run.diagnose("nan_inf", f"{side.upper()} gives {n} non-finite values in {label(c['key'])}, first "
+                                            f"at {tuple(idx)}, where {other.upper()} is {context} ({name})", name,
+                                 side=side.upper(), count=n, index=idx)
     if j.get("missing_outputs"):
         run.diagnose("shape", "; ".join(j["notes"]), name)
 
@@ -106,9 +112,13 @@ def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | Non
         c = compare(ga[key], gb[key], scaled_atol(tol.atol, ga[key]), tol.rtol)
         if not c["ok"]:
             ok = False
-        if worst is None or (not c["ok"], c.get("max_abs_diff") or 0) > (not worst["ok"], worst.get("max_abs_diff") or 0):
+        if worst is None or _rank(c) > _rank(worst):
             worst_key, worst = key, c
     return ok, worst_key, worst, problems
+
+
+def _rank(c: dict) -> tuple:
+    return (not c["ok"], bool(c.get("nonfinite_b")), c.get("max_abs_diff") or 0.0)
 
 
 def check_backward(run: PairRun) -> dict:
@@ -119,8 +129,16 @@ def check_backward(run: PairRun) -> dict:
     ga, gb = gradients(run, "fp32")
     if not ga:
         return result("backward", "skip", "no floating input and no mapped trainable parameter to differentiate")
+    bad_a = first_nonfinite([(k, v) for k, v in ga.items() if v is not None])
+    if bad_a:
+        return result("backward", "error", f"A's gradients are not finite on the default input ({bad_a}): nothing "
+                                           "to compare B's against; choose other inputs with --input")
     ok, key, c, problems = compare_grads(ga, gb, tol)
     n = f"{len(ga)} gradients"
+    if c and c.get("nonfinite_b"):
+        run.diagnose("nan_inf", f"B's {key} has {c['nonfinite_b']} non-finite values, first at "
+                                f"{tuple(c['first_nonfinite_b'])}, where A's is finite (backward)", "backward",
+                     side="B", count=c["nonfinite_b"], index=c["first_nonfinite_b"])
     if ok:
         return result("backward", "pass", f"{n}; max grad diff {c['max_abs_diff']:.3g} in {key}" if c else n,
                       tol, where=key, **figures(c))
@@ -139,8 +157,10 @@ def self_difference(run: PairRun, side) -> float:
         second = side.run(run.base)
         worst = 0.0
         for (_, x), (_, y) in zip(first, second):
-            c = compare(x, y, 0.0, 0.0)
-            if not c["ok"]:
+            if x.shape != y.shape:
+                worst = float("inf")
+            elif not np.array_equal(x, y, equal_nan=True):  # a call agreeing with itself on NaN is repeatable
+                c = compare(x, y, 0.0, 0.0)
                 worst = max(worst, c.get("max_abs_diff") or float("inf"))
         run.cache[key] = worst
     return run.cache[key]

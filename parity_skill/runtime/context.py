@@ -24,6 +24,12 @@ class PairRun:
     diagnosis: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)
+    limitations: list[str] = field(default_factory=list)
+
+    def limit(self, reason: str) -> None:
+        """Record a check that was weakened (it ran, but under a looser or substitute rule)."""
+        if reason not in self.limitations:
+            self.limitations.append(reason)
 
     def diagnose(self, kind: str, message: str, check: str, location: str | None = None, **evidence: Any) -> None:
         if any(d["kind"] == kind and d["message"] == message for d in self.diagnosis):

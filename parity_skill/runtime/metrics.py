@@ -18,11 +18,19 @@ def scaled_atol(atol: float, ref: np.ndarray) -> float:
     return atol * max(1.0, peak)
 
 
+def _first(mask: np.ndarray) -> list[int] | None:
+    """Index of the first True element (C order), or None."""
+    if not mask.any():
+        return None
+    return [int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape)]
+
+
 def compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> dict:
     """Compare B against reference A elementwise: |b - a| <= atol + rtol * |a|.
 
-    Non-finite values must agree exactly (NaN where A is NaN, the same infinity). Returns the figures for the
-    report, including the smallest atol (at this rtol) and rtol (at this atol) that would have passed."""
+    A non-finite value on either side is never agreement (NaN == NaN is a failure too). The figures (max abs/rel
+    diff, cosine, Pearson, RMSE) are computed on the elements finite on both sides; `excluded` says how many were
+    left out. Also returns the smallest atol (at this rtol) and rtol (at this atol) that would have passed."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -30,40 +38,47 @@ def compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> dict:
                 "total": int(a.size)}
     total = int(a.size)
     if total == 0:
-        return {"ok": True, "total": 0, "mismatched": 0, "max_abs_diff": 0.0, "max_rel_diff": 0.0}
+        return {"ok": True, "total": 0, "mismatched": 0, "max_abs_diff": 0.0, "max_rel_diff": 0.0, "excluded": 0,
+                "nonfinite_a": 0, "nonfinite_b": 0}
     fin_a, fin_b = np.isfinite(a), np.isfinite(b)
     both = fin_a & fin_b
-    nonfinite_b = int(np.sum(fin_a & ~fin_b))
-    nonfinite_a = int(np.sum(~fin_a & fin_b))
-    same_nonfinite = (~fin_a & ~fin_b) & ((np.isnan(a) & np.isnan(b)) | (a == b))
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.where(both, np.abs(a - b), 0.0)
     absa = np.abs(np.where(both, a, 0.0))
-    bad = (diff > atol + rtol * absa) | (fin_a != fin_b) | ((~fin_a & ~fin_b) & ~same_nonfinite)
+    off = diff > atol + rtol * absa
+    bad = off | ~both
     mismatched = int(np.sum(bad))
     rel = np.where(absa > 0, diff / np.where(absa > 0, absa, 1.0), np.where(diff > 0, np.inf, 0.0))
-    worst = np.unravel_index(int(np.argmax(np.where(bad, diff + 1.0, diff) if mismatched else diff)), a.shape)
+    if off.any():
+        worst = np.unravel_index(int(np.argmax(np.where(off, diff, -1.0))), a.shape)
+    elif not both.all():
+        worst = tuple(_first(~both))
+    else:
+        worst = np.unravel_index(int(np.argmax(diff)), a.shape)
     fa, fb = a[both].ravel(), b[both].ravel()
-    out = {
+    return {
         "ok": mismatched == 0,
         "total": total,
         "mismatched": mismatched,
+        "excluded": int(total - np.sum(both)),
         "max_abs_diff": _f(diff.max()),
         "max_rel_diff": _f(rel[both].max()) if both.any() else None,
         "worst_index": [int(i) for i in worst],
         "worst_a": _f(a[worst]),
         "worst_b": _f(b[worst]),
-        "cosine": cosine(fa, fb),
+        "cosine": cosine(fa, fb) if fa.size else None,
         "pearson": pearson(fa, fb),
         "rmse": _f(np.sqrt(np.mean((fa - fb) ** 2))) if fa.size else None,
-        "min_tolerance": {
+        "min_tolerance": None if not both.all() else {  # no tolerance makes a NaN agree
             "atol": _f(max(0.0, float(np.max(diff - rtol * absa)))),
             "rtol": _f(max(0.0, float(np.max(np.where(absa > 0, (diff - atol) / np.where(absa > 0, absa, 1), 0))))),
         },
-        "nonfinite_b": nonfinite_b,
-        "nonfinite_a": nonfinite_a,
+        "nonfinite_a": int(np.sum(~fin_a)),
+        "nonfinite_b": int(np.sum(~fin_b)),
+        "first_nonfinite_a": _first(~fin_a),
+        "first_nonfinite_b": _first(~fin_b),
+        "nonfinite_b_where_a_finite": int(np.sum(fin_a & ~fin_b)),
     }
-    return out
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float | None:

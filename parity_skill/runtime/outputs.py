@@ -64,7 +64,8 @@ def judge(fa: Flat, fb: Flat, tol: Tolerance, cosine_min: float | None = None) -
 def _badness(c: dict) -> tuple:
     if c.get("shape_mismatch"):
         return (3, 0.0)
-    return (0 if c["ok"] else 2, c.get("max_abs_diff") or float("inf"))
+    nonfinite = bool(c.get("nonfinite_a") or c.get("nonfinite_b"))
+    return (0 if c["ok"] else 2, nonfinite, c.get("max_abs_diff") or 0.0)
 
 
 def figures(c: dict | None) -> dict:
@@ -72,17 +73,38 @@ def figures(c: dict | None) -> dict:
     if not c or c.get("shape_mismatch"):
         return {}
     return {k: c.get(k) for k in ("max_abs_diff", "max_rel_diff", "mismatched", "total", "cosine", "pearson",
-                                  "worst_index", "min_tolerance", "rmse")}
+                                  "worst_index", "min_tolerance", "rmse", "excluded", "nonfinite_a", "nonfinite_b")}
+
+
+def nonfinite_text(c: dict) -> str | None:
+    """'B is non-finite at 12/96 values (first at (0, 3))...' or None when both sides are finite."""
+    parts = [f"{side} is non-finite at {c[f'nonfinite_{side.lower()}']}/{c['total']} values (first at "
+             f"{tuple(c[f'first_nonfinite_{side.lower()}'])})" for side in ("A", "B") if c.get(f"nonfinite_{side.lower()}")]
+    if not parts:
+        return None
+    return "; ".join(parts) + f"; figures on the {c['total'] - c['excluded']} values finite on both sides"
+
+
+def first_nonfinite(flat: Flat) -> str | None:
+    """'output[0]: 5 of 96 values (first at (0, 2))' for the first output with NaN/inf, else None."""
+    for key, x in flat:
+        bad = ~np.isfinite(np.asarray(x, dtype=np.float64))
+        if bad.any():
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+            return f"{label(key)}: {int(bad.sum())} of {bad.size} values are NaN/inf (first at {idx})"
+    return None
 
 
 def describe_mismatch(c: dict, what: str) -> str:
     if c.get("shape_mismatch"):
         return f"{what}: shape A {tuple(c['shape_a'])} vs B {tuple(c['shape_b'])}"
     idx = tuple(c.get("worst_index") or ())
-    parts = [f"{what}: {c['mismatched']}/{c['total']} elements differ, max abs diff {c['max_abs_diff']:.3g}"
-             if c.get("max_abs_diff") is not None else f"{what}: {c['mismatched']}/{c['total']} elements differ"]
+    parts = [f"{what}: {c['mismatched']}/{c['total']} elements differ"]
+    nonfinite = nonfinite_text(c)
+    if nonfinite:
+        parts.append(nonfinite)
+    if c.get("max_abs_diff") is not None:
+        parts.append(f"max abs diff {c['max_abs_diff']:.3g}" + (" on the finite values" if nonfinite else ""))
     if c.get("worst_a") is not None and c.get("worst_b") is not None:
         parts.append(f"worst at {idx}: A={c['worst_a']:.6g} B={c['worst_b']:.6g}")
-    if c.get("nonfinite_b"):
-        parts.append(f"{c['nonfinite_b']} non-finite values in B where A is finite")
     return "; ".join(parts)

@@ -10,6 +10,7 @@ from parity_skill.runtime import explain, trace
 from parity_skill.runtime.context import PairRun, result
 from parity_skill.runtime.inputs import base_inputs
 from parity_skill.runtime.loading import UserCodeError, describe
+from parity_skill.runtime.outputs import first_nonfinite
 from parity_skill.runtime.side import Side
 from parity_skill.runtime.weights import load_pair
 from parity_skill.spec import PairSpec
@@ -55,7 +56,7 @@ def _locate(run: PairRun, entry: dict) -> None:
 
 
 def _build(spec: PairSpec, notes: list[str]) -> tuple[Side, Side, list, list, list]:
-    """Build both sides and load A's (perturbed) parameters into B through the weight map."""
+    """Build both sides, give A fresh seeded parameters and load them into B through the weight map."""
     a = Side("a", spec.a)
     layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
     b = Side("b", spec.b, layout)
@@ -81,7 +82,16 @@ def _first_forward(run: PairRun, spec: PairSpec) -> str | None:
                                        + (f": {where} hard-codes it" if where else "") + f" ({msg})", "forward", where)
                 error += f"; hard-coded device at {where}" if where else ""
             return error
+    bad = first_nonfinite(run.cache["fp32_a"])
+    if bad:
+        return (f"A ({spec.a.display}) is not finite on the default input: {bad}; nothing can be compared against "
+                f"it. Choose inputs it is defined on with --input (planned: {_planned(run.inputs)})")
     return None
+
+
+def _planned(inputs) -> str:
+    return ", ".join(f"{i.name}={','.join(map(str, i.shape))}" + ("" if i.is_float else f":{i.dtype}:{i.low}-{i.high}")
+                     for i in inputs) or "no inputs"
 
 
 def _run_checks(run: PairRun) -> list[dict]:
@@ -99,10 +109,16 @@ def _run_checks(run: PairRun) -> list[dict]:
     return checks
 
 
+def limitations(checks: list[dict], weakened: list[str]) -> list[str]:
+    """One line per check that did not run (skip) or ran under a substitute rule: a PASS does not cover these."""
+    skipped = [f"{c['name']} not checked: {c['message']}" for c in checks if c["status"] == "skip"]
+    return skipped + list(weakened)
+
+
 def run_pair(spec: PairSpec) -> dict:
     entry = {"a": _side_json(spec.a), "b": _side_json(spec.b), "verdict": "error", "error": None, "checks": [],
              "diagnosis": [], "first_divergence": None, "static_findings": list(spec.static_findings),
-             "notes": list(spec.notes), "inputs": [asdict(i) for i in spec.inputs]}
+             "notes": list(spec.notes), "limitations": [], "inputs": [asdict(i) for i in spec.inputs]}
     notes = entry["notes"]
     try:
         a, b, entries, left_a, left_b = _build(spec, notes)
@@ -125,6 +141,7 @@ def run_pair(spec: PairSpec) -> dict:
         _locate(run, entry)
     explain.link_static(run, list(spec.static_findings), statuses)
     entry["diagnosis"] = run.diagnosis
+    entry["limitations"] = limitations(entry["checks"], run.limitations)
     outcomes = set(statuses.values())
     entry["verdict"] = "fail" if "fail" in outcomes else "error" if "error" in outcomes else "pass"
     if entry["verdict"] == "error":

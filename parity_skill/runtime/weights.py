@@ -1,25 +1,12 @@
-"""Give A's parameters distinctive random values and load them into B through the weight map."""
+"""Give A fresh seeded parameters and load them into B through the weight map."""
 from __future__ import annotations
 
 import numpy as np
 
 from parity_skill.mapping import ParamInfo, apply_shape, match_parameters
+from parity_skill.runtime.init import fresh_state
 from parity_skill.runtime.side import Side
 from parity_skill.spec import MapEntry
-
-
-def perturb(state: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """New floating values around the initial ones, so ones/zeros init (norm weights, biases) cannot hide a bug."""
-    rng = np.random.default_rng(seed + 7)
-    out = {}
-    for name in sorted(state):
-        v = state[name]
-        if not np.issubdtype(v.dtype, np.floating) or v.size == 0:
-            continue
-        spread = float(v.std()) if v.size > 1 else 0.0
-        spread = max(spread, 0.1 * float(np.abs(v).mean()), 0.05)
-        out[name] = v + rng.standard_normal(v.shape) * spread
-    return out
 
 
 def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
@@ -76,13 +63,29 @@ def resolve_map(planned: tuple[MapEntry, ...], a: Side, b: Side, notes: list[str
     return state_a, entries, left_a, left_b
 
 
-def load_pair(a: Side, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str]):
-    """Perturb A, copy through the map into B. Returns (entries, unmapped A names, unmapped B names)."""
-    state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes)
-    new = perturb(state_a, seed)
+def _fresh(side: Side, state: dict[str, np.ndarray], seed: int, notes: list[str],
+           only: set[str] | None = None) -> None:
+    """Load fresh seeded values into `side` (all entries, or `only` those names)."""
+    owners = {"": type(side.model).__name__}
+    owners.update({n: type(m).__name__ for n, m in side.adapter.submodules(side.model)})
+    new, kept = fresh_state(state, set(side.adapter.trainable(side.model)), owners, seed)
+    if only is not None:
+        new = {k: v for k, v in new.items() if k in only}
     if new:
-        a.adapter.load(a.model, new)
-        state_a = a.adapter.state(a.model)  # read back: values now exactly representable in A's dtype
+        side.adapter.load(side.model, new)
+    if kept and only is None:
+        notes.append(f"{side.which.upper()}'s buffers {', '.join(kept)} keep their constructed values "
+                     "(structural: masks, frequency tables)")
+
+
+def load_pair(a: Side, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str]):
+    """Fresh values for A, copied through the map into B; B's unmapped entries get fresh values of their own.
+    Returns (entries, unmapped A names, unmapped B names, A's state)."""
+    state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes)
+    _fresh(a, state_a, seed, notes)
+    state_a = a.adapter.state(a.model)  # read back: values now exactly representable in A's dtype
+    if left_b:
+        _fresh(b, b.adapter.state(b.model), seed, notes, only=set(left_b))
     load_b = b_values(state_a, entries)
     if load_b:
         b.adapter.load(b.model, load_b)

@@ -1,0 +1,84 @@
+"""Fresh parameter values drawn from the seed alone, scaled by role, independent of the module's own init.
+
+Real model code often allocates parameters with `torch.empty` because a checkpoint is loaded later: whatever the
+constructor left is garbage, different on every run. So every floating parameter and persistent buffer gets a new
+value from `(seed, name)` only. What is loaded into B comes from A through the weight map.
+
+Roles (by the owning module's class, then by name and shape):
+- weight matrices and convolutions: N(0, 1/fan_in), fan_in = the product of all axes but the first;
+- embeddings and learned position/class tokens: N(0, 0.2^2);
+- norm scales and other 1-D or scalar multipliers: 1 + N(0, 0.1^2);
+- biases and norm shifts: N(0, 0.1^2); running means N(0, 0.1^2), running variances U(0.5, 1.5);
+- structural buffers (not trainable, finite, and integer-valued like a causal mask, or named like a mask or a
+  frequency table) keep the values the constructor computed: they are code, not weights.
+"""
+from __future__ import annotations
+
+import re
+import zlib
+
+import numpy as np
+
+_EMBEDDING = re.compile(r"emb|wte|wpe|token|(^|_)pos|cls|codebook")
+_SHIFT = re.compile(r"bias|beta|shift|offset|(^|_)b$")
+_STRUCTURAL = re.compile(r"mask|tril|causal|freq|(^|_)(cos|sin)(_|$)|window|position_ids|(^|_)idx")
+
+
+def _leaf(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower()
+
+
+def role(name: str, shape: tuple[int, ...], owner: str) -> str:
+    """matrix | embedding | scale | shift | running_mean | running_var."""
+    leaf, owner = _leaf(name), owner.lower()
+    if leaf in ("running_mean", "running_var"):
+        return leaf
+    if "embedding" in owner or (_EMBEDDING.search(leaf) and len(shape) >= 2):
+        return "embedding"
+    if "norm" in owner:
+        return "shift" if _SHIFT.search(leaf) else "scale"
+    if len(shape) >= 2 and (leaf in ("weight", "w") or sum(d > 1 for d in shape) >= 2):
+        return "matrix"
+    return "shift" if _SHIFT.search(leaf) else "scale"
+
+
+def draw(name: str, shape: tuple[int, ...], kind: str, seed: int) -> np.ndarray:
+    """The value of one parameter: a function of (seed, name, shape, role) only."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+    if kind == "running_var":
+        return rng.uniform(0.5, 1.5, shape)
+    if kind == "matrix":
+        fan_in = int(np.prod(shape[1:])) or 1
+        return rng.standard_normal(shape) / np.sqrt(fan_in)
+    if kind == "embedding":
+        return rng.standard_normal(shape) * 0.2
+    if kind == "scale":
+        return 1.0 + rng.standard_normal(shape) * 0.1
+    return rng.standard_normal(shape) * 0.1
+
+
+def structural(name: str, value: np.ndarray) -> bool:
+    """A buffer the constructor derives (mask, frequency table): keep it, as long as it is finite."""
+    if not np.isfinite(value).all():
+        return False
+    return bool(_STRUCTURAL.search(_leaf(name))) or bool(value.size and np.all(value == np.round(value)))
+
+
+def owner_of(name: str, owners: dict[str, str]) -> str:
+    return owners.get(name.rsplit(".", 1)[0] if "." in name else "", "")
+
+
+def fresh_state(state: dict[str, np.ndarray], trainable: set[str], owners: dict[str, str],
+                seed: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(new values for every floating entry that is not a structural buffer, names of the structural ones kept)."""
+    out, kept = {}, []
+    for name in sorted(state):
+        value = state[name]
+        if not np.issubdtype(value.dtype, np.floating) or value.size == 0:
+            continue
+        kind = role(name, tuple(value.shape), owner_of(name, owners))
+        if name not in trainable and kind not in ("running_mean", "running_var") and structural(name, value):
+            kept.append(name)
+            continue
+        out[name] = draw(name, tuple(value.shape), kind, seed)
+    return out, kept
