@@ -142,8 +142,10 @@ def check_backward(run: PairRun) -> dict:
     if ok:
         return result("backward", "pass", f"{n}; max grad diff {c['max_abs_diff']:.3g} in {key}" if c else n,
                       tol, where=key, **figures(c))
-    msg = describe_mismatch(c, key) if c and not c["ok"] else "; ".join(problems)
-    if c and not c["ok"] and run.cache.get("forward_judgement", {}).get("ok"):
+    if not (c and not c["ok"]):  # only missing gradients failed: no figure to show for them
+        return result("backward", "fail", f"{n}; " + "; ".join(problems), tol)
+    msg = "; ".join([describe_mismatch(c, key)] + problems)
+    if run.cache.get("forward_judgement", {}).get("ok"):
         msg += " (forward agrees: look for a custom backward, a detached statistic or a stop-gradient)"
     return result("backward", "fail", f"{n}; {msg}", tol, where=key, **figures(c))
 

@@ -141,6 +141,10 @@ def run_pair(spec: PairSpec) -> dict:
         _locate(run, entry)
     explain.link_static(run, list(spec.static_findings), statuses)
     entry["diagnosis"] = run.diagnosis
+    for side in (run.a, run.b):
+        for dtype, names in side.kept_fp32.items():
+            run.limit(f"{dtype}: {side.label} ran with {', '.join(names)} kept in float32 (its code requires "
+                      f"float32 parameters there)")
     entry["limitations"] = limitations(entry["checks"], run.limitations)
     outcomes = set(statuses.values())
     entry["verdict"] = "fail" if "fail" in outcomes else "error" if "error" in outcomes else "pass"

@@ -12,6 +12,14 @@ from parity_skill.runtime.loading import UserCodeError, constructor_kwargs, desc
 from parity_skill.spec import Implementation
 
 
+MAX_KEPT = 16
+_DTYPE_WORDS = ("dtype", "scalar type", "half", "bfloat16", "float", "double")
+
+
+def _dtype_error(exc: Exception) -> bool:
+    return isinstance(exc, (RuntimeError, TypeError)) and any(w in str(exc).lower() for w in _DTYPE_WORDS)
+
+
 class Side:
     """`layout`: axes that turn the plan's (A-layout) inputs into this side's layout; outputs of the same rank
     are turned back, so every comparison happens in A's layout."""
@@ -27,6 +35,7 @@ class Side:
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
         self._models: dict[str, Any] = {"fp32": self.model}
+        self.kept_fp32: dict[str, list[str]] = {}  # dtype -> submodules that had to stay in float32
 
     @property
     def label(self) -> str:
@@ -43,6 +52,24 @@ class Side:
     def refresh(self) -> None:
         """Forget dtype copies (after weights changed)."""
         self._models = {"fp32": self.model}
+        self.kept_fp32 = {}
+
+    def _tolerant(self, fn, dtype: str, args: list[np.ndarray]):
+        """fn(model in dtype); when the code requires float32 parameters in some submodule (a LayerNorm subclass
+        that upcasts its input), keep that submodule in float32 and retry, rather than skip the dtype."""
+        for _ in range(MAX_KEPT):
+            try:
+                return fn(self.model_for(dtype))
+            except Exception as exc:  # noqa: BLE001
+                if dtype == "fp32" or not hasattr(self.adapter, "culprit") or not _dtype_error(exc):
+                    raise
+                name = self.adapter.culprit(self.model_for(dtype), self._in(args), dtype)
+                kept = self.kept_fp32.setdefault(dtype, [])
+                if name is None or name in kept:
+                    raise
+                kept.append(name)
+                self._models[dtype] = self.adapter.cast(self.model, dtype, keep=tuple(kept))
+        return fn(self.model_for(dtype))
 
     def _in(self, args: list[np.ndarray]) -> list[np.ndarray]:
         if not self.layout:
@@ -56,13 +83,14 @@ class Side:
         return [(k, permute(v, back) if v.ndim == len(back) else v) for k, v in flat]
 
     def run(self, args: list[np.ndarray], dtype: str = "fp32") -> Flat:
-        return self._out(self.adapter.call(self.model_for(dtype), self._in(args), dtype))
+        return self._out(self._tolerant(lambda m: self.adapter.call(m, self._in(args), dtype), dtype, args))
 
     def grads(self, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
         """(outputs, input grads by index, parameter grads by name), all in A's layout."""
         if self.layout:
             upstream = {k: permute(v, self.layout) if v.ndim == len(self.layout) else v for k, v in upstream.items()}
-        out, in_grads, p_grads = self.adapter.grads(self.model_for(dtype), self._in(args), dtype, upstream)
+        out, in_grads, p_grads = self._tolerant(lambda m: self.adapter.grads(m, self._in(args), dtype, upstream),
+                                                dtype, args)
         if self.layout:
             back = inverse(self.layout)
             in_grads = {i: permute(g, back) if g.ndim == len(back) else g for i, g in in_grads.items()}

@@ -51,10 +51,33 @@ class TorchAdapter:
             return []
         return [n for n, p in model.named_parameters() if p.requires_grad]
 
-    def cast(self, model: Any, dtype: str) -> Any:
+    def cast(self, model: Any, dtype: str, keep: tuple[str, ...] = ()) -> Any:
+        """A copy in `dtype`; the submodules named in `keep` stay in float32."""
         if isinstance(model, torch.nn.Module):
-            return copy.deepcopy(model).to(DT[dtype])
+            model = copy.deepcopy(model).to(DT[dtype])
+            for name in keep:
+                model.get_submodule(name).float()
         return model
+
+    def culprit(self, model: Any, args: list[np.ndarray], dtype: str) -> str | None:
+        """The innermost submodule whose forward raises on these inputs (None: the top level, or nothing raises)."""
+        if not isinstance(model, torch.nn.Module):
+            return None
+        stack: list[str] = []
+        failed: list[str] = []
+        handles = []
+        for name, mod in self.submodules(model):
+            handles.append(mod.register_forward_pre_hook(lambda m, i, name=name: stack.append(name)))
+            handles.append(mod.register_forward_hook(lambda m, i, o: stack.pop()))
+        try:
+            with torch.no_grad():
+                model(*self._args(args, dtype))
+        except Exception:  # noqa: BLE001 - the failure is what we are locating
+            failed = stack[-1:]
+        finally:
+            for h in handles:
+                h.remove()
+        return failed[0] if failed else None
 
     def _args(self, args: list[np.ndarray], dtype: str, grad: bool = False) -> list[torch.Tensor]:
         out = []
