@@ -6,12 +6,14 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import click
 
 from parity_skill import __version__
-from parity_skill.errors import EXIT_ERROR, InputError, ParityError, RunError, exit_code_for
+from parity_skill.errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError, ParityError, RunError,
+                                 exit_code_for)
 from parity_skill.spec import ALL_EDGES
 
 HELP = """Check that two implementations compute the same thing.
@@ -93,13 +95,13 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
                        layout_b=layout_b, isolate=isolate)
 
 
-def _emit_error(message: str, as_json: bool) -> int:
+def _emit_error(message: str, as_json: bool, code: int = EXIT_ERROR) -> int:
     from parity_skill.report import error_report
 
     if as_json:
         click.echo(json.dumps(error_report(message), indent=2))
     click.echo(f"parity-skill: error: {message}", err=True)
-    return EXIT_ERROR
+    return code
 
 
 def check(targets, as_json, emit, timeout, debug, **opts) -> int:
@@ -143,8 +145,11 @@ def _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts) -> i
                        "(raise --timeout, or shrink the inputs with --input)")
     if not isinstance(outcome, Completed):
         tail = [ln for ln in outcome.output.strip().splitlines() if ln.strip()]
-        raise RunError(f"the parity script crashed (exit {outcome.returncode}): {tail[-1] if tail else 'no output'}"
-                       + (f"; rerun with --debug and see {script}" if not debug else ""))
+        pair = f"{target_a.display} vs {target_b.display}"
+        how = "ended the process" if outcome.returncode == 0 else f"crashed (exit {outcome.returncode})"
+        raise RunError(f"{pair}: the check {how} before a verdict: {tail[-1] if tail else 'no output'}"
+                       + (f"; the script is kept at {script}" if emit or debug else
+                          "; rerun with --debug (or --emit check.py) to keep the script"))
     rep = outcome.report
     nothing_checked = all(not p["checks"] for p in rep["pairs"])
     if as_json:
@@ -156,7 +161,15 @@ def _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts) -> i
     return exit_code_for(rep["verdict"])
 
 
-@click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Command):
+    """A file whose name starts with a dash ("-a.py") is a target, not a cluster of short options."""
+
+    def parse_args(self, ctx, args):
+        protected = ["./" + a if a.startswith("-") and os.path.isfile(a.partition("::")[0]) else a for a in args]
+        return super().parse_args(ctx, protected)
+
+
+@click.command(cls=_Command, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report (parity-report/1) on stdout.")
 @click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
@@ -180,14 +193,32 @@ def _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts) -> i
 @click.option("--debug", is_flag=True, help="Show tracebacks and keep the generated script.")
 @click.version_option(__version__, prog_name="parity-skill")
 def cli(targets, as_json, emit, timeout, debug, **opts) -> None:
+    from parity_skill.run import Terminated, interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     try:
         code = check(targets, as_json, emit, timeout, debug, **opts)
     except ParityError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         code = _emit_error(str(exc), as_json)
+    except Terminated:
+        code = _emit_error("terminated (SIGTERM); the worker was stopped", as_json, EXIT_TERMINATED)
+    except KeyboardInterrupt:
+        code = _emit_error("interrupted; the worker was stopped", as_json, EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: still one line and exit 2, the traceback on --debug
+        if debug:
+            traceback.print_exc()
+        code = _emit_error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it", as_json)
     sys.exit(code)
 
 
 def main(prog_name: str | None = None) -> None:
-    cli(prog_name=prog_name or "parity-skill")
+    """Console entry point: click's usage errors become the same one-line error (and JSON report with --json)."""
+    args = sys.argv[1:]
+    try:
+        cli.main(args, prog_name=prog_name or "parity-skill", standalone_mode=False)
+    except click.UsageError as exc:
+        sys.exit(_emit_error(exc.format_message(), "--json" in args))
+    except click.Abort:
+        sys.exit(_emit_error("interrupted", "--json" in args, EXIT_INTERRUPTED))

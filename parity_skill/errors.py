@@ -4,6 +4,8 @@ from __future__ import annotations
 EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, after the worker was stopped
+EXIT_TERMINATED = 143  # SIGTERM, likewise
 
 
 class ParityError(Exception):

@@ -26,10 +26,17 @@ def _py(value) -> str:
     return pprint.pformat(value, width=100, sort_dicts=True) if isinstance(value, dict) else repr(value)
 
 
+def _text(value) -> str:
+    """Any string as inert text inside a docstring or a comment: one line, backslashes and quotes escaped, so a
+    file name with a newline or triple quotes cannot end the docstring or the comment and run as code."""
+    return repr(str(value))[1:-1].replace('"', '\\"')
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
     env.filters["py"] = _py
+    env.filters["text"] = _text
     return env
 
 

@@ -1,14 +1,34 @@
-"""Stage 4: run a generated script in a subprocess with a timeout; the only place that starts processes."""
+"""Stage 4: run a generated script in a subprocess with a timeout; the only place that starts processes.
+
+User code never outlives the command: the worker leads its own process group, so a timeout or an interrupt kills
+everything it started; a parent-death signal and a small guardian process (which kills the group when the CLI's
+pipe closes, however the CLI died, SIGKILL included) cover the CLI being killed. The worker's output is read into
+a bounded tail, so a forward that prints megabytes cannot grow the CLI's memory.
+"""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
-from pathlib import Path
+
+from parity_skill.safe_io import read_source
+
+TAIL_BYTES = 64 * 1024
+
+# Runs with `python -I -S -c`: waits for the CLI's pipe to close, then kills the worker's process group.
+_GUARDIAN = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "try:\n    sys.stdin.buffer.read()\nexcept BaseException:\n    pass\n"
+    "try:\n    os.killpg(int(sys.argv[1]), signal.SIGKILL)\nexcept OSError:\n    pass\n"
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +56,8 @@ def frameworks_in(paths: list[str]) -> list[str]:
     found: list[str] = []
     for p in paths:
         try:
-            text = Path(p).read_text(encoding="utf-8", errors="replace")
-        except OSError:
+            text = read_source(p)
+        except (OSError, ValueError):
             continue
         for name in _IMPORT.findall(text):
             module = {"mlx": "mlx.nn"}.get(name, name)
@@ -46,32 +66,87 @@ def frameworks_in(paths: list[str]) -> list[str]:
     return found
 
 
+class _Tail:
+    """Reads a pipe to its end on a thread, keeping only the last TAIL_BYTES."""
+
+    def __init__(self, pipe) -> None:
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe) -> None:
+        for chunk in iter(lambda: pipe.read1(65536), b""):
+            self.chunks.append(chunk)
+            self.size += len(chunk)
+            while self.size - len(self.chunks[0]) >= TAIL_BYTES:
+                self.size -= len(self.chunks.popleft())
+
+    def text(self) -> str:
+        self.thread.join(timeout=2)
+        return b"".join(self.chunks)[-TAIL_BYTES:].decode("utf-8", errors="replace")
+
+
 class Runner:
     """Starts the interpreter at once (so framework imports overlap with analysis); `run` hands it the script."""
 
     def __init__(self, warm: list[str]):
+        env = dict(os.environ, PARITY_SKILL_PARENT=str(os.getpid()))
         self.proc = subprocess.Popen([sys.executable, "-m", "parity_skill.runtime.worker", *warm],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, errors="replace")
+                                     start_new_session=True, env=env)
+        self.guardian = subprocess.Popen([sys.executable, "-I", "-S", "-c", _GUARDIAN, str(self.proc.pid)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+        self.tail = _Tail(self.proc.stdout)
+
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+        """Stop the worker and everything it started; idempotent."""
+        self._kill_group()
+        self.proc.wait()
+        if self.guardian.stdin and not self.guardian.stdin.closed:
+            self.guardian.stdin.close()
+        try:
+            self.guardian.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.guardian.kill()
 
     def run(self, script: str, timeout: float) -> Completed | Crashed | TimedOut:
         fd, report_path = tempfile.mkstemp(prefix="parity-report-", suffix=".json")
         os.close(fd)
         try:
             try:
-                out, _ = self.proc.communicate(f"{os.path.abspath(script)}\n{report_path}\n", timeout=timeout)
+                self.proc.stdin.write(f"{os.path.abspath(script)}\n{report_path}\n".encode("utf-8"))
+                self.proc.stdin.close()
+            except OSError:
+                pass  # the worker died at start-up: its output says why
+            try:
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.close()
                 return TimedOut(timeout)
+            self._kill_group()  # whatever user code left running in the background
             try:
                 with open(report_path, encoding="utf-8") as fh:
                     return Completed(json.load(fh), self.proc.returncode)
             except (OSError, ValueError):
-                return Crashed(self.proc.returncode, out or "")
+                return Crashed(self.proc.returncode, self.tail.text())
         finally:
             os.unlink(report_path)
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt in the CLI, so the same clean-up runs (exit 143 is picked by the CLI)."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise Terminated()
+    signal.signal(signal.SIGTERM, handler)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received."""

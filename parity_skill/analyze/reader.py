@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
+import os
+import sys
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -11,26 +12,44 @@ from parity_skill.analyze import vocabulary as V
 from parity_skill.analyze.body import BodyVisitor, Context, dotted
 from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Submodule, Symbol, Tensor
 from parity_skill.errors import InputError
+from parity_skill.safe_io import read_source
 
 CONTAINERS = {"ModuleList", "Sequential", "ModuleDict"}
 
 
+MAX_DEPTH = 300  # syntax-tree nesting; real code stays far below, a generated 10,000-term sum does not
+RECURSION_LIMIT = 20_000  # libcst's visitors recurse a few frames per level
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth of a syntax tree, measured without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def parse(path: str) -> tuple[cst.Module, dict]:
-    p = Path(path)
-    if not p.is_file():
+    if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     try:
-        source = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        source = read_source(path)
+    except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
+    try:  # Python's own parser first: fast, and its message names the real problem and line
+        depth = _depth(ast.parse(source, filename=path))
+    except SyntaxError as py:
+        raise InputError(f"{path}:{py.lineno}: syntax error: {py.msg}") from None
+    except (RecursionError, MemoryError):
+        depth = MAX_DEPTH + 1
+    if depth > MAX_DEPTH:
+        raise InputError(f"{path}: code nested more than {MAX_DEPTH} levels deep; too deep to analyze")
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
-        try:  # Python's own message names the real problem ("expected ':'") and the right line
-            ast.parse(source, filename=path)
-        except SyntaxError as py:
-            raise InputError(f"{path}:{py.lineno}: syntax error: {py.msg}") from None
-        raise InputError(f"{path}:{exc.raw_line}: syntax error: {exc.message}") from None
+        raise InputError(f"{path}:{exc.raw_line}: valid Python that libcst cannot parse: {exc.message}") from None
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     return module, wrapper.resolve(PositionProvider)
 
@@ -195,7 +214,18 @@ def _file_framework(aliases: dict[str, str]) -> str | None:
 
 
 def analyze_file(path: str) -> FileAnalysis:
-    """Analyze `path`. Raises InputError for a missing, unreadable or syntactically invalid file."""
+    """Analyze `path`. Raises InputError for a missing, unreadable, invalid or pathologically deep file."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
+    try:
+        return _analyze(path)
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to analyze") from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _analyze(path: str) -> FileAnalysis:
     module, positions = parse(path)
     imports = _Imports()
     module.visit(imports)

@@ -51,11 +51,11 @@ def role_of(name: str) -> tuple[str, Any] | None:
 
 
 def literal(source: str | None) -> tuple[bool, Any]:
-    if source is None:
+    if source is None or len(source) > MAX_SOURCE:
         return False, None
     try:
         return True, ast.literal_eval(source)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False, None
 
 
@@ -167,13 +167,34 @@ def environment(sym: Symbol, init: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
+def _pow(a, b):
+    if abs(b) > 64 or abs(a) > 2 ** 32:
+        raise ValueError("power too large to be a size")
+    return a ** b
+
+
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-           ast.FloorDiv: lambda a, b: a // b, ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b,
+           ast.FloorDiv: lambda a, b: a // b, ast.Div: lambda a, b: a / b, ast.Pow: _pow,
            ast.Mod: lambda a, b: a % b}
+LIMIT = 2 ** 62  # a size expression past this is not a size: unknown
+MAX_SOURCE = 500
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("not a number")
+    if abs(value) > LIMIT:
+        raise ValueError("too large to be a size")
+    return value
 
 
 def evaluate(source: str, env: dict[str, Any]) -> Any:
-    """Evaluate a small size expression (`dim * 4`, `args.dim // args.n_heads`, `int(2 * h / 3)`); None if not."""
+    """Evaluate a small size expression (`dim * 4`, `args.dim // args.n_heads`, `int(2 * h / 3)`); None if not.
+
+    Arithmetic on numbers only, every intermediate bounded (a default of `10 ** 10 ** 8` is simply unknown): the
+    analyzer never spends unbounded time or memory on a user's expression."""
+    if len(source) > MAX_SOURCE:
+        return None
     try:
         return _eval(ast.parse(source, mode="eval").body, env)
     except Exception:  # noqa: BLE001 - anything we cannot evaluate is simply unknown
@@ -191,9 +212,10 @@ def _eval(node: ast.AST, env: dict[str, Any]) -> Any:
         base = _eval(node.value, env)
         return base[node.attr] if isinstance(base, dict) else getattr(base, node.attr)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return _BINOPS[type(node.op)](_eval(node.left, env), _eval(node.right, env))
+        left, right = _number(_eval(node.left, env)), _number(_eval(node.right, env))
+        return _number(_BINOPS[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_eval(node.operand, env)
+        return -_number(_eval(node.operand, env))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("int", "min", "max"):
         fn = {"int": int, "min": min, "max": max}[node.func.id]
         return fn(*(_eval(a, env) for a in node.args))

@@ -34,37 +34,48 @@ def describe(exc: BaseException) -> str:
     return f"{last} ({where})" if where else last
 
 
-def _package_root(path: Path) -> tuple[Path, str]:
-    """(sys.path entry, dotted module name) for a file; walks up through __init__.py folders."""
+def _package_root(path: Path) -> tuple[Path, list[str]]:
+    """(sys.path entry, [package, ..., file stem]) for a file; walks up through __init__.py folders."""
     parts = [path.stem]
     folder = path.parent
-    while (folder / "__init__.py").is_file():
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
         parts.insert(0, folder.name)
         folder = folder.parent
-    return folder, ".".join(parts)
+    return folder, parts
+
+
+def _exec_file(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_file(file: str) -> ModuleType:
+    """Import a user file: as part of its package when it lies in one (so relative imports work), else alone
+    under a private name. Any legal file name works (`layer.v2.py`, spaces, quotes, unicode, a leading dash)."""
     path = Path(file).resolve()
     key = str(path)
     if key in _LOADED:
         return _LOADED[key]
     USER_FILES.add(key)
-    root, dotted = _package_root(path)
+    root, parts = _package_root(path)
+    private = f"_parity_user_{len(_LOADED)}_" + re.sub(r"\W", "_", path.stem)
     try:
-        if "." in dotted:  # part of a package: import it as such so relative imports work
+        if len(parts) > 1:
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
-            module = importlib.import_module(dotted)
+            package = ".".join(parts[:-1])
+            if parts[-1].isidentifier():
+                module = importlib.import_module(".".join(parts))
+            else:  # not importable by name: load it under a private name inside its package
+                importlib.import_module(package)
+                module = _exec_file(f"{package}.{private}", path)
         else:
             if str(path.parent) not in sys.path:
                 sys.path.insert(0, str(path.parent))
-            stem = re.sub(r"\W", "_", path.stem)
-            name = f"_parity_user_{len(_LOADED)}_{stem}"
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
+            module = _exec_file(private, path)
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
         raise UserCodeError(f"import failed: {describe(exc)}") from exc
     _LOADED[key] = module

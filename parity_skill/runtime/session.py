@@ -115,10 +115,15 @@ def limitations(checks: list[dict], weakened: list[str]) -> list[str]:
     return skipped + list(weakened)
 
 
+def new_entry(spec: PairSpec, error: str | None = None) -> dict:
+    """A pair's report entry before any check ran (verdict error until the checks say otherwise)."""
+    return {"a": _side_json(spec.a), "b": _side_json(spec.b), "verdict": "error", "error": error, "checks": [],
+            "diagnosis": [], "first_divergence": None, "static_findings": list(spec.static_findings),
+            "notes": list(spec.notes), "limitations": [], "inputs": [asdict(i) for i in spec.inputs]}
+
+
 def run_pair(spec: PairSpec) -> dict:
-    entry = {"a": _side_json(spec.a), "b": _side_json(spec.b), "verdict": "error", "error": None, "checks": [],
-             "diagnosis": [], "first_divergence": None, "static_findings": list(spec.static_findings),
-             "notes": list(spec.notes), "limitations": [], "inputs": [asdict(i) for i in spec.inputs]}
+    entry = new_entry(spec)
     notes = entry["notes"]
     try:
         a, b, entries, left_a, left_b = _build(spec, notes)

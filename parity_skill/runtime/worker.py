@@ -3,11 +3,29 @@ whose path (and report path) arrive on stdin, exactly as `python script.py --rep
 from __future__ import annotations
 
 import importlib
+import os
 import runpy
+import signal
 import sys
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the CLI dies (the CLI's guardian then clears the rest of the group)."""
+    parent = os.environ.pop("PARITY_SKILL_PARENT", None)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the CLI died before the signal was armed
+        os._exit(137)
+
+
 def main() -> None:
+    _die_with_parent()
     for name in sys.argv[1:]:
         try:
             importlib.import_module(name)
