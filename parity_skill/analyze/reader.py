@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import sys
 
 import libcst as cst
@@ -39,19 +40,50 @@ def parse(path: str) -> tuple[cst.Module, dict]:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
     try:  # Python's own parser first: fast, and its message names the real problem and line
-        depth = _depth(ast.parse(source, filename=path))
+        tree = ast.parse(source, filename=path)
+        depth = _depth(tree)
     except SyntaxError as py:
         raise InputError(f"{path}:{py.lineno}: syntax error: {py.msg}") from None
     except (RecursionError, MemoryError):
-        depth = MAX_DEPTH + 1
+        tree, depth = None, MAX_DEPTH + 1
     if depth > MAX_DEPTH:
         raise InputError(f"{path}: code nested more than {MAX_DEPTH} levels deep; too deep to analyze")
-    try:
-        module = cst.parse_module(source)
-    except cst.ParserSyntaxError as exc:
-        raise InputError(f"{path}:{exc.raw_line}: valid Python that libcst cannot parse: {exc.message}") from None
+    module = _parse_cst(path, source, tree)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     return module, wrapper.resolve(PositionProvider)
+
+
+MAX_BLANKED = 20
+
+
+def _parse_cst(path: str, source: str, tree: ast.Module) -> cst.Module:
+    """libcst's parse. Its grammar lags Python's on a few rare forms (`(x): int = 1`): the statement it rejects is
+    blanked (line numbers kept) and parsing retried, so valid Python always analyzes."""
+    lines = source.splitlines(keepends=True)
+    for _ in range(MAX_BLANKED):
+        try:
+            return cst.parse_module("".join(lines))
+        except cst.ParserSyntaxError as exc:
+            at = re.search(r"error at (\d+):", str(exc))  # raw_line points past the error; the message does not
+            stmt = _statement_at(tree, int(at.group(1)) if at else exc.raw_line)
+            if stmt is None or not lines[stmt.lineno - 1].strip():
+                raise InputError(f"{path}:{exc.raw_line}: valid Python that libcst cannot parse: "
+                                 f"{exc.message}") from None
+            first = lines[stmt.lineno - 1]
+            lines[stmt.lineno - 1] = first[:len(first) - len(first.lstrip())] + "pass\n"
+            for i in range(stmt.lineno, stmt.end_lineno):
+                lines[i] = "\n"
+    raise InputError(f"{path}: libcst cannot parse more than {MAX_BLANKED} statements of this file")
+
+
+def _statement_at(tree: ast.Module, line: int) -> ast.stmt | None:
+    """The innermost statement spanning `line`."""
+    found = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            if found is None or node.lineno >= found.lineno and (node.end_lineno or 0) <= (found.end_lineno or 0):
+                found = node
+    return found
 
 
 class _Imports(cst.CSTVisitor):

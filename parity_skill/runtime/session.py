@@ -148,8 +148,11 @@ def run_pair(spec: PairSpec) -> dict:
     entry["diagnosis"] = run.diagnosis
     for side in (run.a, run.b):
         for dtype, names in side.kept_fp32.items():
-            run.limit(f"{dtype}: {side.label} ran with {', '.join(names)} kept in float32 (its code requires "
-                      f"float32 parameters there)")
+            shown = ", ".join(n or "its top-level parameters" for n in names)
+            run.limit(f"{dtype}: {side.label} ran with {shown} kept in float32 (its code requires float32 "
+                      "parameters there; only the inputs were cast)" if names == [""] else
+                      f"{dtype}: {side.label} ran with {shown} kept in float32 (its code requires float32 "
+                      "parameters there)")
     entry["limitations"] = limitations(entry["checks"], run.limitations)
     outcomes = set(statuses.values())
     entry["verdict"] = "fail" if "fail" in outcomes else "error" if "error" in outcomes else "pass"

@@ -64,10 +64,10 @@ class Side:
                 if dtype == "fp32" or not hasattr(self.adapter, "culprit") or not _dtype_error(exc):
                     raise
                 name = self.adapter.culprit(self.model_for(dtype), self._in(args), dtype)
-                kept = self.kept_fp32.setdefault(dtype, [])
+                kept = self.kept_fp32.get(dtype, [])
                 if name is None or name in kept:
                     raise
-                kept.append(name)
+                self.kept_fp32[dtype] = kept = kept + [name]
                 self._models[dtype] = self.adapter.cast(self.model, dtype, keep=tuple(kept))
         return fn(self.model_for(dtype))
 

@@ -60,7 +60,7 @@ class TorchAdapter:
         return model
 
     def culprit(self, model: Any, args: list[np.ndarray], dtype: str) -> str | None:
-        """The innermost submodule whose forward raises on these inputs (None: the top level, or nothing raises)."""
+        """The innermost submodule whose forward raises on these inputs ("" for the top level; None if none does)."""
         if not isinstance(model, torch.nn.Module):
             return None
         stack: list[str] = []
@@ -73,7 +73,7 @@ class TorchAdapter:
             with torch.no_grad():
                 model(*self._args(args, dtype))
         except Exception:  # noqa: BLE001 - the failure is what we are locating
-            failed = stack[-1:]
+            failed = stack[-1:] or [""]  # "": the top-level forward itself
         finally:
             for h in handles:
                 h.remove()

@@ -1,0 +1,261 @@
+"""Adversarial cases (issue: trust): false-PASS paths, nondeterminism, hijacking names, hangs and orphans.
+
+Each test runs the tool as a user would (the CLI, or a subprocess where signals or fresh interpreters matter)."""
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, fx, parity
+
+pytest.importorskip("torch")
+TRUST = "trust"
+FFN = fx("torch/ffn_module.py")
+
+
+def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m parity_skill ARGS` in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "parity_skill", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def alive(marker: str) -> int:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
+# ---- 1. non-finite values are never agreement -----------------------------------------------------------------
+@pytest.mark.parametrize("extra", [(), ("--quick",), ("--dtypes", "fp32")])
+def test_nan_on_both_sides_is_an_error_never_a_pass(extra):
+    run = parity(fx(f"{TRUST}/log_a.py"), "vs", fx(f"{TRUST}/log_b.py"), *extra, "--json")
+    assert run.code == 2 and run.report["verdict"] == "error"
+    assert "is not finite on the default input" in run.report["error"] and "--input" in run.report["error"]
+
+
+def test_one_side_overflowing_fails_with_side_count_and_index():
+    run = parity(fx(f"{TRUST}/softmax_hot_a.py"), "vs", fx(f"{TRUST}/softmax_hot_b.py"), "--quick", "--json")
+    assert run.code == 1 and run.status("forward") == "fail"
+    fwd = run.check("forward")
+    assert fwd["nonfinite_b"] > 0 and fwd["excluded"] == fwd["nonfinite_b"] and not fwd.get("min_tolerance")
+    nan = [d for d in run.pair["diagnosis"] if d["kind"] == "nan_inf" and d["check"] == "forward"]
+    assert nan and nan[0]["side"] == "B" and nan[0]["count"] == fwd["nonfinite_b"] and len(nan[0]["index"]) == 3
+    text = parity(fx(f"{TRUST}/softmax_hot_a.py"), "vs", fx(f"{TRUST}/softmax_hot_b.py"), "--quick").stdout
+    line = next(ln for ln in text.splitlines() if ln.startswith("Forward pass:"))
+    assert "FAIL" in line and "B non-finite at" in line and "on the finite values" in line
+
+
+# ---- 2. fresh, deterministic parameters ---------------------------------------------------------------------
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+def test_torch_empty_parameters_give_identical_json_in_three_processes():
+    a = fx(f"{TRUST}/empty_params_a.py")
+    reports = [_without_timings(json.loads(cli(a, "vs", a, "--json").stdout)) for _ in range(3)]
+    assert reports[0]["verdict"] == "pass"
+    assert reports[0] == reports[1] == reports[2]
+
+
+def test_a_dropped_bias_is_found_behind_uninitialised_parameters():
+    run = parity(fx(f"{TRUST}/empty_params_a.py"), "vs", fx(f"{TRUST}/empty_params_nobias.py"), "--quick", "--json")
+    assert run.code == 1 and run.status("forward") == "fail" and "constant_offset" in run.kinds()
+
+
+# ---- 3. the ground truth is never the side under test; skipped checks are visible -----------------------------
+def test_reference_comes_from_a_only_and_weakened_checks_are_limitations():
+    run = parity(fx(f"{TRUST}/ln_fp32_only_a.py"), "vs", fx(f"{TRUST}/ln_eps_b.py"), "--json")
+    assert run.code == 1
+    for c in run.pair["checks"]:
+        assert not str(c.get("reference") or "A").startswith("B"), c
+        assert "ill-conditioned" not in c["message"], c  # no exoneration without an exact float64 A
+    assert run.status("edge:tiny") == "fail"
+    assert any("kept in float32" in line for line in run.report["limitations"])
+
+
+def test_a_that_upcasts_in_a_layernorm_subclass_still_gets_fp16_and_bf16_checked():
+    a, b = fx(f"{TRUST}/upcast_ln_a.py::Block"), fx(f"{TRUST}/upcast_ln_b.py::Block")
+    run = parity(a, "vs", b, "--json")
+    assert run.code == 0
+    assert run.status("fp16") == run.status("bf16") == "pass"
+    assert any("ln kept in float32" in line for line in run.pair["limitations"])
+    assert run.report["limitations"] == run.pair["limitations"]
+    assert "Verdict: PASS with limitations" in parity(a, "vs", b).stdout
+
+
+def test_skipped_checks_make_a_pass_with_limitations():
+    run = parity(fx("numpy/ops_numpy.py::softmax"), "vs", fx("numpy/ops_torch.py::softmax"))
+    assert run.code == 0
+    assert "Verdict: PASS with limitations: backward" in run.stdout and "not checked" in run.stdout
+
+
+# ---- 4. exit codes mean what they say ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name, call", [("exits_sysexit", "sys.exit(0)"), ("exits_os_exit", "os._exit(0)")])
+def test_user_code_ending_the_process_is_exit_2_in_cli_and_emitted_script(tmp_path, name, call):
+    script = tmp_path / "check.py"
+    run = cli(FFN, "vs", fx(f"adversarial/{name}.py"), "--quick", "--emit", str(script))
+    assert run.returncode == 2 and f"user code called {call}" in run.stderr
+    rerun = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 2 and json.loads(rerun.stdout)["verdict"] == "error"
+
+
+def test_debug_keeps_exit_2_and_the_json_report():
+    run = cli(fx("errors/nope.py"), "vs", FFN, "--json", "--debug")
+    assert run.returncode == 2 and json.loads(run.stdout)["verdict"] == "error"
+    assert "Traceback" in run.stderr and "nope.py: no such file" in run.stderr
+
+
+def test_usage_errors_with_json_still_print_a_json_report():
+    run = cli(FFN, "vs", FFN, "--level", "bogus", "--json")
+    assert run.returncode == 2 and json.loads(run.stdout)["verdict"] == "error" and "--level" in run.stderr
+
+
+def test_a_crash_names_the_pair_not_a_deleted_script():
+    run = parity(FFN, "vs", fx("adversarial/exits_os_exit.py"), "--quick")
+    assert "exits_os_exit.py" in run.stderr and "parity_check.py" not in run.stderr
+
+
+# ---- 5. nothing a file contains can hijack the tool ---------------------------------------------------------
+FUZZ = ['a"""b', "x\ny", "back\\slash\\", "it's \"q\"", "\u00f1ame-\u00fc \u2028 \u0000", "-dash",
+        "'''" + '"""', '"""; __import__("builtins").PWNED = 1; """', "\r\nimport os\r\n", "\\N{BULLET}", "#",
+        "{{ x }}"]
+
+
+def test_fuzzed_names_render_to_scripts_that_parse_and_execute_nothing(tmp_path):
+    from parity_skill.plan import Target
+    from parity_skill.render import render_script
+    from parity_skill.spec import Checks, Implementation, PairSpec, Tolerance
+
+    executed = 0
+    for i, name in enumerate(FUZZ):
+        impl = Implementation(f"{name}.py", "Layer", "torch", init={"note": name})
+        pair = PairSpec(impl, impl, (), (), Checks(("forward",), {"fp32": Tolerance(1e-5, 0)}), (), (name,))
+        plan = type("Plan", (), {"pairs": (pair,)})()
+        source = render_script(plan, str(tmp_path / f"{name}.py".replace("/", "_").replace("\x00", "")))
+        tree = ast.parse(source)
+        assert [type(n).__name__ for n in tree.body] == ["Expr", "Import", "ImportFrom", "Assign", "Assign",
+                                                         "Assign", "If"], name
+        namespace: dict = {"__name__": "fuzz", "__file__": str(tmp_path / "x.py")}
+        exec(compile(tree, "fuzz", "exec"), namespace)  # module level only: main() is behind __name__
+        executed += hasattr(builtins, "PWNED")
+        assert namespace["PAIRS"][0].a.file == f"{name}.py" and namespace["PAIRS"][0].notes == (name,)
+        assert Target(f"{name}.py", "Layer").display  # the target type accepts it too
+    assert executed == 0
+
+
+@pytest.mark.parametrize("maker, expected", [
+    ("fifo", "not a regular file"),
+    ("dev_zero", "not a regular file"),
+    ("deep", "too deep to analyze"),
+])
+def test_hostile_files_give_one_clear_line(tmp_path, maker, expected):
+    if maker == "fifo":
+        path = tmp_path / "x.py"
+        os.mkfifo(path)
+    elif maker == "dev_zero":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path / "deep.py"
+        path.write_text("x = " + "+".join(["1"] * 5000) + "\n")
+    run = cli(str(path), "vs", FFN, timeout=60)  # the timeout only guards against a hang
+    assert run.returncode == 2 and expected in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_the_analyzer_never_evaluates_a_huge_default(tmp_path):
+    from parity_skill.plan import PlanOptions, Target, build_plan
+
+    src = (ROOT / FFN).read_text().replace("def __init__(self, dim: int, hidden: int, dropout: float = 0.1)",
+                                           "def __init__(self, dim: int = 10 ** 10 ** 8, hidden: int = 64)")
+    (tmp_path / "huge.py").write_text(src)
+    code = ("from parity_skill.plan import PlanOptions, Target, build_plan\n"
+            f"build_plan(Target({str(tmp_path / 'huge.py')!r}, 'FeedForward'), Target({FFN!r}), PlanOptions())\n")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
+    del PlanOptions, Target, build_plan
+
+
+def test_a_coding_line_is_honoured(tmp_path):
+    path = tmp_path / "latin.py"
+    path.write_bytes((ROOT / FFN).read_text().replace("import torch", "# -*- coding: latin-1 -*-\nimport torch  # caf\xe9")
+                     .encode("latin-1"))
+    assert cli(f"{path}::FeedForward", "vs", FFN, "--quick").returncode == 0
+
+
+@pytest.mark.parametrize("name", ["layer.v2.py", "my layer's \"q\".py", "\u00f1ame-\u00fc.py", "-dash.py",
+                                  "pkg/layer.v2.py"])
+def test_any_legal_file_name_is_compared(tmp_path, name):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / name).write_text((ROOT / FFN).read_text())
+    run = subprocess.run([sys.executable, "-m", "parity_skill", f"{name}::FeedForward", "vs",
+                          str(ROOT / FFN) + "::FeedForward", "--quick"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+def test_analyzer_sweep_raises_on_no_valid_file():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from analyzer_sweep import sweep
+
+    total, results = sweep(quick=True)
+    failed = [(p, e) for p, e, _ in results if e]
+    assert len(results) > 1000 and failed == []
+
+
+# ---- processes ------------------------------------------------------------------------------------------------
+def _start(marker: str, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PARITY_TEST_MARKER=marker)
+    proc = subprocess.Popen([sys.executable, "-m", "parity_skill", FFN, "vs", fx("adversarial/spawns_child.py"),
+                             "--quick", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while alive(marker) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive(marker) == 1, "the forward never started its child"
+    return proc
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_killing_the_cli_leaves_no_descendant(sig, code):
+    marker = f"parity-orphan-{sig.name}-{os.getpid()}"
+    proc = _start(marker)
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    assert proc.returncode == code
+    time.sleep(1.0)
+    assert alive(marker) == 0 and alive(f"parity_skill.runtime.worker.*{marker}") == 0
+
+
+def test_timeout_stops_a_forward_that_started_its_own_child():
+    marker = f"parity-timeout-{os.getpid()}"
+    proc = _start(marker, "--timeout", "8")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "timed out after 8s" in err
+    assert alive(marker) == 0
+
+
+def test_output_is_read_into_a_bounded_tail():
+    from parity_skill.run import TAIL_BYTES, _Tail
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys\nfor _ in range(50): sys.stdout.write('x' * 2**20)"],
+                            stdout=subprocess.PIPE)
+    tail = _Tail(proc.stdout)
+    proc.wait()
+    assert len(tail.text()) == TAIL_BYTES and tail.size <= TAIL_BYTES + 2 ** 20
+
+
+def test_a_forward_printing_10_mb_per_call_still_gets_a_verdict():
+    run = cli(FFN, "vs", fx("adversarial/chatty.py"), "--quick")
+    assert run.returncode == 0 and "Verdict: PASS" in run.stdout
