@@ -104,25 +104,26 @@ def _emit_error(message: str, as_json: bool, code: int = EXIT_ERROR) -> int:
     return code
 
 
-def check(targets, as_json, emit, timeout, debug, **opts) -> int:
-    from parity_skill.run import Runner, frameworks_in
+def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, **opts) -> int:
+    from parity_skill.run import Worker, frameworks_in
 
     target_a, target_b = split_targets(targets)
-    warm = frameworks_in([t.path for t in (target_a, target_b) if t.path])
-    if target_b.path is None:
-        warm.append(target_b.symbol.split(".")[0])
-    runner = Runner(warm)  # imports the frameworks while we analyse
-    try:
-        return _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts)
+    warm_b = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]
+    workers = []
+    try:  # each side's interpreter imports its framework while we analyse
+        workers.append(Worker(frameworks_in([target_a.path]), python_a))
+        workers.append(Worker(warm_b, python_b))
+        return _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts)
     finally:
-        runner.close()
+        for w in workers:
+            w.close()
 
 
-def _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts) -> int:
+def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> int:
     from parity_skill.plan import build_plan
     from parity_skill.render import render_script
     from parity_skill.report import render_text
-    from parity_skill.run import Completed, TimedOut
+    from parity_skill.run import Completed, TimedOut, run_sides
 
     plan = build_plan(target_a, target_b, _options(**opts))
     tmp = None
@@ -135,19 +136,23 @@ def _check(runner, target_a, target_b, as_json, emit, timeout, debug, opts) -> i
         Path(script).write_text(render_script(plan, script), encoding="utf-8")
         if emit:
             click.echo(f"parity-skill: wrote {emit}", err=True)
-        outcome = runner.run(script, timeout)
+        outcome = run_sides(workers[0], workers[1], script, timeout)
     finally:
         if tmp and not debug:
             Path(script).unlink(missing_ok=True)
             os.rmdir(tmp)
+    pair = f"{target_a.display} vs {target_b.display}"
     if isinstance(outcome, TimedOut):
-        raise RunError(f"{target_a.display} vs {target_b.display}: timed out after {outcome.seconds:g}s "
-                       "(raise --timeout, or shrink the inputs with --input)")
+        raise RunError(f"{pair}: timed out after {outcome.seconds:g}s (raise --timeout, or shrink the inputs with "
+                       "--input)")
     if not isinstance(outcome, Completed):
+        worker = workers[0] if outcome.side == "A" else workers[1]
+        if worker.missing_runtime():
+            raise RunError(f"side {outcome.side}'s interpreter {worker.python} cannot import parity_skill: install "
+                           "it in that environment (pip install parity-skill, or this checkout) and run again")
         tail = [ln for ln in outcome.output.strip().splitlines() if ln.strip()]
-        pair = f"{target_a.display} vs {target_b.display}"
         how = "ended the process" if outcome.returncode == 0 else f"crashed (exit {outcome.returncode})"
-        raise RunError(f"{pair}: the check {how} before a verdict: {tail[-1] if tail else 'no output'}"
+        raise RunError(f"{pair}: side {outcome.side} {how} before a verdict: {tail[-1] if tail else 'no output'}"
                        + (f"; the script is kept at {script}" if emit or debug else
                           "; rerun with --debug (or --emit check.py) to keep the script"))
     rep = outcome.report
@@ -190,6 +195,8 @@ class _Command(click.Command):
 @click.option("--isolate", is_flag=True,
               help="Locate divergence with teacher forcing: each B submodule gets the input A's counterpart got.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--python-a", type=click.Path(dir_okay=False), help="Interpreter for side A (another venv or version).")
+@click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and keep the generated script.")
 @click.version_option(__version__, prog_name="parity-skill")
 def cli(targets, as_json, emit, timeout, debug, **opts) -> None:

@@ -11,13 +11,17 @@ import collections
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from parity_skill.errors import RunError
 from parity_skill.safe_io import read_source
 
 TAIL_BYTES = 64 * 1024
@@ -41,6 +45,7 @@ class Completed:
 class Crashed:
     returncode: int
     output: str
+    side: str = "B"
 
 
 @dataclass(frozen=True)
@@ -87,18 +92,42 @@ class _Tail:
         return b"".join(self.chunks)[-TAIL_BYTES:].decode("utf-8", errors="replace")
 
 
-class Runner:
-    """Starts the interpreter at once (so framework imports overlap with analysis); `run` hands it the script."""
+class Worker:
+    """One side's interpreter, started at once so its framework imports overlap with the CLI's analysis;
+    `start` hands it the script and arguments."""
 
-    def __init__(self, warm: list[str]):
+    def __init__(self, warm: list[str], python: str | None = None):
         env = dict(os.environ, PARITY_SKILL_PARENT=str(os.getpid()))
-        self.proc = subprocess.Popen([sys.executable, "-m", "parity_skill.runtime.worker", *warm],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=env)
+        self.python = python or sys.executable
+        try:
+            self.proc = subprocess.Popen([self.python, "-m", "parity_skill.runtime.worker", *warm],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         start_new_session=True, env=env)
+        except OSError as exc:
+            raise RunError(f"cannot start {self.python}: {exc.strerror or exc}") from None
         self.guardian = subprocess.Popen([sys.executable, "-I", "-S", "-c", _GUARDIAN, str(self.proc.pid)],
                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, start_new_session=True)
         self.tail = _Tail(self.proc.stdout)
+
+    def start(self, script: str, args: list[str]) -> None:
+        try:
+            self.proc.stdin.write(f"{os.path.abspath(script)}\n{json.dumps(args)}\n".encode("utf-8"))
+            self.proc.stdin.close()
+        except OSError:
+            pass  # the worker died at start-up: its output says why
+
+    def wait(self, deadline: float) -> bool:
+        """True when the worker ended before `deadline` (time.monotonic); its descendants are stopped then too."""
+        try:
+            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        self._kill_group()  # whatever user code left running in the background
+        return True
+
+    def missing_runtime(self) -> bool:
+        return "No module named 'parity_skill" in self.tail.text() or "No module named parity_skill" in self.tail.text()
 
     def _kill_group(self) -> None:
         try:
@@ -117,28 +146,30 @@ class Runner:
         except subprocess.TimeoutExpired:
             self.guardian.kill()
 
-    def run(self, script: str, timeout: float) -> Completed | Crashed | TimedOut:
-        fd, report_path = tempfile.mkstemp(prefix="parity-report-", suffix=".json")
-        os.close(fd)
+
+def run_sides(a: Worker, b: Worker, script: str, timeout: float) -> Completed | Crashed | TimedOut:
+    """Side A captures while side B builds and then compares; each in its own worker and process group."""
+    from parity_skill.runtime.artifact import SIDE_DONE
+
+    deadline = time.monotonic() + timeout
+    folder = tempfile.mkdtemp(prefix="parity-artifacts-")
+    report_path = os.path.join(folder, "report.json")
+    try:
+        a.start(script, ["--side", "a", "--artifacts", folder])
+        b.start(script, ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path])
+        if not a.wait(deadline):
+            return TimedOut(timeout)
+        Path(folder, SIDE_DONE).touch()  # side B stops waiting for artifacts that will never come
+        if not b.wait(deadline):
+            return TimedOut(timeout)
         try:
-            try:
-                self.proc.stdin.write(f"{os.path.abspath(script)}\n{report_path}\n".encode("utf-8"))
-                self.proc.stdin.close()
-            except OSError:
-                pass  # the worker died at start-up: its output says why
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.close()
-                return TimedOut(timeout)
-            self._kill_group()  # whatever user code left running in the background
-            try:
-                with open(report_path, encoding="utf-8") as fh:
-                    return Completed(json.load(fh), self.proc.returncode)
-            except (OSError, ValueError):
-                return Crashed(self.proc.returncode, self.tail.text())
-        finally:
-            os.unlink(report_path)
+            with open(report_path, encoding="utf-8") as fh:
+                return Completed(json.load(fh), b.proc.returncode)
+        except (OSError, ValueError):
+            failed = a if a.proc.returncode not in (0, None) else b
+            return Crashed(failed.proc.returncode, failed.tail.text(), "A" if failed is a else "B")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def interrupt_on_sigterm() -> None:

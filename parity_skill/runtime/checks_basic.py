@@ -39,7 +39,7 @@ def verdict_from(name: str, j: dict, tol) -> dict:
 
 
 def check_weights(run: PairRun) -> dict:
-    trainable_a = set(run.a.adapter.trainable(run.a.model))
+    trainable_a = set(run.a.trainable())
     missing = [n for n in run.unmapped_a if n in trainable_a]
     for n in run.unmapped_a:
         kind = "missing_parameter" if n in trainable_a else "unmapped_parameter"
@@ -77,11 +77,11 @@ def _upstream(run: PairRun) -> tuple[dict, dict]:
 def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dict]:
     """{name: grad} for A and B, keyed 'input grad x' / 'param grad fc1.weight' (B's mapped to A's names)."""
     up_a, up_b = _upstream(run)
-    run.a.adapter.seed(run.checks.seed)
+    run.a.seed(run.checks.seed)
     _, gin_a, gp_a = run.a.grads(run.base, dtype, up_a)
     gin_b, gp_b = {}, {}
     if not only_a:
-        run.b.adapter.seed(run.checks.seed)
+        run.b.seed(run.checks.seed)
         _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
     ga, gb = {}, {}
     for i, spec in enumerate(run.inputs):
@@ -124,7 +124,7 @@ def _rank(c: dict) -> tuple:
 def check_backward(run: PairRun) -> dict:
     tol = run.checks.tolerances["fp32"]
     for side in (run.a, run.b):
-        if not side.adapter.differentiable:
+        if not side.differentiable:
             return result("backward", "skip", f"{side.label}: {side.impl.framework} has no automatic differentiation")
     ga, gb = gradients(run, "fp32")
     if not ga:
@@ -154,9 +154,8 @@ def self_difference(run: PairRun, side) -> float:
     """Largest difference between two identical calls made one after the other from one seed (cached)."""
     key = f"selfdiff:{side.which}"
     if key not in run.cache:
-        side.adapter.seed(run.checks.seed)
-        first = side.run(run.base)
-        second = side.run(run.base)
+        side.seed(run.checks.seed)
+        first, second = side.run_twice(run.base)
         worst = 0.0
         for (_, x), (_, y) in zip(first, second):
             if x.shape != y.shape:

@@ -122,7 +122,7 @@ def check_precision(run: PairRun, dtype: str) -> dict:
 def check_backward_precision(run: PairRun, dtype: str) -> dict:
     name = f"backward_{dtype}"
     for side in (run.a, run.b):
-        if not side.adapter.differentiable:
+        if not side.differentiable:
             return result(name, "skip", f"{side.label}: {side.impl.framework} has no automatic differentiation")
         if not side.supports(dtype):
             return result(name, "skip", f"{side.label}: {side.impl.framework} has no {dtype}")

@@ -39,7 +39,7 @@ class PairRun:
         self.diagnosis.append(entry)
 
     def forward(self, side: Side, args: list[np.ndarray], dtype: str = "fp32") -> Flat:
-        side.adapter.seed(self.checks.seed)  # both sides start from the same random state
+        side.seed(self.checks.seed)  # both sides start from the same random state
         return side.run(args, dtype)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from parity_skill.runtime.replay import MissingRecord, RecordedError
 from parity_skill.spec import Config, Implementation
 
 _LOADED: dict[str, ModuleType] = {}
@@ -24,6 +25,8 @@ class UserCodeError(Exception):
 
 def describe(exc: BaseException) -> str:
     """The exception's last line plus the innermost frame that lies in a user file."""
+    if isinstance(exc, (RecordedError, MissingRecord)):
+        return str(exc)  # already described when side A was captured
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
     where = None
     for frame in traceback.extract_tb(exc.__traceback__):

@@ -1,9 +1,11 @@
-"""Run every planned check of one pair and return its report entry (a plain dict of the JSON schema)."""
+"""Phase 2: run every planned check of one pair, B live against A replayed from its artifact, and return the
+report entry (a plain dict of the JSON schema)."""
 from __future__ import annotations
 
 import time
 from dataclasses import asdict
 
+from parity_skill.runtime import artifact
 from parity_skill.runtime import checks_basic as basic
 from parity_skill.runtime import checks_matrix as matrix
 from parity_skill.runtime import explain, trace
@@ -12,7 +14,8 @@ from parity_skill.runtime.inputs import base_inputs
 from parity_skill.runtime.loading import UserCodeError, describe
 from parity_skill.runtime.outputs import first_nonfinite
 from parity_skill.runtime.side import Side
-from parity_skill.runtime.weights import load_pair
+from parity_skill.runtime.replay import ReplaySide, capture_mismatch
+from parity_skill.runtime.weights import load_b
 from parity_skill.spec import PairSpec
 
 
@@ -55,16 +58,13 @@ def _locate(run: PairRun, entry: dict) -> None:
                          + (f" or in A's unmatched submodules {', '.join(unmatched)}" if unmatched else ""))
 
 
-def _build(spec: PairSpec, notes: list[str]) -> tuple[Side, Side, list, list, list]:
-    """Build both sides, give A fresh seeded parameters and load them into B through the weight map."""
-    a = Side("a", spec.a)
+def _build_b(spec: PairSpec, notes: list[str]) -> Side:
     layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
     b = Side("b", spec.b, layout)
     if spec.b.file is None:
         args = ", ".join(f"{k}={v!r}" for k, v in b.kwargs.items())
         notes.append(f"reference B built as {spec.b.symbol}({args}), arguments carried over from A by name/role")
-    entries, left_a, left_b, _ = load_pair(a, b, spec.weight_map, spec.checks.seed, notes)
-    return a, b, entries, left_a, left_b
+    return b
 
 
 def _first_forward(run: PairRun, spec: PairSpec) -> str | None:
@@ -122,12 +122,34 @@ def new_entry(spec: PairSpec, error: str | None = None) -> dict:
             "notes": list(spec.notes), "limitations": [], "inputs": [asdict(i) for i in spec.inputs]}
 
 
-def run_pair(spec: PairSpec) -> dict:
+def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_marker=None) -> dict:
+    """Phase 2, in B's process: B against A's artifact in `folder` (waiting up to `wait` s for it to appear)."""
     entry = new_entry(spec)
     notes = entry["notes"]
+    try:  # B is built while A may still be computing
+        b = _build_b(spec, notes)
+    except Exception as exc:  # noqa: BLE001 - user code: could not check
+        entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
+        return entry
     try:
-        a, b, entries, left_a, left_b = _build(spec, notes)
-    except Exception as exc:  # noqa: BLE001 - user code or an unloadable weight map: could not check
+        if wait is not None:
+            artifact.wait_for(folder, done_marker, wait)
+        manifest, tensors = artifact.read(folder)
+    except artifact.ArtifactError as exc:
+        entry["error"] = str(exc)
+        return entry
+    if manifest.get("error"):
+        entry["error"] = manifest["error"]
+        return entry
+    mismatch = capture_mismatch(manifest, spec)
+    if mismatch:
+        entry["error"] = f"{folder}: {mismatch}"
+        return entry
+    a = ReplaySide(manifest, tensors)
+    notes[:0] = [n for n in manifest.get("notes", []) if n not in notes]
+    try:
+        entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes)
+    except Exception as exc:  # noqa: BLE001 - an unloadable weight map: could not check
         entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
         return entry
     entry["weight_map"] = [asdict(e) for e in entries]

@@ -85,6 +85,10 @@ class Side:
     def run(self, args: list[np.ndarray], dtype: str = "fp32") -> Flat:
         return self._out(self._tolerant(lambda m: self.adapter.call(m, self._in(args), dtype), dtype, args))
 
+    def run_twice(self, args: list[np.ndarray]) -> tuple[Flat, Flat]:
+        """Two identical fp32 calls in a row (the determinism check)."""
+        return self.run(args), self.run(args)
+
     def grads(self, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
         """(outputs, input grads by index, parameter grads by name), all in A's layout."""
         if self.layout:
@@ -105,3 +109,17 @@ class Side:
 
     def module_names(self) -> list[str]:
         return [n for n, _ in self.adapter.submodules(self.model)]
+
+    # ---- what the checks ask of a side (a replayed side answers the same from an artifact) ----------------
+    @property
+    def differentiable(self) -> bool:
+        return self.adapter.differentiable
+
+    def seed(self, seed: int) -> None:
+        self.adapter.seed(seed)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.adapter.state(self.model)
+
+    def trainable(self) -> list[str]:
+        return self.adapter.trainable(self.model)

@@ -40,9 +40,9 @@ def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[s
     return out
 
 
-def resolve_map(planned: tuple[MapEntry, ...], a: Side, b: Side, notes: list[str]):
+def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str]):
     """Validate the planned table against the real parameters; match whatever it leaves out."""
-    state_a, state_b = a.adapter.state(a.model), b.adapter.state(b.model)
+    state_a, state_b = a.state(), b.state()
     shapes_a = {k: tuple(v.shape) for k, v in state_a.items()}
     shapes_b = {k: tuple(v.shape) for k, v in state_b.items()}
     fixed = []
@@ -63,32 +63,29 @@ def resolve_map(planned: tuple[MapEntry, ...], a: Side, b: Side, notes: list[str
     return state_a, entries, left_a, left_b
 
 
-def _fresh(side: Side, state: dict[str, np.ndarray], seed: int, notes: list[str],
-           only: set[str] | None = None) -> None:
+def fresh(side: Side, seed: int, notes: list[str], only: set[str] | None = None) -> None:
     """Load fresh seeded values into `side` (all entries, or `only` those names)."""
     owners = {"": type(side.model).__name__}
     owners.update({n: type(m).__name__ for n, m in side.adapter.submodules(side.model)})
-    new, kept = fresh_state(state, set(side.adapter.trainable(side.model)), owners, seed)
+    new, kept = fresh_state(side.state(), set(side.trainable()), owners, seed)
     if only is not None:
         new = {k: v for k, v in new.items() if k in only}
     if new:
         side.adapter.load(side.model, new)
+        side.refresh()
     if kept and only is None:
         notes.append(f"{side.which.upper()}'s buffers {', '.join(kept)} keep their constructed values "
                      "(structural: masks, frequency tables)")
 
 
-def load_pair(a: Side, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str]):
-    """Fresh values for A, copied through the map into B; B's unmapped entries get fresh values of their own.
-    Returns (entries, unmapped A names, unmapped B names, A's state)."""
+def load_b(a, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str]):
+    """A's values (live or from its artifact) copied through the map into B; B's unmapped entries get fresh
+    values of their own. Returns (entries, unmapped A names, unmapped B names)."""
     state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes)
-    _fresh(a, state_a, seed, notes)
-    state_a = a.adapter.state(a.model)  # read back: values now exactly representable in A's dtype
     if left_b:
-        _fresh(b, b.adapter.state(b.model), seed, notes, only=set(left_b))
-    load_b = b_values(state_a, entries)
-    if load_b:
-        b.adapter.load(b.model, load_b)
-    a.refresh()
+        fresh(b, seed, notes, only=set(left_b))
+    load = b_values(state_a, entries)
+    if load:
+        b.adapter.load(b.model, load)
     b.refresh()
-    return entries, left_a, left_b, state_a
+    return entries, left_a, left_b

@@ -1,8 +1,10 @@
-"""A warm interpreter for the CLI: imports the frameworks while the CLI is still analysing, then runs the script
-whose path (and report path) arrive on stdin, exactly as `python script.py --report PATH` would."""
+"""A warm interpreter for the CLI: imports a side's framework while the CLI is still analysing, then runs the
+script whose path (line 1) and arguments (line 2, a JSON list) arrive on stdin, exactly as
+`python script.py ARGS` would."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import runpy
 import signal
@@ -34,10 +36,9 @@ def main() -> None:
     import parity_skill.runtime.session  # noqa: F401
 
     script = sys.stdin.readline().strip()
-    report = sys.stdin.readline().strip()
     if not script:
         return
-    sys.argv = [script, "--report", report]
+    sys.argv = [script, *json.loads(sys.stdin.readline() or "[]")]
     sys.path.insert(0, "")
     runpy.run_path(script, run_name="__main__")
 

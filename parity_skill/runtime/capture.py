@@ -1,0 +1,74 @@
+"""Phase 1, in A's process: build A with fresh seeded parameters, record every call the checks make of it, and
+write the artifact. Nothing of B is imported here."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+
+from parity_skill import __version__
+from parity_skill.runtime import artifact
+from parity_skill.runtime import checks_matrix as matrix
+from parity_skill.runtime.context import PairRun
+from parity_skill.runtime.inputs import base_inputs, edge_inputs
+from parity_skill.runtime.loading import UserCodeError, describe
+from parity_skill.runtime.replay import MirrorSide, RecordingSide, encode
+from parity_skill.runtime.session import _first_forward, _run_checks
+from parity_skill.runtime.side import Side
+from parity_skill.runtime.weights import fresh
+from parity_skill.spec import MapEntry, PairSpec
+
+
+def _framework_version(framework: str) -> str | None:
+    module = sys.modules.get({"mlx": "mlx.core"}.get(framework, framework))
+    return getattr(module, "__version__", None)
+
+
+def _manifest(spec: PairSpec) -> dict:
+    impl = spec.a
+    return {"tool_version": __version__, "seed": spec.checks.seed, "checks": list(spec.checks.names),
+            "inputs": [asdict(i) for i in spec.inputs],
+            "side": {"file": impl.file, "symbol": impl.symbol, "framework": impl.framework, "kind": impl.kind,
+                     "init": {k: repr(v) for k, v in impl.init.items()}}}
+
+
+def _record_extras(run: PairRun, rec: RecordingSide) -> None:
+    """Calls phase 2 makes only when A and B differ (a mirror never does): the trace, float64 edge references."""
+    try:
+        rec.trace(run.base)
+    except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the trace
+        pass
+    for name in run.checks.names:
+        if name.startswith("edge:"):
+            xs, _ = edge_inputs(name[5:], run.inputs, run.base)
+            if xs is not None:
+                try:
+                    matrix._reference(run, f"ref:{name}", xs)
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+def capture_pair(spec: PairSpec, folder: str) -> None:
+    """Write A's artifact for this pair into `folder` (an error artifact when A cannot be built)."""
+    manifest = _manifest(spec)
+    notes: list[str] = []
+    try:
+        a = Side("a", spec.a)
+        fresh(a, spec.checks.seed, notes)
+    except Exception as exc:  # noqa: BLE001 - the comparison reports it as the pair's error
+        artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))
+        return
+    rec = RecordingSide(a)
+    identity = [MapEntry(n, n) for n in a.state()]
+    run = PairRun(rec, MirrorSide(rec), spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed),
+                  identity, [], [], notes=[])
+    if _first_forward(run, spec) is None:
+        _run_checks(run)
+        _record_extras(run, rec)
+    state = a.state()
+    tensors = {f"weights/{k}": v for k, v in state.items()}
+    manifest["calls"] = encode(rec.records, tensors)
+    manifest["notes"] = notes
+    manifest["side"].update(differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
+                            modules=a.module_names(), trainable=a.trainable(), weights=sorted(state),
+                            framework_version=_framework_version(spec.a.framework))
+    artifact.write(folder, manifest, tensors)

@@ -1,0 +1,218 @@
+"""Side A recorded once, then replayed: how each side runs alone in its own process.
+
+Phase 1 (A's process) drives every check with A against a mirror of itself, recording each distinct call A is
+asked to make (forward in a dtype, gradients for an upstream gradient, a submodule trace, a repeated call), keyed
+by the content of its inputs. Phase 2 (B's process) gives the same checks a `ReplaySide` that answers A's calls from
+the artifact: no A code, no A framework, no A package is imported there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any, Callable
+
+import numpy as np
+
+from parity_skill.runtime.adapters.base import Flat
+from parity_skill.spec import Implementation
+
+KINDS = ("run", "twice", "grads", "trace")
+
+
+class RecordedError(Exception):
+    """A call that raised when A was captured; `str()` is the original one-line description."""
+
+
+class MissingRecord(Exception):
+    """B's checks asked A for something the capture did not record."""
+
+
+def call_key(kind: str, dtype: str, args: list[np.ndarray], upstream: dict | None = None) -> str:
+    digest = hashlib.sha1(f"{kind}|{dtype}".encode())
+    for a in args:
+        a = np.ascontiguousarray(a)
+        digest.update(f"|{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    for k in sorted(upstream or {}):
+        v = np.ascontiguousarray(upstream[k])
+        digest.update(f"|u{k}{v.dtype.str}{v.shape}".encode())
+        digest.update(v.tobytes())
+    return digest.hexdigest()[:20]
+
+
+class RecordingSide:
+    """Wraps a live Side; every distinct call is made once, remembered, and kept for the artifact."""
+
+    def __init__(self, side) -> None:
+        self.side = side
+        self.records: dict[str, dict] = {}  # key -> {kind, dtype, args, value | error}, in call order
+
+    def __getattr__(self, name: str) -> Any:  # which, impl, label, supports, kept_fp32, state, trainable...
+        return getattr(self.side, name)
+
+    def _call(self, kind: str, dtype: str, args: list[np.ndarray], fn: Callable, upstream: dict | None = None):
+        key = call_key(kind, dtype, args, upstream)
+        if key not in self.records:
+            rec = {"kind": kind, "dtype": dtype, "args": [np.asarray(a) for a in args]}
+            try:
+                rec["value"] = fn()
+            except Exception as exc:  # noqa: BLE001 - replayed as the same failure
+                from parity_skill.runtime.loading import describe
+
+                rec["error"] = describe(exc)
+            self.records[key] = rec
+        rec = self.records[key]
+        if "error" in rec:
+            raise RecordedError(rec["error"])
+        return rec["value"]
+
+    def run(self, args, dtype: str = "fp32") -> Flat:
+        return self._call("run", dtype, args, lambda: self.side.run(args, dtype))
+
+    def run_twice(self, args) -> tuple[Flat, Flat]:
+        return self._call("twice", "fp32", args, lambda: self.side.run_twice(args))
+
+    def grads(self, args, dtype: str, upstream: dict):
+        return self._call("grads", dtype, args, lambda: self.side.grads(args, dtype, upstream), upstream)
+
+    def trace(self, args, feed=None) -> list[list]:
+        return self._call("trace", "fp32", args, lambda: self.side.trace(args))
+
+
+class MirrorSide:
+    """Stands in for B during capture: B is A itself, so the checks walk every path that asks A for something."""
+
+    def __init__(self, recorder: RecordingSide) -> None:
+        self.rec = recorder
+        self.which, self.kept_fp32 = "b", {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rec, name)
+
+    def trace(self, args, feed=None) -> list[list]:
+        return self.rec.trace(args)
+
+
+# ---- artifact (de)serialisation -------------------------------------------------------------------------------
+def _put_flat(tensors: dict, prefix: str, flat: Flat) -> list[str]:
+    for i, (_, v) in enumerate(flat):
+        tensors[f"{prefix}/{i}"] = np.asarray(v)
+    return [k for k, _ in flat]
+
+
+def _get_flat(tensors: dict, prefix: str, keys: list[str]) -> Flat:
+    return [(k, tensors[f"{prefix}/{i}"]) for i, k in enumerate(keys)]
+
+
+def encode(records: dict[str, dict], tensors: dict[str, np.ndarray]) -> list[dict]:
+    """Calls for the manifest; their arrays go into `tensors` under `calls/<n>/...`."""
+    calls = []
+    for n, (key, rec) in enumerate(records.items()):
+        p = f"calls/{n:04d}"
+        entry = {"key": key, "kind": rec["kind"], "dtype": rec["dtype"], "args": len(rec["args"])}
+        for i, a in enumerate(rec["args"]):
+            tensors[f"{p}/in/{i}"] = a
+        if "error" in rec:
+            entry["error"] = rec["error"]
+        elif rec["kind"] == "run":
+            entry["out"] = _put_flat(tensors, f"{p}/out", rec["value"])
+        elif rec["kind"] == "twice":
+            entry["out"] = _put_flat(tensors, f"{p}/out", rec["value"][0])
+            _put_flat(tensors, f"{p}/again", rec["value"][1])
+        elif rec["kind"] == "grads":
+            out, gin, gp = rec["value"]
+            entry["out"] = _put_flat(tensors, f"{p}/out", out)
+            entry["grad_inputs"] = sorted(gin)
+            entry["grad_params"] = sorted(gp)
+            for i in gin:
+                tensors[f"{p}/grad_in/{i}"] = gin[i]
+            for name in gp:
+                tensors[f"{p}/grad_param/{name}"] = gp[name]
+        else:  # trace: [module name, inputs, outputs] per submodule call, in call order
+            entry["modules"] = []
+            for j, (name, inp, out) in enumerate(rec["value"]):
+                entry["modules"].append({"name": name, "in": _put_flat(tensors, f"{p}/trace/{j}/in", inp),
+                                         "out": _put_flat(tensors, f"{p}/trace/{j}/out", out)})
+        calls.append(entry)
+    return calls
+
+
+class ReplaySide:
+    """Side A answered from its artifact (phase 2)."""
+
+    def __init__(self, manifest: dict, tensors: dict[str, np.ndarray]) -> None:
+        side = manifest["side"]
+        self.which = "a"
+        self.impl = Implementation(side["file"], side["symbol"], side["framework"], side["kind"])
+        self.differentiable = side["differentiable"]
+        self._dtypes = tuple(side["dtypes"])
+        self.kept_fp32 = side.get("kept_fp32", {})
+        self._modules = side.get("modules", [])
+        self._trainable = side.get("trainable", [])
+        self._weights = {name: tensors[f"weights/{name}"] for name in side.get("weights", [])}
+        self._calls = {c["key"]: (f"calls/{n:04d}", c) for n, c in enumerate(manifest.get("calls", []))}
+        self._tensors = tensors
+
+    @property
+    def label(self) -> str:
+        return f"A ({self.impl.display})"
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self._dtypes
+
+    def seed(self, seed: int) -> None:  # A's randomness was seeded when it was captured
+        return None
+
+    def refresh(self) -> None:
+        return None
+
+    def state(self) -> dict[str, np.ndarray]:
+        return dict(self._weights)
+
+    def trainable(self) -> list[str]:
+        return list(self._trainable)
+
+    def module_names(self) -> list[str]:
+        return list(self._modules)
+
+    def _lookup(self, kind: str, dtype: str, args, upstream: dict | None = None) -> tuple[str, dict]:
+        hit = self._calls.get(call_key(kind, dtype, args, upstream))
+        if hit is None:
+            raise MissingRecord(f"A's artifact has no {kind} call in {dtype} for these inputs (captured with other "
+                                "checks, inputs or seed: capture again with the same options)")
+        if "error" in hit[1]:
+            raise RecordedError(hit[1]["error"])
+        return hit
+
+    def run(self, args, dtype: str = "fp32") -> Flat:
+        p, c = self._lookup("run", dtype, args)
+        return _get_flat(self._tensors, f"{p}/out", c["out"])
+
+    def run_twice(self, args) -> tuple[Flat, Flat]:
+        p, c = self._lookup("twice", "fp32", args)
+        return _get_flat(self._tensors, f"{p}/out", c["out"]), _get_flat(self._tensors, f"{p}/again", c["out"])
+
+    def grads(self, args, dtype: str, upstream: dict):
+        p, c = self._lookup("grads", dtype, args, upstream)
+        t = self._tensors
+        return (_get_flat(t, f"{p}/out", c["out"]), {i: t[f"{p}/grad_in/{i}"] for i in c["grad_inputs"]},
+                {n: t[f"{p}/grad_param/{n}"] for n in c["grad_params"]})
+
+    def trace(self, args, feed=None) -> list[list]:
+        p, c = self._lookup("trace", "fp32", args)
+        return [[m["name"], _get_flat(self._tensors, f"{p}/trace/{j}/in", m["in"]),
+                 _get_flat(self._tensors, f"{p}/trace/{j}/out", m["out"])] for j, m in enumerate(c["modules"])]
+
+
+def capture_mismatch(manifest: dict, spec) -> str | None:
+    """Why A's recording cannot answer this pair's checks (other seed, inputs or checks), or None."""
+    if manifest.get("seed") != spec.checks.seed:
+        return f"captured with --seed {manifest.get('seed')}, compared with --seed {spec.checks.seed}"
+    planned = json.loads(json.dumps([asdict(i) for i in spec.inputs]))  # tuples -> lists, as in the manifest
+    if planned != manifest.get("inputs"):
+        return "captured with other inputs than this comparison plans (use the artifact's own inputs)"
+    missing = [n for n in spec.checks.names if n not in manifest.get("checks", [])]
+    if missing:
+        return f"captured without the checks {', '.join(missing)} (capture again with them, or leave them out)"
+    return None
