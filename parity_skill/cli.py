@@ -108,11 +108,15 @@ def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, 
     from parity_skill.run import Worker, frameworks_in
 
     target_a, target_b = split_targets(targets)
+    warm_a = frameworks_in([target_a.path])
     warm_b = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]
     workers = []
-    try:  # each side's interpreter imports its framework while we analyse
-        workers.append(Worker(frameworks_in([target_a.path]), python_a))
-        workers.append(Worker(warm_b, python_b))
+    try:  # the sides' interpreters import their frameworks while we analyse
+        if (python_a or sys.executable) == (python_b or sys.executable):  # one zygote forks both sides
+            workers.append(Worker(list(dict.fromkeys(warm_a + warm_b)), python_a))
+        else:
+            workers.append(Worker(warm_a, python_a))
+            workers.append(Worker(warm_b, python_b))
         return _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts)
     finally:
         for w in workers:
@@ -122,7 +126,6 @@ def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, 
 def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> int:
     from parity_skill.plan import build_plan
     from parity_skill.render import render_script
-    from parity_skill.report import render_text
     from parity_skill.run import Completed, TimedOut, run_sides
 
     plan = build_plan(target_a, target_b, _options(**opts))
@@ -136,7 +139,7 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
         Path(script).write_text(render_script(plan, script), encoding="utf-8")
         if emit:
             click.echo(f"parity-skill: wrote {emit}", err=True)
-        outcome = run_sides(workers[0], workers[1], script, timeout)
+        outcome = run_sides(workers, script, timeout)
     finally:
         if tmp and not debug:
             Path(script).unlink(missing_ok=True)
@@ -146,16 +149,22 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
         raise RunError(f"{pair}: timed out after {outcome.seconds:g}s (raise --timeout, or shrink the inputs with "
                        "--input)")
     if not isinstance(outcome, Completed):
-        worker = workers[0] if outcome.side == "A" else workers[1]
-        if worker.missing_runtime():
-            raise RunError(f"side {outcome.side}'s interpreter {worker.python} cannot import parity_skill: install "
-                           "it in that environment (pip install parity-skill, or this checkout) and run again")
+        worker = workers[0] if outcome.side == "A" or len(workers) == 1 else workers[1]
+        missing = worker.missing_runtime()
+        if missing:
+            raise RunError(f"side {outcome.side}'s interpreter {worker.python} cannot run parity-skill's runtime "
+                           f"({missing}): install parity-skill in that environment and run again")
         tail = [ln for ln in outcome.output.strip().splitlines() if ln.strip()]
         how = "ended the process" if outcome.returncode == 0 else f"crashed (exit {outcome.returncode})"
         raise RunError(f"{pair}: side {outcome.side} {how} before a verdict: {tail[-1] if tail else 'no output'}"
                        + (f"; the script is kept at {script}" if emit or debug else
                           "; rerun with --debug (or --emit check.py) to keep the script"))
-    rep = outcome.report
+    return _print_report(outcome.report, as_json)
+
+
+def _print_report(rep: dict, as_json: bool) -> int:
+    from parity_skill.report import render_text
+
     nothing_checked = all(not p["checks"] for p in rep["pairs"])
     if as_json:
         click.echo(json.dumps(rep, indent=2))
@@ -174,50 +183,142 @@ class _Command(click.Command):
         return super().parse_args(ctx, protected)
 
 
-@click.command(cls=_Command, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("targets", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report (parity-report/1) on stdout.")
-@click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before the run is stopped.")
-@click.option("--init", multiple=True, help="Constructor argument: name=value (repeatable).")
-@click.option("--input", "inputs", multiple=True, help="Input: name=2,8,64[:int64[:low-high]] (repeatable).")
-@click.option("--atol", type=float, help="fp32 absolute tolerance (default 1e-5 at --level layer).")
-@click.option("--rtol", type=float, help="fp32 relative tolerance (default 1.3e-6).")
-@click.option("--level", type=click.Choice(["layer", "chain", "model"]), default="layer", show_default=True,
-              help="Tolerance level: atol 1e-5 / 1e-4 / 1e-3 for fp32.")
-@click.option("--cosine", type=float, help="Also require this cosine similarity per output (e.g. 0.999).")
-@click.option("--dtypes", default="fp32,fp16,bf16", show_default=True, help="Dtypes to check.")
-@click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes for the batch check.")
-@click.option("--edge", default=None, help=f"Edge cases (default all: {','.join(ALL_EDGES)}); '' for none.")
-@click.option("--no-backward", is_flag=True, help="Skip gradient checks.")
-@click.option("--quick", is_flag=True, help="Forward and backward only.")
-@click.option("--layout", help="B's input layout when it differs from A's, e.g. b=nlc.")
-@click.option("--isolate", is_flag=True,
-              help="Locate divergence with teacher forcing: each B submodule gets the input A's counterpart got.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--python-a", type=click.Path(dir_okay=False), help="Interpreter for side A (another venv or version).")
-@click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
-@click.option("--debug", is_flag=True, help="Show tracebacks and keep the generated script.")
-@click.version_option(__version__, prog_name="parity-skill")
-def cli(targets, as_json, emit, timeout, debug, **opts) -> None:
+def _options_of(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+PLAN_OPTIONS = _options_of(
+    click.option("--init", multiple=True, help="Constructor argument: name=value (repeatable)."),
+    click.option("--input", "inputs", multiple=True, help="Input: name=2,8,64[:int64[:low-high]] (repeatable)."),
+    click.option("--atol", type=float, help="fp32 absolute tolerance (default 1e-5 at --level layer)."),
+    click.option("--rtol", type=float, help="fp32 relative tolerance (default 1.3e-6)."),
+    click.option("--level", type=click.Choice(["layer", "chain", "model"]), default="layer", show_default=True,
+                 help="Tolerance level: atol 1e-5 / 1e-4 / 1e-3 for fp32."),
+    click.option("--cosine", type=float, help="Also require this cosine similarity per output (e.g. 0.999)."),
+    click.option("--dtypes", default="fp32,fp16,bf16", show_default=True, help="Dtypes to check."),
+    click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes for the batch check."),
+    click.option("--edge", default=None, help=f"Edge cases (default all: {','.join(ALL_EDGES)}); '' for none."),
+    click.option("--no-backward", is_flag=True, help="Skip gradient checks."),
+    click.option("--quick", is_flag=True, help="Forward and backward only."),
+    click.option("--layout", help="B's input layout when it differs from A's, e.g. b=nlc."),
+    click.option("--isolate", is_flag=True,
+                 help="Locate divergence with teacher forcing: each B submodule gets the input A's counterpart got."),
+    click.option("--seed", type=int, default=0, show_default=True),
+)
+RUN_OPTIONS = _options_of(
+    click.option("--json", "as_json", is_flag=True, help="Print the JSON report (parity-report/1) on stdout."),
+    click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before the run is stopped."),
+    click.option("--debug", is_flag=True, help="Show tracebacks and keep the generated script."),
+)
+
+
+def _guarded(as_json: bool, debug: bool, work) -> int:
+    """Run a command; every failure becomes one stderr line (and a JSON error report with --json) and an exit code."""
     from parity_skill.run import Terminated, interrupt_on_sigterm
 
     interrupt_on_sigterm()
     try:
-        code = check(targets, as_json, emit, timeout, debug, **opts)
+        return work()
     except ParityError as exc:
         if debug:
             traceback.print_exc()
-        code = _emit_error(str(exc), as_json)
+        return _emit_error(str(exc), as_json)
     except Terminated:
-        code = _emit_error("terminated (SIGTERM); the worker was stopped", as_json, EXIT_TERMINATED)
+        return _emit_error("terminated (SIGTERM); the worker was stopped", as_json, EXIT_TERMINATED)
     except KeyboardInterrupt:
-        code = _emit_error("interrupted; the worker was stopped", as_json, EXIT_INTERRUPTED)
+        return _emit_error("interrupted; the worker was stopped", as_json, EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a bug of ours: still one line and exit 2, the traceback on --debug
         if debug:
             traceback.print_exc()
-        code = _emit_error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it", as_json)
-    sys.exit(code)
+        return _emit_error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it", as_json)
+
+
+class _Group(click.Group):
+    """`parity-skill A vs B` runs the default command, `check`; subcommands are named first."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Group, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="parity-skill")
+def cli() -> None:
+    pass
+
+
+@cli.command("check", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
+             help="A vs B, each side in its own process (the default command).")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
+@click.option("--python-a", type=click.Path(dir_okay=False), help="Interpreter for side A (another venv or version).")
+@click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
+@RUN_OPTIONS
+@PLAN_OPTIONS
+def check_command(targets, as_json, emit, timeout, debug, python_a, python_b, **opts) -> None:
+    sys.exit(_guarded(as_json, debug, lambda: check(targets, as_json, emit, timeout, debug, python_a, python_b,
+                                                     **opts)))
+
+
+@cli.command("capture", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
+             help="Phase 1: run A alone and write its artifact (manifest.json + safetensors) into a folder.")
+@click.argument("target")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The artifact folder.")
+@click.option("--force", is_flag=True, help="Replace an artifact already in the folder.")
+@click.option("--python-a", type=click.Path(dir_okay=False), help="Interpreter for side A.")
+@RUN_OPTIONS
+@PLAN_OPTIONS
+def capture_command(target, output, force, as_json, timeout, debug, python_a, **opts) -> None:
+    def work() -> int:
+        from parity_skill import phases
+        from parity_skill.run import Worker, frameworks_in
+
+        target_a = parse_target(target, allow_reference=False)
+        plan = phases.plan_capture(target_a, _options(**opts))
+        phases.prepare_folder(output, force)
+        worker = Worker(frameworks_in([target_a.path]), python_a)
+        script, tmp = phases.render_to(plan, None, debug)
+        try:
+            phases.run_capture(worker, script, output, timeout)
+        finally:
+            worker.close()
+            phases.cleanup(tmp)
+        line = {"artifact": output, "symbol": plan.pairs[0].a.display}
+        click.echo(json.dumps(line) if as_json else f"captured {line['symbol']} into {output}")
+        return 0
+    sys.exit(_guarded(as_json, debug, work))
+
+
+@cli.command("compare", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
+             help="Phase 2: run B alone against A's artifact folder; the same report as `A vs B`.")
+@click.argument("artifact")
+@click.argument("target")
+@click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
+@click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
+@RUN_OPTIONS
+@PLAN_OPTIONS
+def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, **opts) -> None:
+    def work() -> int:
+        from parity_skill import phases
+        from parity_skill.run import Worker, frameworks_in
+
+        target_b = parse_target(target, allow_reference=True)
+        plan = phases.plan_compare(artifact, target_b, _options(**opts))
+        warm = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]
+        worker = Worker(warm, python_b)
+        script, tmp = phases.render_to(plan, emit, debug)
+        try:
+            rep = phases.run_compare(worker, script, artifact, timeout)
+        finally:
+            worker.close()
+            phases.cleanup(tmp)
+        return _print_report(rep, as_json)
+    sys.exit(_guarded(as_json, debug, work))
 
 
 def main(prog_name: str | None = None) -> None:

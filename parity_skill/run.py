@@ -110,9 +110,11 @@ class Worker:
                                          stderr=subprocess.DEVNULL, start_new_session=True)
         self.tail = _Tail(self.proc.stdout)
 
-    def start(self, script: str, args: list[str]) -> None:
+    def start(self, jobs: list[dict], done: str | None = None, exits: str | None = None) -> None:
+        """Hand the worker its jobs ({side, script, args}); two jobs run as two forked processes."""
+        jobs = [dict(j, script=os.path.abspath(j["script"])) for j in jobs]
         try:
-            self.proc.stdin.write(f"{os.path.abspath(script)}\n{json.dumps(args)}\n".encode("utf-8"))
+            self.proc.stdin.write((json.dumps({"jobs": jobs, "done": done, "exits": exits}) + "\n").encode("utf-8"))
             self.proc.stdin.close()
         except OSError:
             pass  # the worker died at start-up: its output says why
@@ -126,8 +128,14 @@ class Worker:
         self._kill_group()  # whatever user code left running in the background
         return True
 
-    def missing_runtime(self) -> bool:
-        return "No module named 'parity_skill" in self.tail.text() or "No module named parity_skill" in self.tail.text()
+    def missing_runtime(self) -> str | None:
+        """Why this interpreter cannot run parity-skill's runtime (its import error), or None."""
+        for line in self.tail.text().splitlines():
+            if "No module named 'parity_skill" in line or "No module named parity_skill" in line:
+                return "No module named 'parity_skill'"
+            if line.startswith("parity-skill's runtime cannot start in"):
+                return line.split(": ", 1)[-1]
+        return None
 
     def _kill_group(self) -> None:
         try:
@@ -147,27 +155,43 @@ class Worker:
             self.guardian.kill()
 
 
-def run_sides(a: Worker, b: Worker, script: str, timeout: float) -> Completed | Crashed | TimedOut:
-    """Side A captures while side B builds and then compares; each in its own worker and process group."""
+def run_sides(workers: list[Worker], script: str, timeout: float) -> Completed | Crashed | TimedOut:
+    """Side A captures while side B builds and then compares. One worker forks both sides (the framework imported
+    once); two workers (each side its own interpreter) run one side each."""
     from parity_skill.runtime.artifact import SIDE_DONE
 
     deadline = time.monotonic() + timeout
     folder = tempfile.mkdtemp(prefix="parity-artifacts-")
-    report_path = os.path.join(folder, "report.json")
+    report_path, exits_path = os.path.join(folder, "report.json"), os.path.join(folder, "exits.json")
+    job_a = {"side": "a", "script": script, "args": ["--side", "a", "--artifacts", folder]}
+    job_b = {"side": "b", "script": script,
+             "args": ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path]}
     try:
-        a.start(script, ["--side", "a", "--artifacts", folder])
-        b.start(script, ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path])
-        if not a.wait(deadline):
-            return TimedOut(timeout)
-        Path(folder, SIDE_DONE).touch()  # side B stops waiting for artifacts that will never come
-        if not b.wait(deadline):
-            return TimedOut(timeout)
+        if len(workers) == 1:
+            workers[0].start([job_a, job_b], os.path.join(folder, SIDE_DONE), exits_path)
+            if not workers[0].wait(deadline):
+                return TimedOut(timeout)
+            try:
+                exits = json.loads(Path(exits_path).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                exits = {"a": workers[0].proc.returncode}
+            by_side = {"a": workers[0], "b": workers[0]}
+        else:
+            workers[0].start([job_a])
+            workers[1].start([job_b])
+            if not workers[0].wait(deadline):
+                return TimedOut(timeout)
+            Path(folder, SIDE_DONE).touch()  # side B stops waiting for artifacts that will never come
+            if not workers[1].wait(deadline):
+                return TimedOut(timeout)
+            exits = {"a": workers[0].proc.returncode, "b": workers[1].proc.returncode}
+            by_side = {"a": workers[0], "b": workers[1]}
         try:
             with open(report_path, encoding="utf-8") as fh:
-                return Completed(json.load(fh), b.proc.returncode)
+                return Completed(json.load(fh), exits.get("b", 0))
         except (OSError, ValueError):
-            failed = a if a.proc.returncode not in (0, None) else b
-            return Crashed(failed.proc.returncode, failed.tail.text(), "A" if failed is a else "B")
+            side = "a" if exits.get("a") not in (0, None) else "b"
+            return Crashed(exits.get(side, -1), by_side[side].tail.text(), side.upper())
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

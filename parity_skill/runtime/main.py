@@ -50,7 +50,8 @@ def _guarded(pairs: list[PairSpec], work, on_exit) -> list:
 
 
 def _folder(root: str, pairs: list[PairSpec], p: PairSpec) -> str:
-    return os.path.join(root, f"pair-{pairs.index(p)}")
+    """A single pair's artifact is `root` itself; several pairs get `root/pair-<i>`."""
+    return root if len(pairs) == 1 else os.path.join(root, f"pair-{pairs.index(p)}")
 
 
 def capture(pairs: list[PairSpec], folder: str) -> int:

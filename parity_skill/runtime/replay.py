@@ -209,8 +209,11 @@ def capture_mismatch(manifest: dict, spec) -> str | None:
     """Why A's recording cannot answer this pair's checks (other seed, inputs or checks), or None."""
     if manifest.get("seed") != spec.checks.seed:
         return f"captured with --seed {manifest.get('seed')}, compared with --seed {spec.checks.seed}"
+    def without_layout(inputs):  # B's input layout is B's business: A's recording is in A's layout
+        return [{k: v for k, v in i.items() if k != "layout_b"} for i in inputs]
+
     planned = json.loads(json.dumps([asdict(i) for i in spec.inputs]))  # tuples -> lists, as in the manifest
-    if planned != manifest.get("inputs"):
+    if without_layout(planned) != without_layout(manifest.get("inputs", [])):
         return "captured with other inputs than this comparison plans (use the artifact's own inputs)"
     missing = [n for n in spec.checks.names if n not in manifest.get("checks", [])]
     if missing:

@@ -1,0 +1,128 @@
+"""The two phases as commands: `capture` runs side A alone into an artifact folder; `compare` runs side B alone
+against one. Planning happens here, running in `run.py`, printing in `cli.py`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from parity_skill.errors import InputError, RunError
+from parity_skill.plan import ParityPlan, PlanOptions, Target, build_plan
+from parity_skill.spec import Implementation, InputSpec
+
+
+def plan_capture(target: Target, opts: PlanOptions) -> ParityPlan:
+    """A's plan on its own: the pair A vs A, whose checks and inputs are what the artifact records."""
+    plan = build_plan(target, target, opts)
+    if len(plan.pairs) != 1:
+        names = ", ".join(p.a.symbol for p in plan.pairs)
+        raise InputError(f"{target.path}: defines {names}; capture one at a time ({target.path}::Name)")
+    return plan
+
+
+def prepare_folder(folder: str, force: bool) -> None:
+    """An artifact folder must be new or empty; --force replaces an earlier artifact (and nothing else)."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        from parity_skill.runtime.artifact import MANIFEST, TENSORS
+
+        if not force:
+            raise InputError(f"{folder}: not empty; nothing was overwritten (use --force to replace an artifact)")
+        if not (path / MANIFEST).exists():
+            raise InputError(f"{folder}: not empty and not an artifact; refusing to replace it even with --force")
+        for name in (MANIFEST, TENSORS):
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def read_capture(folder: str) -> dict:
+    from parity_skill.runtime.artifact import ArtifactError, read_manifest
+
+    try:
+        manifest = read_manifest(folder)
+    except ArtifactError as exc:
+        raise InputError(str(exc)) from None
+    if manifest.get("error"):
+        raise InputError(f"{folder}: side A could not be captured: {manifest['error']}")
+    return manifest
+
+
+def plan_compare(folder: str, target_b: Target, opts: PlanOptions) -> ParityPlan:
+    """B against a captured A. With A's source at hand the plan is the one-shot plan (so the report is the same);
+    without it, A's side of the plan comes from the manifest and B's from B's code."""
+    manifest = read_capture(folder)
+    side = manifest["side"]
+    opts = replace(opts, seed=manifest["seed"])
+    if side["file"] and Path(side["file"]).is_file():
+        return build_plan(Target(side["file"], side["symbol"]), target_b, opts)
+    own = build_plan(target_b, target_b, opts)
+    if len(own.pairs) != 1:
+        raise InputError(f"{target_b.path}: defines several symbols; name one ({target_b.path}::Name)")
+    spec = own.pairs[0]
+    inputs = tuple(InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in i.items()})
+                   for i in manifest["inputs"])
+    a = Implementation(side["file"], side["symbol"], side["framework"], side["kind"])
+    notes = spec.notes + (f"A's source {side['file']} is not here: A is known only from its artifact {folder}",)
+    return ParityPlan((replace(spec, a=a, inputs=inputs, weight_map=(), static_findings=(), notes=notes),))
+
+
+def render_to(plan: ParityPlan, emit: str | None, debug: bool) -> tuple[str, str | None]:
+    """(script path, temp folder to remove afterwards or None)."""
+    from parity_skill.render import render_script
+
+    tmp = None
+    script = emit
+    if not emit:
+        tmp = tempfile.mkdtemp(prefix="parity-")
+        script = os.path.join(tmp, "parity_check.py")
+    Path(script).write_text(render_script(plan, script), encoding="utf-8")
+    return script, (None if debug else tmp)
+
+
+def cleanup(tmp: str | None) -> None:
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_capture(worker, script: str, folder: str, timeout: float) -> None:
+    """Side A alone writes its artifact into `folder`."""
+    import time
+
+    worker.start([{"side": "a", "script": script, "args": ["--side", "a", "--artifacts", os.path.abspath(folder)]}])
+    if not worker.wait(time.monotonic() + timeout):
+        raise RunError(f"capture timed out after {timeout:g}s (raise --timeout)")
+    manifest = read_capture(folder) if (Path(folder) / "manifest.json").exists() else None
+    if manifest is None:
+        tail = [ln for ln in worker.tail.text().splitlines() if ln.strip()]
+        raise RunError(f"side A ended (exit {worker.proc.returncode}) without writing its artifact: "
+                       f"{tail[-1] if tail else 'no output'}")
+
+
+def run_compare(worker, script: str, folder: str, timeout: float) -> dict:
+    """Side B alone against the artifact in `folder`; the report."""
+    import time
+
+    tmp = tempfile.mkdtemp(prefix="parity-report-")
+    report = os.path.join(tmp, "report.json")
+    try:
+        worker.start([{"side": "b", "script": script,
+                       "args": ["--side", "b", "--artifacts", os.path.abspath(folder), "--report", report]}])
+        if not worker.wait(time.monotonic() + timeout):
+            raise RunError(f"compare timed out after {timeout:g}s (raise --timeout)")
+        try:
+            return json.loads(Path(report).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            missing = worker.missing_runtime()
+            if missing:
+                raise RunError(f"side B's interpreter {worker.python} cannot run parity-skill's runtime ({missing}): "
+                               "install parity-skill in that environment and run again") from None
+            tail = [ln for ln in worker.tail.text().splitlines() if ln.strip()]
+            raise RunError(f"side B ended (exit {worker.proc.returncode}) before a verdict: "
+                           f"{tail[-1] if tail else 'no output'}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,166 @@
+"""Each side in its own process: isolation proved, capture + compare, artifacts and their bad inputs."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, fx, parity
+
+pytest.importorskip("torch")
+ISO = "isolation"
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "parity_skill", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+# ---- isolation -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("a, b, verdict", [
+    ("old/mypkg/model.py::Block", "new/mypkg/model.py::Block", "fail"),  # one package name, a bug only in new/
+    ("old/mypkg/model.py::Block", "old/mypkg/model.py::Block", "pass"),
+    ("siblings_a/model.py", "siblings_b/model.py", "fail"),  # `from helpers import ...` in both folders
+    ("siblings_a/model.py", "siblings_a/model.py", "pass"),
+])
+def test_each_side_imports_its_own_code(a, b, verdict):
+    run = parity(fx(f"{ISO}/{a}"), "vs", fx(f"{ISO}/{b}"), "--quick", "--json")
+    assert run.report["verdict"] == verdict, run.stderr
+    if verdict == "fail":
+        assert run.status("forward") == "fail"
+
+
+def test_emitted_script_runs_each_side_in_its_own_process(tmp_path):
+    script = tmp_path / "check.py"
+    run = cli(fx(f"{ISO}/old/mypkg/model.py::Block"), "vs", fx(f"{ISO}/new/mypkg/model.py::Block"), "--quick",
+              "--emit", str(script))
+    assert run.returncode == 1
+    rerun = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1 and json.loads(rerun.stdout)["pairs"][0]["checks"][1]["status"] == "fail"
+
+
+# ---- capture + compare ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("a, b", [
+    ("torch/ffn_module.py::FeedForward", "torch/ffn_tanh.py::FeedForward"),
+    ("mlx/conv_torch.py", "mlx/conv_mlx.py"),
+])
+def test_capture_then_compare_gives_the_one_shot_report(tmp_path, a, b):
+    if "mlx" in a:
+        pytest.importorskip("mlx.core")
+    folder = tmp_path / "fixture"
+    captured = cli("capture", fx(a), "-o", str(folder))
+    assert captured.returncode == 0, captured.stderr
+    assert (folder / "manifest.json").is_file() and (folder / "tensors.safetensors").is_file()
+    two = cli("compare", str(folder), fx(b), "--json")
+    one = cli(fx(a), "vs", fx(b), "--json")
+    assert two.returncode == one.returncode
+    assert _without_timings(json.loads(two.stdout)) == _without_timings(json.loads(one.stdout))
+
+
+def test_compare_needs_no_source_of_a(tmp_path):
+    src = tmp_path / "ref_ffn.py"
+    shutil.copy(ROOT / fx("torch/ffn_module.py"), src)
+    folder = tmp_path / "fixture"
+    assert cli("capture", f"{src}::FeedForward", "-o", str(folder)).returncode == 0
+    src.unlink()  # A's code is gone: only its artifact is left
+    good = cli("compare", str(folder), fx("torch/ffn_functional.py") + "::FeedForward", "--json")
+    bad = cli("compare", str(folder), fx("torch/ffn_tanh.py") + "::FeedForward", "--json")
+    assert good.returncode == 0, good.stderr
+    assert bad.returncode == 1 and json.loads(bad.stdout)["pairs"][0]["checks"][1]["status"] == "fail"
+    assert "not here" in " ".join(json.loads(good.stdout)["pairs"][0]["notes"])
+
+
+def test_artifact_format(tmp_path):
+    from safetensors.numpy import load_file
+
+    folder = tmp_path / "fixture"
+    assert cli("capture", fx("torch/ffn_module.py::FeedForward"), "-o", str(folder), "--quick").returncode == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["schema"] == "parity-artifact/1" and manifest["side"]["framework"] == "torch"
+    assert manifest["side"]["framework_version"] and manifest["seed"] == 0
+    assert manifest["checks"] == ["forward", "backward"] and manifest["inputs"][0]["name"] == "x"
+    tensors = load_file(str(folder / "tensors.safetensors"))
+    assert {"weights/fc1.weight", "weights/fc2.bias"} <= set(tensors)
+    kinds = {c["kind"] for c in manifest["calls"]}
+    assert {"run", "grads", "trace"} <= kinds
+    run = next(c for c in manifest["calls"] if c["kind"] == "run" and c["dtype"] == "fp32")
+    n = manifest["calls"].index(run)
+    assert tensors[f"calls/{n:04d}/in/0"].shape == (3, 6, 32) and f"calls/{n:04d}/out/0" in tensors
+
+
+# ---- bad input: one clear line, exit 2, nothing overwritten -------------------------------------------------------
+@pytest.fixture(scope="module")
+def captured(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("art") / "ffn"
+    assert cli("capture", fx("torch/ffn_module.py::FeedForward"), "-o", str(folder), "--quick").returncode == 0
+    return folder
+
+
+def _copy(captured: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "copy"
+    shutil.copytree(captured, dest)
+    return dest
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("truncate", "corrupt or truncated"),
+    ("schema", "schema 'parity-artifact/0'"),
+    ("manifest", "no manifest.json"),
+])
+def test_damaged_artifacts_are_one_clear_line(captured, tmp_path, damage, expected):
+    folder = _copy(captured, tmp_path)
+    if damage == "truncate":
+        data = (folder / "tensors.safetensors").read_bytes()
+        (folder / "tensors.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "schema":
+        m = json.loads((folder / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps(dict(m, schema="parity-artifact/0")))
+    else:
+        (folder / "manifest.json").unlink()
+    run = cli("compare", str(folder), fx("torch/ffn_module.py::FeedForward"), "--quick")
+    assert run.returncode == 2 and expected in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_capture_never_overwrites_without_force(captured, tmp_path):
+    folder = _copy(captured, tmp_path)
+    before = (folder / "tensors.safetensors").read_bytes()
+    run = cli("capture", fx("torch/ffn_functional.py::FeedForward"), "-o", str(folder), "--quick")
+    assert run.returncode == 2 and "nothing was overwritten" in run.stderr
+    assert (folder / "tensors.safetensors").read_bytes() == before
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "readme.txt").write_text("mine")
+    run = cli("capture", fx("torch/ffn_functional.py::FeedForward"), "-o", str(other), "--force")
+    assert run.returncode == 2 and "not an artifact" in run.stderr and (other / "readme.txt").exists()
+    assert cli("capture", fx("torch/ffn_functional.py::FeedForward"), "-o", str(folder), "--quick",
+               "--force").returncode == 0
+    assert json.loads((folder / "manifest.json").read_text())["side"]["file"].endswith("ffn_functional.py")
+
+
+def test_compare_with_other_options_than_the_capture_says_so(captured):
+    run = cli("compare", str(captured), fx("torch/ffn_module.py::FeedForward"))  # captured with --quick only
+    assert run.returncode == 2 and "captured without the checks" in run.stderr
+
+
+@pytest.mark.parametrize("where", ["repo", "elsewhere"])
+def test_a_side_interpreter_without_the_runtime_is_named(tmp_path, where):
+    """From the checkout the bare venv finds parity_skill but not numpy; elsewhere it finds neither."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    run = cli(str(ROOT / fx("torch/ffn_module.py")), "vs", str(ROOT / fx("torch/ffn_functional.py")), "--quick",
+              "--python-b", str(venv / "bin" / "python"), cwd=ROOT if where == "repo" else tmp_path)
+    assert run.returncode == 2 and "cannot run parity-skill's runtime" in run.stderr and str(venv) in run.stderr
+    assert ("numpy" if where == "repo" else "parity_skill") in run.stderr
