@@ -209,6 +209,8 @@ PLAN_OPTIONS = _options_of(
                  help="Locate divergence with teacher forcing: each B submodule gets the input A's counterpart got."),
     click.option("--seed", type=int, default=0, show_default=True),
 )
+PLAN_OPTION_NAMES = ("init", "inputs", "atol", "rtol", "level", "cosine", "dtypes", "batch_sizes", "edge",
+                     "no_backward", "quick", "layout", "isolate", "seed")
 RUN_OPTIONS = _options_of(
     click.option("--json", "as_json", is_flag=True, help="Print the JSON report (parity-report/1) on stdout."),
     click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before the run is stopped."),
@@ -256,13 +258,65 @@ def cli() -> None:
              help="A vs B, each side in its own process (the default command).")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
+@click.option("--emit-test", type=click.Path(dir_okay=False),
+              help="Also write a pytest file here, with A's artifact as a fixture folder beside it.")
 @click.option("--python-a", type=click.Path(dir_okay=False), help="Interpreter for side A (another venv or version).")
 @click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
 @RUN_OPTIONS
 @PLAN_OPTIONS
-def check_command(targets, as_json, emit, timeout, debug, python_a, python_b, **opts) -> None:
-    sys.exit(_guarded(as_json, debug, lambda: check(targets, as_json, emit, timeout, debug, python_a, python_b,
-                                                     **opts)))
+def check_command(targets, as_json, emit, emit_test, timeout, debug, python_a, python_b, **opts) -> None:
+    def work() -> int:
+        code = check(targets, as_json, emit, timeout, debug, python_a, python_b, **opts)
+        if emit_test:
+            _emit_test(targets, emit_test, timeout, debug, python_a, opts, _plan_flags())
+        return code
+    sys.exit(_guarded(as_json, debug, work))
+
+
+def _plan_flags() -> list[str]:
+    """The plan options of this command line as flags (so a generated test compares exactly as it was captured)."""
+    ctx = click.get_current_context()
+    flags: list[str] = []
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option) or p.name not in PLAN_OPTION_NAMES:
+            continue
+        value = ctx.params[p.name]
+        if value == p.default or value in (None, False, ()):
+            continue
+        if p.is_flag:
+            flags.append(p.opts[0])
+        else:
+            for v in value if p.multiple else [value]:
+                flags += [p.opts[0], str(v)]
+    return flags
+
+
+def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: dict, flags: list[str]) -> None:
+    """Write a pytest file and, beside it, A's artifact as its fixture."""
+    from parity_skill import phases
+    from parity_skill.render import render_test
+    from parity_skill.run import Worker, frameworks_in
+
+    target_a, target_b = split_targets(targets)
+    if target_b.path is None:
+        raise InputError("--emit-test needs B to be a file (a reference such as torch.nn.X needs no test)")
+    test = Path(path)
+    fixture = test.parent / f"{test.stem}_fixture"
+    plan = phases.plan_capture(target_a, _options(**opts))
+    phases.prepare_folder(str(fixture), force=True)
+    worker = Worker(frameworks_in([target_a.path]), python_a)
+    script, tmp = phases.render_to(plan, None, debug)
+    try:
+        phases.run_capture(worker, script, str(fixture), timeout)
+    finally:
+        worker.close()
+        phases.cleanup(tmp)
+    name = "test_" + "".join(ch if ch.isalnum() else "_" for ch in (target_b.symbol or test.stem)).lower() + "_parity"
+    rel = os.path.relpath(os.path.abspath(target_b.path), os.path.abspath(test.parent))
+    command = " ".join([target_a.display, "vs", target_b.display, "--emit-test", path, *flags])
+    test.write_text(render_test(f"{target_a.display} vs {target_b.display}", command, name, fixture.name, rel,
+                                target_b.symbol, flags), encoding="utf-8")
+    click.echo(f"parity-skill: wrote {path} and its fixture {fixture}", err=True)
 
 
 @cli.command("capture", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
@@ -295,18 +349,23 @@ def capture_command(target, output, force, as_json, timeout, debug, python_a, **
 
 
 @cli.command("compare", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
-             help="Phase 2: run B alone against A's artifact folder; the same report as `A vs B`.")
+             help="Phase 2: run B alone against A's artifact folder (the same report as `A vs B`), or compare "
+                  "two artifact folders stage by stage (B written by any program).")
 @click.argument("artifact")
 @click.argument("target")
+@click.option("--min-correlation", type=float,
+              help="Two artifacts: a stage passes when its Pearson correlation is at least this (e.g. 0.95).")
 @click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
 @click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
 @RUN_OPTIONS
 @PLAN_OPTIONS
-def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, **opts) -> None:
+def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, min_correlation, **opts) -> None:
     def work() -> int:
         from parity_skill import phases
         from parity_skill.run import Worker, frameworks_in
 
+        if Path(target, "manifest.json").is_file():  # two artifacts: no code runs at all
+            return _print_report(phases.compare_two(artifact, target, opts, min_correlation), as_json)
         target_b = parse_target(target, allow_reference=True)
         plan = phases.plan_compare(artifact, target_b, _options(**opts))
         warm = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]

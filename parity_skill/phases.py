@@ -58,8 +58,9 @@ def plan_compare(folder: str, target_b: Target, opts: PlanOptions) -> ParityPlan
     manifest = read_capture(folder)
     side = manifest["side"]
     opts = replace(opts, seed=manifest["seed"])
-    if side["file"] and Path(side["file"]).is_file():
-        return build_plan(Target(side["file"], side["symbol"]), target_b, opts)
+    source = _source_of_a(folder, side)
+    if source:
+        return build_plan(Target(source, side["symbol"]), target_b, opts)
     own = build_plan(target_b, target_b, opts)
     if len(own.pairs) != 1:
         raise InputError(f"{target_b.path}: defines several symbols; name one ({target_b.path}::Name)")
@@ -69,6 +70,17 @@ def plan_compare(folder: str, target_b: Target, opts: PlanOptions) -> ParityPlan
     a = Implementation(side["file"], side["symbol"], side["framework"], side["kind"])
     notes = spec.notes + (f"A's source {side['file']} is not here: A is known only from its artifact {folder}",)
     return ParityPlan((replace(spec, a=a, inputs=inputs, weight_map=(), static_findings=(), notes=notes),))
+
+
+def _source_of_a(folder: str, side: dict) -> str | None:
+    """A's source file if it is here: as recorded (from the capture's directory), or relative to the artifact."""
+    if side.get("file") and Path(side["file"]).is_file():
+        return side["file"]
+    if side.get("file_from_artifact"):
+        path = os.path.normpath(os.path.join(folder, side["file_from_artifact"]))
+        if Path(path).is_file():
+            return os.path.relpath(path)
+    return None
 
 
 def render_to(plan: ParityPlan, emit: str | None, debug: bool) -> tuple[str, str | None]:
@@ -126,3 +138,17 @@ def run_compare(worker, script: str, folder: str, timeout: float) -> dict:
                            f"{tail[-1] if tail else 'no output'}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | None) -> dict:
+    """Two artifacts, stage by stage (levels: layer 1e-5, chain 1e-4, model 1e-3; cosine 0.999)."""
+    from parity_skill.report import report
+    from parity_skill.runtime.artifact import ArtifactError
+    from parity_skill.stages import compare_artifacts
+
+    try:
+        entry = compare_artifacts(dir_a, dir_b, opts.get("level") or "layer", opts.get("atol"), opts.get("cosine"),
+                                  min_correlation)
+    except ArtifactError as exc:
+        raise InputError(str(exc)) from None
+    return report([entry])

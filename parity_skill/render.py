@@ -51,3 +51,11 @@ def render_script(plan: ParityPlan, script_path: str, cwd: str | None = None) ->
     return _environment().get_template(TEMPLATE).render(
         title=title, version=__version__, script_name=os.path.basename(script_path), root=root,
         checks=first.checks, pairs=plan.pairs)
+
+
+def render_test(title: str, command: str, test_name: str, fixture: str, target_path: str, symbol: str | None,
+                options: list[str]) -> str:
+    """A pytest file that compares B (`target_path`, relative to the test) against the fixture folder beside it."""
+    return _environment().get_template("parity_test.py.j2").render(
+        version=__version__, title=title, command=command, test_name=test_name, fixture=fixture,
+        target_path=target_path, target_symbol=f"::{symbol}" if symbol else "", options=list(options))

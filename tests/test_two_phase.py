@@ -164,3 +164,82 @@ def test_a_side_interpreter_without_the_runtime_is_named(tmp_path, where):
               "--python-b", str(venv / "bin" / "python"), cwd=ROOT if where == "repo" else tmp_path)
     assert run.returncode == 2 and "cannot run parity-skill's runtime" in run.stderr and str(venv) in run.stderr
     assert ("numpy" if where == "repo" else "parity_skill") in run.stderr
+
+
+# ---- --emit-test ----------------------------------------------------------------------------------------------
+def test_emitted_test_passes_then_fails_when_b_regresses(tmp_path):
+    shutil.copy(ROOT / fx("torch/ffn_module.py"), tmp_path / "ref.py")
+    shutil.copy(ROOT / fx("torch/ffn_functional.py"), tmp_path / "port.py")
+    run = cli("ref.py::FeedForward", "vs", "port.py::FeedForward", "--quick", "--emit-test",
+              "tests/test_port_parity.py", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "tests" / "test_port_parity_fixture" / "manifest.json").is_file()
+
+    def pytest_run():
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "tests")],
+                              capture_output=True, text=True, cwd="/", timeout=300)
+    assert pytest_run().returncode == 0
+    port = tmp_path / "port.py"
+    port.write_text(port.read_text().replace("h = F.gelu(F.linear(x, self.fc1.weight, self.fc1.bias))",
+                                             'h = F.gelu(F.linear(x, self.fc1.weight, self.fc1.bias), approximate="tanh")'))
+    failed = pytest_run()
+    assert failed.returncode == 1
+    assert "parity regressed" in failed.stdout and "forward: FAIL" in failed.stdout and "GELU differs" in failed.stdout
+
+
+# ---- two artifacts -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stacks")
+    for name in ("stack", "stack_broken"):
+        assert cli("capture", fx(f"diag/{name}.py::Stack"), "-o", str(root / name), "--quick").returncode == 0
+    return root
+
+
+def test_two_artifacts_give_a_stage_table_and_the_first_divergent_stage(stacks):
+    same = cli("compare", str(stacks / "stack"), str(stacks / "stack"), "--json")
+    assert same.returncode == 0
+    run = cli("compare", str(stacks / "stack"), str(stacks / "stack_broken"), "--json")
+    pair = json.loads(run.stdout)["pairs"][0]
+    assert run.returncode == 1 and pair["first_divergence"] == "blocks.7"
+    status = {c["name"]: c["status"] for c in pair["checks"]}
+    assert status["stage:blocks.6"] == "pass" and status["stage:blocks.7"] == "fail"
+    assert {"max_abs_diff", "mean_abs_diff", "cosine", "pearson"} <= set(pair["checks"][0])
+    text = cli("compare", str(stacks / "stack"), str(stacks / "stack_broken")).stdout
+    assert "mean abs" in text and "First divergence: blocks.7\n" in text
+    loose = cli("compare", str(stacks / "stack"), str(stacks / "stack_broken"), "--level", "model",
+                "--min-correlation", "-1", "--json")
+    assert loose.returncode == 0  # the correlation criterion replaces the tolerance
+
+
+def test_an_artifact_written_by_another_program(stacks, tmp_path):
+    """B as a Swift or C++ port would write it: plain names, float32, some stages left out, one of another shape."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    manifest_a = json.loads((stacks / "stack" / "manifest.json").read_text())
+    tensors_a = load_file(str(stacks / "stack" / "tensors.safetensors"))
+    tensors, stages = {}, []
+    for stage in manifest_a["stages"]:
+        name = stage["name"]
+        if name.endswith(".norm"):
+            continue  # this port does not record its norms
+        value = tensors_a[f"stages/{name}/out/0"].astype(np.float32)
+        tensors[f"stages/{name}/out/0"] = value.T.copy() if name == "blocks.3.fc" else value
+        stages.append({"name": name, "out": [""]})
+    tensors["outputs/0"] = tensors_a["outputs/0"].astype(np.float32)
+    folder = tmp_path / "swift"
+    folder.mkdir()
+    save_file(tensors, str(folder / "tensors.safetensors"))
+    import hashlib
+    digest = hashlib.sha256((folder / "tensors.safetensors").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps({"schema": "parity-artifact/1", "stages": stages,
+                                                      "outputs": [""], "files": {"tensors.safetensors": digest}}))
+    run = cli("compare", str(stacks / "stack"), str(folder), "--json")
+    report = json.loads(run.stdout)
+    checks = {c["name"]: c for c in report["pairs"][0]["checks"]}
+    assert checks["stage:blocks.0.norm"]["status"] == "skip" and "missing in B" in checks["stage:blocks.0.norm"]["message"]
+    assert checks["stage:blocks.3.fc"]["status"] == "fail" and "shape" in checks["stage:blocks.3.fc"]["message"]
+    assert checks["stage:blocks.0.fc"]["status"] == "pass" and "dtype A float64, B float32" in checks["stage:blocks.0.fc"]["message"]
+    assert run.returncode == 1 and report["pairs"][0]["first_divergence"] == "blocks.3.fc"
+    assert any("blocks.0.norm" in line for line in report["limitations"])

@@ -64,6 +64,8 @@ def pair_text(p: dict) -> list[str]:
              f"Implementation B: {b['path'] + '::' if b['path'] else ''}{b['symbol']} ({b['framework']})"]
     if p.get("error"):
         lines.append(f"Error: {p['error']}")
+    if p["checks"] and all(c["name"].startswith("stage:") for c in p["checks"]):
+        return lines + stage_table(p) + ["", verdict_line(p)]
     checks = {c["name"]: c for c in p["checks"]}
     names = list(checks)
     for line in (
@@ -124,6 +126,21 @@ def pair_text(p: dict) -> list[str]:
     if p.get("notes"):
         lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
     lines += ["", verdict_line(p)]
+    return lines
+
+
+def stage_table(p: dict) -> list[str]:
+    """Two artifacts compared stage by stage, in A's call order."""
+    width = max(len(c["name"]) - 6 for c in p["checks"])
+    lines = ["", f"  {'stage':<{width}}  {'max abs':>9}  {'mean abs':>9}  {'cosine':>9}  {'pearson':>9}  status"]
+    for c in p["checks"]:
+        lines.append(f"  {c['name'][6:]:<{width}}  {_num(c['max_abs_diff']):>9}  {_num(c['mean_abs_diff']):>9}  "
+                     f"{_num(c['cosine']):>9}  {_num(c['pearson']):>9}  {c['status'].upper()}"
+                     + (f" ({c['message']})" if c["status"] != "pass" else ""))
+    if p.get("first_divergence"):
+        lines += ["", f"First divergence: {p['first_divergence']}"]
+    if p.get("notes"):
+        lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
     return lines
 
 

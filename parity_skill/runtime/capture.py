@@ -2,6 +2,7 @@
 write the artifact. Nothing of B is imported here."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
 
@@ -47,9 +48,32 @@ def _record_extras(run: PairRun, rec: RecordingSide) -> None:
                     pass
 
 
+def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
+    """`inputs/<arg>`, `outputs/<i>` (the fp32 run on the default inputs) and the stage list, in call order: the
+    names another program writes to be compared with `parity-skill compare A_DIR B_DIR`."""
+    view: dict = {"input_names": [i.name for i in run.inputs], "outputs": [], "stages": []}
+    for spec, x in zip(run.inputs, run.base):
+        tensors[f"inputs/{spec.name}"] = x
+    try:
+        for i, (key, value) in enumerate(rec.run(run.base)):
+            tensors[f"outputs/{i}"] = value
+            view["outputs"].append(key)
+        records = rec.trace(run.base)
+    except Exception:  # noqa: BLE001 - A failed on its default input: the artifact says so in its calls
+        return view
+    seen: dict[str, int] = {}
+    for name, _, out in records:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        view["stages"].append({"name": name + (f"#{k}" if k else ""), "out": [key for key, _ in out]})
+    return view
+
+
 def capture_pair(spec: PairSpec, folder: str) -> None:
     """Write A's artifact for this pair into `folder` (an error artifact when A cannot be built)."""
     manifest = _manifest(spec)
+    if spec.a.file:  # so a committed fixture still finds A's source from wherever the test runs
+        manifest["side"]["file_from_artifact"] = os.path.relpath(os.path.abspath(spec.a.file), os.path.abspath(folder))
     notes: list[str] = []
     try:
         a = Side("a", spec.a)
@@ -67,6 +91,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     state = a.state()
     tensors = {f"weights/{k}": v for k, v in state.items()}
     manifest["calls"] = encode(rec.records, tensors)
+    manifest.update(_readable_view(run, rec, tensors))
     manifest["notes"] = notes
     manifest["side"].update(differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
                             modules=a.module_names(), trainable=a.trainable(), weights=sorted(state),

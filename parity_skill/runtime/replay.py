@@ -129,11 +129,16 @@ def encode(records: dict[str, dict], tensors: dict[str, np.ndarray]) -> list[dic
                 tensors[f"{p}/grad_in/{i}"] = gin[i]
             for name in gp:
                 tensors[f"{p}/grad_param/{name}"] = gp[name]
-        else:  # trace: [module name, inputs, outputs] per submodule call, in call order
+        else:  # trace: [module name, inputs, outputs] per submodule call, stored as readable stages
             entry["modules"] = []
-            for j, (name, inp, out) in enumerate(rec["value"]):
-                entry["modules"].append({"name": name, "in": _put_flat(tensors, f"{p}/trace/{j}/in", inp),
-                                         "out": _put_flat(tensors, f"{p}/trace/{j}/out", out)})
+            seen: dict[str, int] = {}
+            for name, inp, out in rec["value"]:
+                k = seen.get(name, 0)
+                seen[name] = k + 1
+                stage = name + (f"#{k}" if k else "")
+                entry["modules"].append({"name": name, "stage": stage,
+                                         "in": _put_flat(tensors, f"stages/{stage}/in", inp),
+                                         "out": _put_flat(tensors, f"stages/{stage}/out", out)})
         calls.append(entry)
     return calls
 
@@ -201,8 +206,8 @@ class ReplaySide:
 
     def trace(self, args, feed=None) -> list[list]:
         p, c = self._lookup("trace", "fp32", args)
-        return [[m["name"], _get_flat(self._tensors, f"{p}/trace/{j}/in", m["in"]),
-                 _get_flat(self._tensors, f"{p}/trace/{j}/out", m["out"])] for j, m in enumerate(c["modules"])]
+        return [[m["name"], _get_flat(self._tensors, f"stages/{m['stage']}/in", m["in"]),
+                 _get_flat(self._tensors, f"stages/{m['stage']}/out", m["out"])] for m in c["modules"]]
 
 
 def capture_mismatch(manifest: dict, spec) -> str | None:

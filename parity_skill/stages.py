@@ -1,0 +1,98 @@
+"""`parity-skill compare A_DIR B_DIR`: two artifacts, no code. Every stage A recorded (submodule outputs in call
+order, then the final outputs) is compared with the stage of the same name in B's artifact, which any program may
+write (docs/fixtures.md). The result is an ordinary report whose checks are named `stage:<name>`."""
+from __future__ import annotations
+
+import numpy as np
+
+from parity_skill.runtime.artifact import read
+from parity_skill.runtime.metrics import compare, scaled_atol
+
+LEVELS = {"layer": 1e-5, "chain": 1e-4, "model": 1e-3}
+COSINE = 0.999
+
+
+def _stages(manifest: dict, tensors: dict) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Stage name -> [(tensor name, array)] in the artifact's call order; the final outputs come last."""
+    out: dict[str, list] = {}
+    for stage in manifest.get("stages", []):
+        names = [f"stages/{stage['name']}/out/{i}" for i in range(len(stage.get("out", [""])))]
+        out[stage["name"]] = [(n, tensors.get(n)) for n in names]
+    for i, key in enumerate(manifest.get("outputs", [])):
+        out[f"output{key}"] = [(f"outputs/{i}", tensors.get(f"outputs/{i}"))]
+    return out
+
+
+def _side(folder: str, manifest: dict) -> dict:
+    side = manifest.get("side", {})
+    return {"path": folder, "symbol": side.get("symbol") or "(artifact)", "framework": side.get("framework") or "-"}
+
+
+def _row(name: str, a_items, b_items, atol: float, cosine_min: float, min_correlation: float | None) -> dict:
+    check = {"name": f"stage:{name}", "status": "pass", "message": "", "max_abs_diff": None, "mean_abs_diff": None,
+             "cosine": None, "pearson": None, "tolerance": {"atol": atol, "cosine": cosine_min,
+                                                            "min_correlation": min_correlation}}
+    if b_items is None or any(v is None for _, v in b_items):
+        return dict(check, status="skip", message="missing in B's artifact")
+    notes, failed = [], False
+    for (tname, a), (_, b) in zip(a_items, b_items):
+        if a is None:
+            continue
+        if a.shape != b.shape:
+            return dict(check, status="fail", message=f"{tname}: shape A {a.shape} vs B {b.shape}")
+        if a.dtype != b.dtype:
+            notes.append(f"dtype A {a.dtype}, B {b.dtype} (compared in float64)")
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        c = compare(a64, b64, scaled_atol(atol, a64), 0.0)
+        both = np.isfinite(a64) & np.isfinite(b64)
+        mean = float(np.mean(np.abs(a64[both] - b64[both]))) if both.any() else None
+        if check["max_abs_diff"] is None or (c.get("max_abs_diff") or 0) > check["max_abs_diff"]:
+            check.update(max_abs_diff=c.get("max_abs_diff"), mean_abs_diff=mean, cosine=c.get("cosine"),
+                         pearson=c.get("pearson"), nonfinite_a=c.get("nonfinite_a"), nonfinite_b=c.get("nonfinite_b"))
+        if min_correlation is not None:
+            failed |= c.get("pearson") is None or c["pearson"] < min_correlation or not both.all()
+        else:
+            failed |= not c["ok"] or c.get("cosine") is None or c["cosine"] < cosine_min
+    rule = (f"Pearson >= {min_correlation:g}" if min_correlation is not None
+            else f"max abs <= {atol:g} x max(1, max|A|) and cosine >= {cosine_min:g}")
+    cos = "-" if check["cosine"] is None else f"{check['cosine']:.6f}"
+    figures = f"max abs {check['max_abs_diff']:.3g}, cosine {cos}" if check["max_abs_diff"] is not None \
+        else "no finite values"
+    check["message"] = "; ".join([figures, ("fails " if failed else "within ") + rule] + notes)
+    check["status"] = "fail" if failed else "pass"
+    return check
+
+
+def compare_artifacts(dir_a: str, dir_b: str, level: str = "layer", atol: float | None = None,
+                      cosine_min: float | None = None, min_correlation: float | None = None) -> dict:
+    """The pair entry of a two-artifact comparison (raises ArtifactError for an unusable artifact)."""
+    ma, ta = read(dir_a)
+    mb, tb = read(dir_b)
+    atol = atol if atol is not None else LEVELS[level]
+    cosine_min = cosine_min if cosine_min is not None else COSINE
+    stages_a, stages_b = _stages(ma, ta), _stages(mb, tb)
+    checks = [_row(name, items, stages_b.get(name), atol, cosine_min, min_correlation)
+              for name, items in stages_a.items()]
+    extra = [n for n in stages_b if n not in stages_a]
+    first = _first_divergence([c["name"][6:] for c in checks if c["status"] == "fail"])
+    notes = [f"stages only in B's artifact (not compared): {', '.join(extra)}"] if extra else []
+    if not checks:
+        notes.append("A's artifact records no stages or outputs")
+    ran = [c for c in checks if c["status"] != "skip"]
+    verdict = "fail" if first else ("pass" if ran else "error")
+    limits = [f"{c['name']} not checked: {c['message']}" for c in checks if c["status"] == "skip"]
+    return {"a": _side(dir_a, ma), "b": _side(dir_b, mb), "verdict": verdict,
+            "error": None if ran else "no stage of A's artifact is in B's", "checks": checks, "diagnosis": [],
+            "first_divergence": first, "static_findings": [], "notes": notes, "limitations": limits}
+
+
+def _first_divergence(failing: list[str]) -> str | None:
+    """The first failing stage in call order, then its first failing descendant, as deep as they go."""
+    if not failing:
+        return None
+    current = failing[0]
+    while True:
+        deeper = [n for n in failing if n.split("#")[0].startswith(current.split("#")[0] + ".")]
+        if not deeper:
+            return current
+        current = deeper[0]
