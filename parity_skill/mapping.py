@@ -20,6 +20,19 @@ def leaf(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+def block_index(name: str) -> tuple[int, ...]:
+    """The container indices that place a parameter in a stack: `h.11.attn.qkv.bias` -> (11,). A numbered direct
+    parent (`net.2.weight`, Sequential layouts differ freely) does not count."""
+    parts = name.split(".")
+    return tuple(int(p) for i, p in enumerate(parts) if p.isdigit() and i != len(parts) - 2)
+
+
+def same_block(a: str, b: str) -> bool:
+    """Parameters of differently indexed blocks of equally deep stacks never map onto each other."""
+    ia, ib = block_index(a), block_index(b)
+    return len(ia) != len(ib) or ia == ib
+
+
 def transform_for(a: tuple[int, ...] | None, b: tuple[int, ...] | None, layout_change: bool) -> str | None:
     """The transform that turns an A-shaped array into a B-shaped one, or None if none applies."""
     if a is None or b is None or a == b:
@@ -66,7 +79,7 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
     for pa in list(rest_a):  # declaration order + shape, same leaf kind (weight <-> weight)
         for pb in rest_b:
             if leaf(pa.name) == leaf(pb.name) and pa.shape is not None and pb.shape is not None \
-                    and take(pa, pb, "order+shape"):
+                    and same_block(pa.name, pb.name) and take(pa, pb, "order+shape"):
                 break
 
     _match_fused(rest_a, rest_b, entries)
@@ -79,7 +92,8 @@ def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list
         for big in list(big_side):
             if not big.shape:
                 continue
-            same_leaf = [p for p in small_side if leaf(p.name) == leaf(big.name) and p.shape]
+            same_leaf = [p for p in small_side if leaf(p.name) == leaf(big.name) and p.shape
+                         and same_block(p.name, big.name)]
             group = _consecutive_group(big, same_leaf)
             if group is None:
                 continue
@@ -98,6 +112,8 @@ def _consecutive_group(big: ParamInfo, candidates: list[ParamInfo]) -> list[Para
     for k in (3, 2):
         for start in range(len(candidates) - k + 1):
             group = candidates[start:start + k]
-            if sum(g.shape[0] for g in group) == big.shape[0] and all(g.shape[1:] == big.shape[1:] for g in group):
+            parents = {g.name.rsplit(".", 2)[0] for g in group}  # q, k, v live in one module
+            if len(parents) == 1 and sum(g.shape[0] for g in group) == big.shape[0] \
+                    and all(g.shape[1:] == big.shape[1:] for g in group):
                 return group
     return None

@@ -88,3 +88,20 @@ def test_size_expressions():
     assert evaluate("int(2 * 4 * args.dim / 3)", env) == 85
     assert evaluate("self.head_dim * 2", env) == 16
     assert evaluate("open('x')", env) is None
+
+
+def test_weights_never_map_across_blocks_of_a_stack():
+    """A fused qkv in 12 blocks vs separate q/k/v: every split stays inside its own block (it once went 11 -> 3)."""
+    from parity_skill.mapping import ParamInfo, match_parameters
+
+    d = 8
+    a = [ParamInfo(f"h.{i}.attn.{n}", s) for i in range(12)
+         for n, s in (("qkv.weight", (3 * d, d)), ("qkv.bias", (3 * d,)), ("proj.weight", (d, d)), ("proj.bias", (d,)))]
+    b = [ParamInfo(f"h.{i}.attn.{n}", s) for i in reversed(range(12))
+         for n, s in (("q.weight", (d, d)), ("q.bias", (d,)), ("k.weight", (d, d)), ("k.bias", (d,)),
+                      ("v.weight", (d, d)), ("v.bias", (d,)), ("proj.weight", (d, d)), ("proj.bias", (d,)))]
+    entries, left_a, left_b = match_parameters(a, b)
+    assert left_a == [] and left_b == []
+    for e in entries:
+        blocks = {name.split(".")[1] for name in e.a.split("+") + e.b.split("+")}
+        assert len(blocks) == 1, e

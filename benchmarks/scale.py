@@ -1,0 +1,91 @@
+"""Scale: a 12-layer GPT-2-size stack (d=768, 12 heads, 85 M parameters, 340 MB in fp32) through the full default
+check matrix with localisation (--isolate traces every submodule), A with a fused qkv and explicit causal
+attention, B with separate q/k/v and scaled_dot_product_attention.
+
+    python benchmarks/scale.py [--layers 12] [--dim 768]
+
+Prints the wall time, the verdict, and the peak RSS (VmHWM, polled from /proc every 20 ms) of every process: the
+CLI, the worker that imports the framework, side A and side B (forked from it), and the guardians.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "benchmarks" / "models"
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _tree(root: int) -> dict[int, int]:
+    """pid -> parent pid for every live descendant of root (root included)."""
+    out, todo = {root: 0}, [root]
+    while todo:
+        pid = todo.pop()
+        for child in _children(pid):
+            out[child] = pid
+            todo.append(child)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--heads", type=int, default=12)
+    args = parser.parse_args()
+    command = [sys.executable, "-m", "parity_skill", f"{MODELS / 'gpt2_fused.py'}::GPT2Stack", "vs",
+               f"{MODELS / 'gpt2_split.py'}::GPT2Stack", "--init", f"dim={args.dim}", "--init", f"heads={args.heads}",
+               "--init", f"n_layer={args.layers}", "--isolate", "--level", "model"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak: dict[int, int] = {}
+    roles: dict[int, str] = {proc.pid: "cli"}
+    while proc.poll() is None:
+        for pid, parent in _tree(proc.pid).items():
+            status = _status(pid)
+            if not status:
+                continue
+            peak[pid] = max(peak.get(pid, 0), int(status.get("VmHWM", "0 kB").split()[0]))
+            if pid not in roles:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if "-I -S -c" in cmd:
+                    roles[pid] = "guardian"
+                elif roles.get(parent) == "worker":
+                    roles[pid] = "side " + "ab"[sum(1 for r in roles.values() if r.startswith("side"))]
+                else:
+                    roles[pid] = "worker"
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    params = 12 * args.dim * args.dim * args.layers + 13 * args.dim * args.layers + 2 * args.dim
+    weights_mb = params * 4 / 2 ** 20
+    verdict = next((ln for ln in out.splitlines() if ln.startswith("Verdict")), err.strip()[-300:])
+    print(f"GPT-2-style stack: {args.layers} layers, d={args.dim}, {params / 1e6:.1f} M parameters, "
+          f"{weights_mb:.0f} MB in fp32")
+    print(f"wall {wall:.1f} s, exit {proc.returncode}, {verdict}")
+    for pid, kb in sorted(peak.items(), key=lambda item: roles.get(item[0], "")):
+        print(f"  {roles.get(pid, '?'):<9} peak RSS {kb / 1024:7.0f} MB  ({kb / 1024 / weights_mb:.2f}x the fp32 weights)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
