@@ -112,7 +112,7 @@ def _consecutive_group(big: ParamInfo, candidates: list[ParamInfo]) -> list[Para
     for k in (3, 2):
         for start in range(len(candidates) - k + 1):
             group = candidates[start:start + k]
-            parents = {g.name.rsplit(".", 2)[0] for g in group}  # q, k, v live in one module
+            parents = {g.name.rsplit(".", 2)[0] if g.name.count(".") >= 2 else "" for g in group}  # one module
             if len(parents) == 1 and sum(g.shape[0] for g in group) == big.shape[0] \
                     and all(g.shape[1:] == big.shape[1:] for g in group):
                 return group
