@@ -10,7 +10,6 @@ CLI, the worker that imports the framework, side A and side B (forked from it), 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time

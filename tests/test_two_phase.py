@@ -213,7 +213,7 @@ def test_two_artifacts_give_a_stage_table_and_the_first_divergent_stage(stacks):
 
 
 def test_an_artifact_written_by_another_program(stacks, tmp_path):
-    """B as a Swift or C++ port would write it: plain names, float32, some stages left out, one of another shape."""
+    """B as a Swift or C++ port would write it: plain names, float64, some stages left out, one of another shape."""
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
@@ -224,10 +224,10 @@ def test_an_artifact_written_by_another_program(stacks, tmp_path):
         name = stage["name"]
         if name.endswith(".norm"):
             continue  # this port does not record its norms
-        value = tensors_a[f"stages/{name}/out/0"].astype(np.float32)
+        value = tensors_a[f"stages/{name}/out/0"].astype(np.float64)
         tensors[f"stages/{name}/out/0"] = value.T.copy() if name == "blocks.3.fc" else value
         stages.append({"name": name, "out": [""]})
-    tensors["outputs/0"] = tensors_a["outputs/0"].astype(np.float32)
+    tensors["outputs/0"] = tensors_a["outputs/0"].astype(np.float64)
     folder = tmp_path / "swift"
     folder.mkdir()
     save_file(tensors, str(folder / "tensors.safetensors"))
@@ -240,6 +240,6 @@ def test_an_artifact_written_by_another_program(stacks, tmp_path):
     checks = {c["name"]: c for c in report["pairs"][0]["checks"]}
     assert checks["stage:blocks.0.norm"]["status"] == "skip" and "missing in B" in checks["stage:blocks.0.norm"]["message"]
     assert checks["stage:blocks.3.fc"]["status"] == "fail" and "shape" in checks["stage:blocks.3.fc"]["message"]
-    assert checks["stage:blocks.0.fc"]["status"] == "pass" and "dtype A float64, B float32" in checks["stage:blocks.0.fc"]["message"]
+    assert checks["stage:blocks.0.fc"]["status"] == "pass" and "dtype A float32, B float64" in checks["stage:blocks.0.fc"]["message"]
     assert run.returncode == 1 and report["pairs"][0]["first_divergence"] == "blocks.3.fc"
     assert any("blocks.0.norm" in line for line in report["limitations"])

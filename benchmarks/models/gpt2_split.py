@@ -1,5 +1,4 @@
 """GPT-2-style stack, side B: separate q/k/v projections and scaled_dot_product_attention."""
-import torch
 import torch.nn.functional as F
 from torch import nn
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +71,31 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
-def read(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+class Tensors(Mapping):
+    """The tensors of an artifact, read from disk one at a time when asked for (a model's worth of gradients is
+    never all in memory)."""
+
+    def __init__(self, handles: list) -> None:
+        self._where = {name: h for h in handles for name in h.keys()}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._where[name].get_tensor(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+def read(folder: str | Path) -> tuple[dict, Tensors]:
     """(manifest, tensors), every file checked against the manifest's sha256."""
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
 
     manifest = read_manifest(folder)
     if manifest.get("error"):
-        return manifest, {}
-    tensors: dict[str, np.ndarray] = {}
+        return manifest, Tensors([])
+    handles = []
     for name, digest in sorted(manifest.get("files", {}).items()):
         path = Path(folder) / name
         if not path.is_file():
@@ -85,10 +103,10 @@ def read(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         if _sha256(path) != digest:
             raise ArtifactError(f"{path}: corrupt or truncated (sha256 differs from {MANIFEST})")
         try:
-            tensors.update(load_file(str(path)))
+            handles.append(safe_open(str(path), framework="numpy"))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
             raise ArtifactError(f"{path}: not a readable safetensors file ({exc})") from None
-    return manifest, tensors
+    return manifest, Tensors(handles)
 
 
 def wait_for(folder: str | Path, done_marker: Path, timeout: float) -> None:

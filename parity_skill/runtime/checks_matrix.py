@@ -60,7 +60,9 @@ def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: floa
         if not (np.isfinite(r).all() and np.isfinite(a).all()):
             continue  # the reference itself overflows here: nothing to hold B to
         entry = relative_error(a, b, r, mult, scaled_atol(tol.atol, r))
-        entry.update(key=k, max_abs_diff=float(np.nanmax(np.abs(b - a))) if a.size else 0.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(b.astype(np.float64) - a.astype(np.float64))
+        entry.update(key=k, max_abs_diff=float(np.nanmax(diff)) if a.size else 0.0)
         if worst is None or (not entry["ok"], entry["ratio"]) > (not worst["ok"], worst["ratio"]):
             worst = entry
     return worst

@@ -155,7 +155,7 @@ class ReplaySide:
         self.kept_fp32 = side.get("kept_fp32", {})
         self._modules = side.get("modules", [])
         self._trainable = side.get("trainable", [])
-        self._weights = {name: tensors[f"weights/{name}"] for name in side.get("weights", [])}
+        self._weights = side.get("weights", [])
         self._calls = {c["key"]: (f"calls/{n:04d}", c) for n, c in enumerate(manifest.get("calls", []))}
         self._tensors = tensors
 
@@ -173,10 +173,13 @@ class ReplaySide:
         return None
 
     def state(self) -> dict[str, np.ndarray]:
-        return dict(self._weights)
+        return {name: self._tensors[f"weights/{name}"] for name in self._weights}
 
     def trainable(self) -> list[str]:
         return list(self._trainable)
+
+    def param_names(self) -> list[str]:
+        return list(self._weights)
 
     def module_names(self) -> list[str]:
         return list(self._modules)

@@ -45,8 +45,12 @@ class Side:
         return dtype in self.adapter.dtypes
 
     def model_for(self, dtype: str) -> Any:
+        """The model in `dtype`; besides fp32 at most one cast copy is alive (memory peaks at ~1 + 2 models' weights
+        for float64, not at every dtype at once)."""
         if dtype not in self._models:
-            self._models[dtype] = self.adapter.cast(self.model, dtype)
+            for other in [d for d in self._models if d != "fp32"]:
+                del self._models[other]
+            self._models[dtype] = self.adapter.cast(self.model, dtype, keep=tuple(self.kept_fp32.get(dtype, ())))
         return self._models[dtype]
 
     def refresh(self) -> None:
@@ -123,3 +127,6 @@ class Side:
 
     def trainable(self) -> list[str]:
         return self.adapter.trainable(self.model)
+
+    def param_names(self) -> list[str]:
+        return self.adapter.names(self.model)

@@ -18,8 +18,8 @@ def counterparts(run: PairRun) -> dict[str, str]:
     """A submodule -> B submodule: the B module owning exactly the mapped parameters; parameterless modules
     by identical name."""
     names_a, names_b = run.a.module_names(), run.b.module_names()
-    owned_a = _owned(names_a, list(run.a.state()))
-    owned_b = _owned(names_b, list(run.b.state()))
+    owned_a = _owned(names_a, run.a.param_names())
+    owned_b = _owned(names_b, run.b.param_names())
     to_b: dict[str, set[str]] = {}
     for e in run.entries:
         for a_name in e.a.split("+"):

@@ -15,9 +15,9 @@ DT = {"fp64": mx.float64, "fp32": mx.float32, "fp16": mx.float16, "bf16": mx.bfl
 
 
 def _np(a: mx.array) -> np.ndarray:
-    if mx.issubdtype(a.dtype, mx.floating):
-        a = a.astype(mx.float64 if a.dtype == mx.float64 else mx.float32)
-        return np.array(a).astype(np.float64)
+    """To numpy in the array's own precision (bfloat16 as float32: exact); comparisons cast to float64."""
+    if a.dtype == mx.bfloat16:
+        a = a.astype(mx.float32)
     return np.array(a)
 
 
@@ -53,12 +53,15 @@ class MLXAdapter:
         model.update(tree_unflatten(update))
         mx.eval(model.parameters())
 
+    def names(self, model: Any) -> list[str]:
+        return [k for k, _ in tree_flatten(model.parameters())] if isinstance(model, nn.Module) else []
+
     def trainable(self, model: Any) -> list[str]:
         if not isinstance(model, nn.Module):
             return []
         return [k for k, _ in tree_flatten(model.trainable_parameters())]
 
-    def cast(self, model: Any, dtype: str) -> Any:
+    def cast(self, model: Any, dtype: str, keep: tuple[str, ...] = ()) -> Any:
         if isinstance(model, nn.Module):
             model = copy.deepcopy(model)
             model.set_dtype(DT[dtype])

@@ -44,10 +44,13 @@ class NumpyAdapter:
                 raise ValueError(f"'{k}' is not an array attribute of shape {v.shape}")
             setattr(model, k, v.astype(arrays[k].dtype))
 
+    def names(self, model: Any) -> list[str]:
+        return list(self._arrays(model))
+
     def trainable(self, model: Any) -> list[str]:
         return []
 
-    def cast(self, model: Any, dtype: str) -> Any:
+    def cast(self, model: Any, dtype: str, keep: tuple[str, ...] = ()) -> Any:
         for k, v in self._arrays(model).items():
             if np.issubdtype(v.dtype, np.floating):
                 setattr(model, k, v.astype(DT[dtype]))

@@ -13,8 +13,10 @@ DT = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16, "bf16
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
+    """To numpy in the tensor's own precision (bfloat16, which numpy lacks, as float32: exact); comparisons cast
+    to float64 themselves."""
     t = t.detach().cpu()
-    return t.double().numpy() if t.is_floating_point() else t.numpy()
+    return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
 
 
 def _is(t: Any) -> bool:
@@ -45,6 +47,9 @@ class TorchAdapter:
                 if tuple(target.shape) != v.shape:
                     raise ValueError(f"'{k}' has shape {tuple(target.shape)}, the mapped value {v.shape}")
                 target.copy_(torch.from_numpy(np.ascontiguousarray(v)).to(target.dtype))
+
+    def names(self, model: Any) -> list[str]:
+        return list(model.state_dict()) if isinstance(model, torch.nn.Module) else []
 
     def trainable(self, model: Any) -> list[str]:
         if not isinstance(model, torch.nn.Module):
@@ -106,6 +111,8 @@ class TorchAdapter:
             sum((t * g).sum() for t, g in pairs).backward()
         in_grads = {i: _np(x.grad) for i, x in enumerate(xs) if isinstance(x, torch.Tensor) and x.grad is not None}
         p_grads = {n: _np(p.grad) for n, p in params.items() if p.grad is not None}
+        for p in params.values():
+            p.grad = None  # a model's worth of memory, copied out above
         return [(k, _np(t)) for k, t in out], in_grads, p_grads
 
     def seed(self, seed: int) -> None:
