@@ -35,8 +35,13 @@ def prepare_folder(folder: str, force: bool) -> None:
             raise InputError(f"{folder}: not empty; nothing was overwritten (use --force to replace an artifact)")
         if not (path / MANIFEST).exists():
             raise InputError(f"{folder}: not empty and not an artifact; refusing to replace it even with --force")
-        for name in (MANIFEST, TENSORS):
-            (path / name).unlink(missing_ok=True)
+        try:
+            listed = list(json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("files", {}))
+        except (OSError, ValueError, AttributeError):
+            listed = []
+        for name in {MANIFEST, TENSORS, *listed}:
+            if "/" not in name and "\\" not in name:  # only files of the artifact itself
+                (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
 
 

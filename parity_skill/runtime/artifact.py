@@ -32,14 +32,37 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write(folder: str | Path, manifest: dict, tensors: dict[str, np.ndarray]) -> None:
+CHUNK_BYTES = 64 * 2 ** 20  # safetensors serialises a file in memory: bounded files bound that copy
+
+
+def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray]) -> list[str]:
+    """Write `tensors` as `<stem>.safetensors`, `<stem>-0001.safetensors`, ... of at most CHUNK_BYTES each."""
     from safetensors.numpy import save_file
 
+    names, chunk, size = [], {}, 0
+
+    def flush() -> None:
+        name = f"{stem}.safetensors" if not names else f"{stem}-{len(names):04d}.safetensors"
+        save_file(chunk, str(folder / name))
+        names.append(name)
+
+    for key, value in tensors.items():
+        value = np.ascontiguousarray(value)
+        if chunk and size + value.nbytes > CHUNK_BYTES:
+            flush()
+            chunk, size = {}, 0
+        chunk[key] = value
+        size += value.nbytes
+    flush()
+    return names
+
+
+def write(folder: str | Path, manifest: dict, tensors: dict[str, np.ndarray], more: list[str] = ()) -> None:
+    """Write `tensors` and the manifest, which lists the sha256 of every file (`more`: files already written)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    save_file(arrays, str(folder / TENSORS))
-    manifest = dict(manifest, schema=SCHEMA, files={TENSORS: _sha256(folder / TENSORS)})
+    written = save_chunked(folder, TENSORS.removesuffix(".safetensors"), tensors)
+    manifest = dict(manifest, schema=SCHEMA, files={name: _sha256(folder / name) for name in (*written, *more)})
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, folder / MANIFEST)
@@ -72,14 +95,22 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 class Tensors(Mapping):
-    """The tensors of an artifact, read from disk one at a time when asked for (a model's worth of gradients is
-    never all in memory)."""
+    """The tensors of an artifact, read from disk one at a time when asked for and not kept: each read opens the
+    file and closes it again, so a model's worth of gradients is never resident (not even as mapped pages)."""
 
-    def __init__(self, handles: list) -> None:
-        self._where = {name: h for h in handles for name in h.keys()}
+    def __init__(self, paths: list[str]) -> None:
+        from safetensors import safe_open
+
+        self._where: dict[str, str] = {}
+        for path in paths:
+            with safe_open(path, framework="numpy") as handle:
+                self._where.update(dict.fromkeys(handle.keys(), path))
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._where[name].get_tensor(name)
+        from safetensors import safe_open
+
+        with safe_open(self._where[name], framework="numpy") as handle:
+            return handle.get_tensor(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
@@ -90,23 +121,21 @@ class Tensors(Mapping):
 
 def read(folder: str | Path) -> tuple[dict, Tensors]:
     """(manifest, tensors), every file checked against the manifest's sha256."""
-    from safetensors import safe_open
-
     manifest = read_manifest(folder)
     if manifest.get("error"):
         return manifest, Tensors([])
-    handles = []
+    paths = []
     for name, digest in sorted(manifest.get("files", {}).items()):
         path = Path(folder) / name
         if not path.is_file():
             raise ArtifactError(f"{path}: missing (listed in {MANIFEST})")
         if _sha256(path) != digest:
             raise ArtifactError(f"{path}: corrupt or truncated (sha256 differs from {MANIFEST})")
-        try:
-            handles.append(safe_open(str(path), framework="numpy"))
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
-            raise ArtifactError(f"{path}: not a readable safetensors file ({exc})") from None
-    return manifest, Tensors(handles)
+        paths.append(str(path))
+    try:
+        return manifest, Tensors(paths)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
+        raise ArtifactError(f"{folder}: not a readable safetensors file ({exc})") from None
 
 
 def wait_for(folder: str | Path, done_marker: Path, timeout: float) -> None:

@@ -81,7 +81,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the comparison reports it as the pair's error
         artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))
         return
-    rec = RecordingSide(a)
+    rec = RecordingSide(a, folder)
     identity = [MapEntry(n, n) for n in a.state()]
     run = PairRun(rec, MirrorSide(rec), spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed),
                   identity, [], [], notes=[])
@@ -96,4 +96,4 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     manifest["side"].update(differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
                             modules=a.module_names(), trainable=a.trainable(), weights=sorted(state),
                             framework_version=_framework_version(spec.a.framework))
-    artifact.write(folder, manifest, tensors)
+    artifact.write(folder, manifest, tensors, rec.files)

@@ -1,6 +1,9 @@
 """forward, backward, determinism and the weight-map check."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+
 import numpy as np
 
 from parity_skill.runtime.context import PairRun, result
@@ -83,33 +86,56 @@ def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dic
     if not only_a:
         run.b.seed(run.checks.seed)
         _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
-    ga, gb = {}, {}
+    eager, thunks, gb = {}, {}, {}
     for i, spec in enumerate(run.inputs):
         if i in gin_a or i in gin_b:
-            ga[f"input grad '{spec.name}'"] = gin_a.get(i)
+            eager[f"input grad '{spec.name}'"] = gin_a.get(i)
             gb[f"input grad '{spec.name}'"] = gin_b.get(i)
     for e in run.entries:
         names_a = e.a.split("+")
         if not any(n in gp_a for n in names_a):
             continue
         if all(n in gp_a for n in names_a):
-            mapped = b_values({n: gp_a[n] for n in names_a}, [e])
-            for nb, value in mapped.items():
+            for nb in e.b.split("+"):
                 key = f"param grad '{e.a}'" + (f" -> '{nb}'" if nb != e.a else "")
-                ga[key], gb[key] = value, gp_b.get(nb)
-    return ga, gb
+                thunks[key] = functools.partial(_mapped, gp_a, e, nb)
+                gb[key] = gp_b.get(nb)
+    return Gradients(eager, thunks), gb
+
+
+def _mapped(grads: Mapping, entry, name_b: str) -> np.ndarray:
+    return b_values({n: grads[n] for n in entry.a.split("+")}, [entry])[name_b]
+
+
+class Gradients(Mapping):
+    """A's gradients keyed like B's: input gradients held, parameter gradients made (read, split) when asked for
+    and not kept, so comparing a large model's gradients holds one of A's at a time."""
+
+    def __init__(self, eager: dict, thunks: dict) -> None:
+        self._eager, self._thunks = eager, thunks
+
+    def __getitem__(self, key):
+        return self._eager[key] if key in self._eager else self._thunks[key]()
+
+    def __iter__(self):
+        yield from self._eager
+        yield from self._thunks
+
+    def __len__(self) -> int:
+        return len(self._eager) + len(self._thunks)
 
 
 def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | None, list[str]]:
     worst_key, worst, problems = None, None, []
     ok = True
-    for key in ga:
-        if ga[key] is None or gb.get(key) is None:
-            if (ga[key] is None) != (gb.get(key) is None):
+    for key, a in ga.items():
+        b = gb.get(key)
+        if a is None or b is None:
+            if (a is None) != (b is None):
                 ok = False
-                problems.append(f"{key}: {'A' if ga[key] is None else 'B'} has no gradient")
+                problems.append(f"{key}: {'A' if a is None else 'B'} has no gradient")
             continue
-        c = compare(ga[key], gb[key], scaled_atol(tol.atol, ga[key]), tol.rtol)
+        c = compare(a, b, scaled_atol(tol.atol, a), tol.rtol)
         if not c["ok"]:
             ok = False
         if worst is None or _rank(c) > _rank(worst):
@@ -129,7 +155,7 @@ def check_backward(run: PairRun) -> dict:
     ga, gb = gradients(run, "fp32")
     if not ga:
         return result("backward", "skip", "no floating input and no mapped trainable parameter to differentiate")
-    bad_a = first_nonfinite([(k, v) for k, v in ga.items() if v is not None])
+    bad_a = first_nonfinite((k, v) for k, v in ga.items() if v is not None)
     if bad_a:
         return result("backward", "error", f"A's gradients are not finite on the default input ({bad_a}): nothing "
                                            "to compare B's against; choose other inputs with --input")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -68,10 +69,10 @@ def owner_of(name: str, owners: dict[str, str]) -> str:
     return owners.get(name.rsplit(".", 1)[0] if "." in name else "", "")
 
 
-def fresh_state(state: dict[str, np.ndarray], trainable: set[str], owners: dict[str, str],
-                seed: int) -> tuple[dict[str, np.ndarray], list[str]]:
-    """(new values for every floating entry that is not a structural buffer, names of the structural ones kept)."""
-    out, kept = {}, []
+def fresh_state(state: dict[str, np.ndarray], trainable: set[str], owners: dict[str, str], seed: int,
+                kept: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, new value) for every floating entry that is not a structural buffer, one at a time (a model's worth
+    of float64 draws is never in memory at once); the names of structural ones kept go into `kept`."""
     for name in sorted(state):
         value = state[name]
         if not np.issubdtype(value.dtype, np.floating) or value.size == 0:
@@ -80,5 +81,4 @@ def fresh_state(state: dict[str, np.ndarray], trainable: set[str], owners: dict[
         if name not in trainable and kind not in ("running_mean", "running_var") and structural(name, value):
             kept.append(name)
             continue
-        out[name] = draw(name, tuple(value.shape), kind, seed)
-    return out, kept
+        yield name, draw(name, tuple(value.shape), kind, seed)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -44,9 +46,11 @@ def call_key(kind: str, dtype: str, args: list[np.ndarray], upstream: dict | Non
 class RecordingSide:
     """Wraps a live Side; every distinct call is made once, remembered, and kept for the artifact."""
 
-    def __init__(self, side) -> None:
+    def __init__(self, side, folder: str | None = None) -> None:
         self.side = side
-        self.records: dict[str, dict] = {}  # key -> {kind, dtype, args, value | error}, in call order
+        self.folder = folder  # gradients go to their own file here as soon as they are made
+        self.records: dict[str, dict] = {}  # key -> {kind, dtype, args, value | entry | error}, in call order
+        self.files: list[str] = []
 
     def __getattr__(self, name: str) -> Any:  # which, impl, label, supports, kept_fp32, state, trainable...
         return getattr(self.side, name)
@@ -62,10 +66,31 @@ class RecordingSide:
 
                 rec["error"] = describe(exc)
             self.records[key] = rec
+            if self.folder and kind == "grads" and "value" in rec:
+                value = rec["value"]
+                self._spill(key, rec)
+                return value
         rec = self.records[key]
         if "error" in rec:
             raise RecordedError(rec["error"])
+        if "entry" in rec:  # spilled: read back from its file
+            from parity_skill.runtime.artifact import Tensors
+
+            tensors = Tensors([str(Path(self.folder) / name) for name in rec["files"]])
+            return decode_grads(tensors, rec["entry"], f"calls/{list(self.records).index(key):04d}")
         return rec["value"]
+
+    def _spill(self, key: str, rec: dict) -> None:
+        """A model's worth of gradients: written now, not held until the artifact is complete."""
+        from parity_skill.runtime.artifact import save_chunked
+
+        n = list(self.records).index(key)
+        tensors: dict[str, np.ndarray] = {}
+        rec["entry"] = encode_one(n, key, rec, tensors)
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        rec["files"] = save_chunked(Path(self.folder), f"calls-{n:04d}", tensors)
+        self.files.extend(rec["files"])
+        del rec["value"]
 
     def run(self, args, dtype: str = "fp32") -> Flat:
         return self._call("run", dtype, args, lambda: self.side.run(args, dtype))
@@ -93,6 +118,11 @@ class MirrorSide:
     def trace(self, args, feed=None) -> list[list]:
         return self.rec.trace(args)
 
+    def grads(self, args, dtype: str, upstream: dict):
+        """A's gradients were recorded when A was asked; the stand-in needs none (its comparisons are discarded)."""
+        out, _, _ = self.rec.grads(args, dtype, upstream)
+        return out, {}, {}
+
 
 # ---- artifact (de)serialisation -------------------------------------------------------------------------------
 def _put_flat(tensors: dict, prefix: str, flat: Flat) -> list[str]:
@@ -105,42 +135,45 @@ def _get_flat(tensors: dict, prefix: str, keys: list[str]) -> Flat:
     return [(k, tensors[f"{prefix}/{i}"]) for i, k in enumerate(keys)]
 
 
+def encode_one(n: int, key: str, rec: dict, tensors: dict[str, np.ndarray]) -> dict:
+    """One call for the manifest; its arrays go into `tensors` under `calls/<n>/...` (a trace under `stages/`)."""
+    p = f"calls/{n:04d}"
+    entry = {"key": key, "kind": rec["kind"], "dtype": rec["dtype"], "args": len(rec["args"])}
+    for i, a in enumerate(rec["args"]):
+        tensors[f"{p}/in/{i}"] = a
+    if "error" in rec:
+        entry["error"] = rec["error"]
+    elif rec["kind"] == "run":
+        entry["out"] = _put_flat(tensors, f"{p}/out", rec["value"])
+    elif rec["kind"] == "twice":
+        entry["out"] = _put_flat(tensors, f"{p}/out", rec["value"][0])
+        _put_flat(tensors, f"{p}/again", rec["value"][1])
+    elif rec["kind"] == "grads":
+        out, gin, gp = rec["value"]
+        entry["out"] = _put_flat(tensors, f"{p}/out", out)
+        entry["grad_inputs"] = sorted(gin)
+        entry["grad_params"] = sorted(gp)
+        for i in gin:
+            tensors[f"{p}/grad_in/{i}"] = gin[i]
+        for name in gp:
+            tensors[f"{p}/grad_param/{name}"] = gp[name]
+    else:  # trace: [module name, inputs, outputs] per submodule call, stored as readable stages
+        entry["modules"] = []
+        seen: dict[str, int] = {}
+        for name, inp, out in rec["value"]:
+            k = seen.get(name, 0)
+            seen[name] = k + 1
+            stage = name + (f"#{k}" if k else "")
+            entry["modules"].append({"name": name, "stage": stage,
+                                     "in": _put_flat(tensors, f"stages/{stage}/in", inp),
+                                     "out": _put_flat(tensors, f"stages/{stage}/out", out)})
+    return entry
+
+
 def encode(records: dict[str, dict], tensors: dict[str, np.ndarray]) -> list[dict]:
-    """Calls for the manifest; their arrays go into `tensors` under `calls/<n>/...`."""
-    calls = []
-    for n, (key, rec) in enumerate(records.items()):
-        p = f"calls/{n:04d}"
-        entry = {"key": key, "kind": rec["kind"], "dtype": rec["dtype"], "args": len(rec["args"])}
-        for i, a in enumerate(rec["args"]):
-            tensors[f"{p}/in/{i}"] = a
-        if "error" in rec:
-            entry["error"] = rec["error"]
-        elif rec["kind"] == "run":
-            entry["out"] = _put_flat(tensors, f"{p}/out", rec["value"])
-        elif rec["kind"] == "twice":
-            entry["out"] = _put_flat(tensors, f"{p}/out", rec["value"][0])
-            _put_flat(tensors, f"{p}/again", rec["value"][1])
-        elif rec["kind"] == "grads":
-            out, gin, gp = rec["value"]
-            entry["out"] = _put_flat(tensors, f"{p}/out", out)
-            entry["grad_inputs"] = sorted(gin)
-            entry["grad_params"] = sorted(gp)
-            for i in gin:
-                tensors[f"{p}/grad_in/{i}"] = gin[i]
-            for name in gp:
-                tensors[f"{p}/grad_param/{name}"] = gp[name]
-        else:  # trace: [module name, inputs, outputs] per submodule call, stored as readable stages
-            entry["modules"] = []
-            seen: dict[str, int] = {}
-            for name, inp, out in rec["value"]:
-                k = seen.get(name, 0)
-                seen[name] = k + 1
-                stage = name + (f"#{k}" if k else "")
-                entry["modules"].append({"name": name, "stage": stage,
-                                         "in": _put_flat(tensors, f"stages/{stage}/in", inp),
-                                         "out": _put_flat(tensors, f"stages/{stage}/out", out)})
-        calls.append(entry)
-    return calls
+    """Calls for the manifest, in call order; records already spilled to their own file keep their entry."""
+    return [rec["entry"] if "entry" in rec else encode_one(n, key, rec, tensors)
+            for n, (key, rec) in enumerate(records.items())]
 
 
 class ReplaySide:
@@ -172,8 +205,9 @@ class ReplaySide:
     def refresh(self) -> None:
         return None
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {name: self._tensors[f"weights/{name}"] for name in self._weights}
+    def state(self) -> Mapping:
+        """A's weights, read one at a time when asked for."""
+        return LazyArrays(self._tensors, {name: f"weights/{name}" for name in self._weights})
 
     def trainable(self) -> list[str]:
         return list(self._trainable)
@@ -203,14 +237,35 @@ class ReplaySide:
 
     def grads(self, args, dtype: str, upstream: dict):
         p, c = self._lookup("grads", dtype, args, upstream)
-        t = self._tensors
-        return (_get_flat(t, f"{p}/out", c["out"]), {i: t[f"{p}/grad_in/{i}"] for i in c["grad_inputs"]},
-                {n: t[f"{p}/grad_param/{n}"] for n in c["grad_params"]})
+        return decode_grads(self._tensors, c, p)
 
     def trace(self, args, feed=None) -> list[list]:
         p, c = self._lookup("trace", "fp32", args)
         return [[m["name"], _get_flat(self._tensors, f"stages/{m['stage']}/in", m["in"]),
                  _get_flat(self._tensors, f"stages/{m['stage']}/out", m["out"])] for m in c["modules"]]
+
+
+class LazyArrays(Mapping):
+    """name -> array, each read from the artifact when asked for and not kept (a model's worth of gradients)."""
+
+    def __init__(self, tensors: Mapping, names: dict) -> None:
+        self._tensors, self._names = tensors, names
+
+    def __getitem__(self, key):
+        return self._tensors[self._names[key]]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def decode_grads(tensors: Mapping, c: dict, p: str):
+    """(outputs, input grads by index, parameter grads by name: read lazily) of a recorded gradient call."""
+    return (_get_flat(tensors, f"{p}/out", c["out"]),
+            {i: tensors[f"{p}/grad_in/{i}"] for i in c["grad_inputs"]},
+            LazyArrays(tensors, {n: f"{p}/grad_param/{n}" for n in c["grad_params"]}))
 
 
 def capture_mismatch(manifest: dict, spec) -> str | None:

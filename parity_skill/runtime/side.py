@@ -35,6 +35,7 @@ class Side:
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
         self._models: dict[str, Any] = {"fp32": self.model}
+        self._in_place, self._in_place_keep = "fp32", ()  # the dtype self.model is in right now
         self.kept_fp32: dict[str, list[str]] = {}  # dtype -> submodules that had to stay in float32
 
     @property
@@ -45,16 +46,29 @@ class Side:
         return dtype in self.adapter.dtypes
 
     def model_for(self, dtype: str) -> Any:
-        """The model in `dtype`; besides fp32 at most one cast copy is alive (memory peaks at ~1 + 2 models' weights
-        for float64, not at every dtype at once)."""
+        """The model in `dtype`. Besides fp32 at most one cast copy is alive; float64 (where the adapter can) is the
+        fp32 model converted in place and back, losslessly, so memory never holds a float32 and a float64 copy."""
+        keep = tuple(self.kept_fp32.get(dtype, ()))
+        if self._in_place != "fp32" and (dtype != self._in_place or keep != self._in_place_keep):
+            self.adapter.retype(self.model, "fp32")
+            self._in_place = "fp32"
+        if dtype == "fp64" and hasattr(self.adapter, "retype"):
+            if self._in_place != "fp64":
+                self._models = {"fp32": self.model}
+                self.adapter.retype(self.model, "fp64", keep)
+                self._in_place, self._in_place_keep = "fp64", keep
+            return self.model
         if dtype not in self._models:
             for other in [d for d in self._models if d != "fp32"]:
                 del self._models[other]
-            self._models[dtype] = self.adapter.cast(self.model, dtype, keep=tuple(self.kept_fp32.get(dtype, ())))
+            self._models[dtype] = self.adapter.cast(self.model, dtype, keep=keep)
         return self._models[dtype]
 
     def refresh(self) -> None:
         """Forget dtype copies (after weights changed)."""
+        if self._in_place != "fp32":
+            self.adapter.retype(self.model, "fp32")
+            self._in_place = "fp32"
         self._models = {"fp32": self.model}
         self.kept_fp32 = {}
 
@@ -71,8 +85,8 @@ class Side:
                 kept = self.kept_fp32.get(dtype, [])
                 if name is None or name in kept:
                     raise
-                self.kept_fp32[dtype] = kept = kept + [name]
-                self._models[dtype] = self.adapter.cast(self.model, dtype, keep=tuple(kept))
+                self.kept_fp32[dtype] = kept + [name]
+                self._models.pop(dtype, None)  # recast (or re-convert) with the kept submodules
         return fn(self.model_for(dtype))
 
     def _in(self, args: list[np.ndarray]) -> list[np.ndarray]:
@@ -108,7 +122,7 @@ class Side:
         """[name, inputs, outputs] per submodule call, arrays in A's layout; `feed` is in A's layout too."""
         if feed and self.layout:
             feed = {k: [self._in(list(call)) for call in calls] for k, calls in feed.items()}
-        records = self.adapter.trace(self.model, self._in(args), "fp32", feed)
+        records = self.adapter.trace(self.model_for("fp32"), self._in(args), "fp32", feed)
         return [[name, self._out(inp), self._out(out)] for name, inp, out in records]
 
     def module_names(self) -> list[str]:
@@ -123,7 +137,7 @@ class Side:
         self.adapter.seed(seed)
 
     def state(self) -> dict[str, np.ndarray]:
-        return self.adapter.state(self.model)
+        return self.adapter.state(self.model_for("fp32"))
 
     def trainable(self) -> list[str]:
         return self.adapter.trainable(self.model)

@@ -43,7 +43,7 @@ def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[s
 def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str]):
     """Validate the planned table against the real parameters; match whatever it leaves out."""
     state_a, state_b = a.state(), b.state()
-    shapes_a = {k: tuple(v.shape) for k, v in state_a.items()}
+    shapes_a = {k: tuple(state_a[k].shape) for k in state_a}
     shapes_b = {k: tuple(v.shape) for k, v in state_b.items()}
     fixed = []
     for e in planned:
@@ -67,11 +67,13 @@ def fresh(side: Side, seed: int, notes: list[str], only: set[str] | None = None)
     """Load fresh seeded values into `side` (all entries, or `only` those names)."""
     owners = {"": type(side.model).__name__}
     owners.update({n: type(m).__name__ for n, m in side.adapter.submodules(side.model)})
-    new, kept = fresh_state(side.state(), set(side.trainable()), owners, seed)
-    if only is not None:
-        new = {k: v for k, v in new.items() if k in only}
-    if new:
-        side.adapter.load(side.model, new)
+    kept: list[str] = []
+    changed = False
+    for name, value in fresh_state(side.state(), set(side.trainable()), owners, seed, kept):
+        if only is None or name in only:
+            side.adapter.load(side.model, {name: value})
+            changed = True
+    if changed:
         side.refresh()
     if kept and only is None:
         notes.append(f"{side.which.upper()}'s buffers {', '.join(kept)} keep their constructed values "
@@ -84,8 +86,7 @@ def load_b(a, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str
     state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes)
     if left_b:
         fresh(b, seed, notes, only=set(left_b))
-    load = b_values(state_a, entries)
-    if load:
-        b.adapter.load(b.model, load)
+    for e in entries:  # one entry at a time: A's weights may be read from disk as they are needed
+        b.adapter.load(b.model, b_values({n: state_a[n] for n in e.a.split("+")}, [e]))
     b.refresh()
     return entries, left_a, left_b

@@ -59,10 +59,23 @@ class TorchAdapter:
     def cast(self, model: Any, dtype: str, keep: tuple[str, ...] = ()) -> Any:
         """A copy in `dtype`; the submodules named in `keep` stay in float32."""
         if isinstance(model, torch.nn.Module):
-            model = copy.deepcopy(model).to(DT[dtype])
+            memo: dict[int, Any] = {}  # hand deepcopy converted tensors: no float32 copy of the weights on the way
+            for t in [*model.parameters(), *model.buffers()]:
+                if t.is_floating_point() and id(t) not in memo:
+                    new = t.detach().to(DT[dtype])
+                    memo[id(t)] = torch.nn.Parameter(new, t.requires_grad) if isinstance(t, torch.nn.Parameter) \
+                        else new
+            model = copy.deepcopy(model, memo)
             for name in keep:
                 model.get_submodule(name).float()
         return model
+
+    def retype(self, model: Any, dtype: str, keep: tuple[str, ...] = ()) -> None:
+        """Convert in place (float32 <-> float64 round-trips exactly, so no copy of the model is needed)."""
+        if isinstance(model, torch.nn.Module):
+            model.to(DT[dtype])
+            for name in keep:
+                model.get_submodule(name).float()
 
     def culprit(self, model: Any, args: list[np.ndarray], dtype: str) -> str | None:
         """The innermost submodule whose forward raises on these inputs ("" for the top level; None if none does)."""
