@@ -243,3 +243,14 @@ def test_an_artifact_written_by_another_program(stacks, tmp_path):
     assert checks["stage:blocks.0.fc"]["status"] == "pass" and "dtype A float32, B float64" in checks["stage:blocks.0.fc"]["message"]
     assert run.returncode == 1 and report["pairs"][0]["first_divergence"] == "blocks.3.fc"
     assert any("blocks.0.norm" in line for line in report["limitations"])
+
+
+def test_each_side_may_name_its_own_interpreter(tmp_path):
+    """Another path to an interpreter takes the two-worker route (one process per side, no shared zygote)."""
+    python = tmp_path / "python-b"
+    python.symlink_to(sys.executable)
+    good = cli(fx("torch/ffn_module.py"), "vs", fx("torch/ffn_functional.py"), "--quick", "--python-b", str(python))
+    bad = cli(fx(f"{ISO}/old/mypkg/model.py::Block"), "vs", fx(f"{ISO}/new/mypkg/model.py::Block"), "--quick",
+              "--python-a", str(python))
+    assert good.returncode == 0, good.stderr
+    assert bad.returncode == 1 and "Verdict: FAIL" in bad.stdout

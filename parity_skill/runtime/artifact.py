@@ -36,7 +36,8 @@ CHUNK_BYTES = 64 * 2 ** 20  # safetensors serialises a file in memory: bounded f
 
 
 def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray]) -> list[str]:
-    """Write `tensors` as `<stem>.safetensors`, `<stem>-0001.safetensors`, ... of at most CHUNK_BYTES each."""
+    """Write `tensors` (arrays, or callables that make them) as `<stem>.safetensors`, `<stem>-0001.safetensors`,
+    ... of at most CHUNK_BYTES each."""
     from safetensors.numpy import save_file
 
     names, chunk, size = [], {}, 0
@@ -47,7 +48,7 @@ def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray]) -> lis
         names.append(name)
 
     for key, value in tensors.items():
-        value = np.ascontiguousarray(value)
+        value = np.ascontiguousarray(value() if callable(value) else value)  # a callable: made when written
         if chunk and size + value.nbytes > CHUNK_BYTES:
             flush()
             chunk, size = {}, 0

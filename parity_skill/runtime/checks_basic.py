@@ -86,11 +86,11 @@ def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dic
     if not only_a:
         run.b.seed(run.checks.seed)
         _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
-    eager, thunks, gb = {}, {}, {}
+    eager_a, eager_b, thunks_a, thunks_b = {}, {}, {}, {}
     for i, spec in enumerate(run.inputs):
         if i in gin_a or i in gin_b:
-            eager[f"input grad '{spec.name}'"] = gin_a.get(i)
-            gb[f"input grad '{spec.name}'"] = gin_b.get(i)
+            eager_a[f"input grad '{spec.name}'"] = gin_a.get(i)
+            eager_b[f"input grad '{spec.name}'"] = gin_b.get(i)
     for e in run.entries:
         names_a = e.a.split("+")
         if not any(n in gp_a for n in names_a):
@@ -98,13 +98,17 @@ def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dic
         if all(n in gp_a for n in names_a):
             for nb in e.b.split("+"):
                 key = f"param grad '{e.a}'" + (f" -> '{nb}'" if nb != e.a else "")
-                thunks[key] = functools.partial(_mapped, gp_a, e, nb)
-                gb[key] = gp_b.get(nb)
-    return Gradients(eager, thunks), gb
+                thunks_a[key] = functools.partial(_mapped, gp_a, e, nb)
+                thunks_b[key] = functools.partial(_get, gp_b, nb)
+    return Gradients(eager_a, thunks_a), Gradients(eager_b, thunks_b)
 
 
 def _mapped(grads: Mapping, entry, name_b: str) -> np.ndarray:
     return b_values({n: grads[n] for n in entry.a.split("+")}, [entry])[name_b]
+
+
+def _get(grads: Mapping, name: str) -> np.ndarray | None:
+    return grads[name] if name in grads else None
 
 
 class Gradients(Mapping):

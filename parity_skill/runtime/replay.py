@@ -7,6 +7,7 @@ the artifact: no A code, no A framework, no A package is imported there.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -155,8 +156,8 @@ def encode_one(n: int, key: str, rec: dict, tensors: dict[str, np.ndarray]) -> d
         entry["grad_params"] = sorted(gp)
         for i in gin:
             tensors[f"{p}/grad_in/{i}"] = gin[i]
-        for name in gp:
-            tensors[f"{p}/grad_param/{name}"] = gp[name]
+        for name in gp:  # read (converted) when written: a model's worth is never converted at once
+            tensors[f"{p}/grad_param/{name}"] = functools.partial(gp.__getitem__, name)
     else:  # trace: [module name, inputs, outputs] per submodule call, stored as readable stages
         entry["modules"] = []
         seen: dict[str, int] = {}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import numpy as np
@@ -21,6 +22,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _is(t: Any) -> bool:
     return isinstance(t, torch.Tensor)
+
+
+class _AsNumpy(Mapping):
+    """Parameter gradients as numpy arrays, converted one at a time when read (bfloat16 becomes float32: twice the
+    memory if done for a whole model at once)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self._tensors = tensors
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return _np(self._tensors[name])
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
 
 
 class TorchAdapter:
@@ -123,9 +141,9 @@ class TorchAdapter:
         if pairs:  # sum(t * g) has the same gradient as backward(t, g), without autograd.backward's lazy imports
             sum((t * g).sum() for t, g in pairs).backward()
         in_grads = {i: _np(x.grad) for i, x in enumerate(xs) if isinstance(x, torch.Tensor) and x.grad is not None}
-        p_grads = {n: _np(p.grad) for n, p in params.items() if p.grad is not None}
+        p_grads = _AsNumpy({n: p.grad for n, p in params.items() if p.grad is not None})
         for p in params.values():
-            p.grad = None  # a model's worth of memory, copied out above
+            p.grad = None  # the mapping above holds them now
         return [(k, _np(t)) for k, t in out], in_grads, p_grads
 
     def seed(self, seed: int) -> None:
