@@ -295,7 +295,6 @@ def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: 
     """Write a pytest file and, beside it, A's artifact as its fixture."""
     from parity_skill import phases
     from parity_skill.render import render_test
-    from parity_skill.run import Worker, frameworks_in
 
     target_a, target_b = split_targets(targets)
     if target_b.path is None:
@@ -304,13 +303,7 @@ def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: 
     fixture = test.parent / f"{test.stem}_fixture"
     plan = phases.plan_capture(target_a, _options(**opts))
     phases.prepare_folder(str(fixture), force=True)
-    worker = Worker(frameworks_in([target_a.path]), python_a)
-    script, tmp = phases.render_to(plan, None, debug)
-    try:
-        phases.run_capture(worker, script, str(fixture), timeout)
-    finally:
-        worker.close()
-        phases.cleanup(tmp)
+    phases.capture_into(target_a, plan, str(fixture), timeout, debug, python_a)
     name = "test_" + "".join(ch if ch.isalnum() else "_" for ch in (target_b.symbol or test.stem)).lower() + "_parity"
     rel = os.path.relpath(os.path.abspath(target_b.path), os.path.abspath(test.parent))
     command = " ".join([target_a.display, "vs", target_b.display, "--emit-test", path, *flags])
@@ -330,18 +323,11 @@ def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: 
 def capture_command(target, output, force, as_json, timeout, debug, python_a, **opts) -> None:
     def work() -> int:
         from parity_skill import phases
-        from parity_skill.run import Worker, frameworks_in
 
         target_a = parse_target(target, allow_reference=False)
         plan = phases.plan_capture(target_a, _options(**opts))
         phases.prepare_folder(output, force)
-        worker = Worker(frameworks_in([target_a.path]), python_a)
-        script, tmp = phases.render_to(plan, None, debug)
-        try:
-            phases.run_capture(worker, script, output, timeout)
-        finally:
-            worker.close()
-            phases.cleanup(tmp)
+        phases.capture_into(target_a, plan, output, timeout, debug, python_a)
         line = {"artifact": output, "symbol": plan.pairs[0].a.display}
         click.echo(json.dumps(line) if as_json else f"captured {line['symbol']} into {output}")
         return 0

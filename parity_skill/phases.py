@@ -157,3 +157,17 @@ def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | Non
     except ArtifactError as exc:
         raise InputError(str(exc)) from None
     return report([entry])
+
+
+def capture_into(target: Target, plan: ParityPlan, folder: str, timeout: float, debug: bool,
+                 python: str | None) -> None:
+    """Side A alone, in its own worker, writes its artifact into `folder` (already prepared)."""
+    from parity_skill.run import Worker, frameworks_in
+
+    worker = Worker(frameworks_in([target.path]), python)
+    script, tmp = render_to(plan, None, debug)
+    try:
+        run_capture(worker, script, folder, timeout)
+    finally:
+        worker.close()
+        cleanup(tmp)

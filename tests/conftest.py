@@ -59,3 +59,12 @@ def needs(module: str):
         return pytest.mark.skipif(False, reason="")
     except ImportError:
         return pytest.mark.skip(reason=f"{module} is not installed")
+
+
+def without_timings(obj):
+    """A report minus its `seconds` fields: what must be identical between two runs of the same command."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, fx, parity
+from conftest import ROOT, fx, parity, without_timings
 
 pytest.importorskip("torch")
 TRUST = "trust"
@@ -54,17 +54,9 @@ def test_one_side_overflowing_fails_with_side_count_and_index():
 
 
 # ---- 2. fresh, deterministic parameters ---------------------------------------------------------------------
-def _without_timings(obj):
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
-    return obj
-
-
 def test_torch_empty_parameters_give_identical_json_in_three_processes():
     a = fx(f"{TRUST}/empty_params_a.py")
-    reports = [_without_timings(json.loads(cli(a, "vs", a, "--json").stdout)) for _ in range(3)]
+    reports = [without_timings(json.loads(cli(a, "vs", a, "--json").stdout)) for _ in range(3)]
     assert reports[0]["verdict"] == "pass"
     assert reports[0] == reports[1] == reports[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, fx, parity
+from conftest import ROOT, fx, parity, without_timings
 
 pytest.importorskip("torch")
 ISO = "isolation"
@@ -18,14 +18,6 @@ ISO = "isolation"
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "parity_skill", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=300)
-
-
-def _without_timings(obj):
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
-    return obj
 
 
 # ---- isolation -------------------------------------------------------------------------------------------------
@@ -66,7 +58,7 @@ def test_capture_then_compare_gives_the_one_shot_report(tmp_path, a, b):
     two = cli("compare", str(folder), fx(b), "--json")
     one = cli(fx(a), "vs", fx(b), "--json")
     assert two.returncode == one.returncode
-    assert _without_timings(json.loads(two.stdout)) == _without_timings(json.loads(one.stdout))
+    assert without_timings(json.loads(two.stdout)) == without_timings(json.loads(one.stdout))
 
 
 def test_compare_needs_no_source_of_a(tmp_path):

@@ -24,7 +24,8 @@ def _framework_version(framework: str) -> str | None:
     return getattr(module, "__version__", None)
 
 
-def _manifest(spec: PairSpec) -> dict:
+def base_manifest(spec: PairSpec) -> dict:
+    """What an artifact says of its side before anything ran."""
     impl = spec.a
     return {"tool_version": __version__, "seed": spec.checks.seed, "checks": list(spec.checks.names),
             "inputs": [asdict(i) for i in spec.inputs],
@@ -43,7 +44,7 @@ def _record_extras(run: PairRun, rec: RecordingSide) -> None:
             xs, _ = edge_inputs(name[5:], run.inputs, run.base)
             if xs is not None:
                 try:
-                    matrix._reference(run, f"ref:{name}", xs)
+                    matrix.reference(run, f"ref:{name}", xs)
                 except Exception:  # noqa: BLE001
                     pass
 
@@ -71,7 +72,7 @@ def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
 
 def capture_pair(spec: PairSpec, folder: str) -> None:
     """Write A's artifact for this pair into `folder` (an error artifact when A cannot be built)."""
-    manifest = _manifest(spec)
+    manifest = base_manifest(spec)
     if spec.a.file:  # so a committed fixture still finds A's source from wherever the test runs
         manifest["side"]["file_from_artifact"] = os.path.relpath(os.path.abspath(spec.a.file), os.path.abspath(folder))
     notes: list[str] = []

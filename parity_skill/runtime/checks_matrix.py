@@ -21,7 +21,7 @@ def relative_error(a: np.ndarray, b: np.ndarray, ref: np.ndarray, mult: float, f
                 floor=floor, nonfinite_b=nonfinite_b)
 
 
-def _reference(run: PairRun, key: str, xs: list[np.ndarray]):
+def reference(run: PairRun, key: str, xs: list[np.ndarray]):
     """Ground truth for an input set, computed once and never from B (the side under test): A in float64, or,
     where A cannot run in float64, A's own float32 output (named as such, and recorded as a limitation)."""
     if key not in run.cache:
@@ -79,7 +79,7 @@ def check_precision(run: PairRun, dtype: str) -> dict:
         sets.append((f"activation scale x{HOT_SCALE:g}", hot))
     parts, worst, ref_name = [], None, ""
     for label_, xs in sets:
-        ref, ref_name = _reference(run, f"ref:{label_}", xs)
+        ref, ref_name = reference(run, f"ref:{label_}", xs)
         try:
             run.forward(run.a, xs, dtype)
         except Exception as exc:  # noqa: BLE001
@@ -276,7 +276,7 @@ def _finite_truth(run: PairRun, key: str, xs, fa) -> bool | str:
     if not run.a.supports("fp64"):
         return f"{run.a.impl.framework} has no float64 to tell"
     try:
-        ref, _ = _reference(run, key, xs)
+        ref, _ = reference(run, key, xs)
     except Exception as exc:  # noqa: BLE001
         return f"float64 A cannot run ({describe(exc)})"
     if ref is None:
@@ -292,7 +292,7 @@ def _within_reference_error(run: PairRun, key: str, xs, fa, fb, tol) -> str | No
     """On ill-conditioned inputs fp32 itself is inexact: B passes if its error against A's float64 output stays
     within the precision multiplier of A's own float32 error. Returns the evidence, or None."""
     try:
-        ref, ref_name = _reference(run, key, xs)
+        ref, ref_name = reference(run, key, xs)
     except Exception:  # noqa: BLE001
         return None
     if not _exact_reference(ref_name):

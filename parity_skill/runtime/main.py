@@ -57,10 +57,10 @@ def _folder(root: str, pairs: list[PairSpec], p: PairSpec) -> str:
 def capture(pairs: list[PairSpec], folder: str) -> int:
     """Phase 1: side A alone writes one artifact per pair under `folder`."""
     from parity_skill.runtime import artifact
-    from parity_skill.runtime.capture import _manifest, capture_pair
+    from parity_skill.runtime.capture import base_manifest, capture_pair
 
     def failed(p, message):
-        artifact.write_error(_folder(folder, pairs, p), _manifest(p), message)
+        artifact.write_error(_folder(folder, pairs, p), base_manifest(p), message)
 
     _guarded(pairs, lambda p: capture_pair(p, _folder(folder, pairs, p)), failed)
     return 0
@@ -97,8 +97,7 @@ def main(pairs: list[PairSpec], argv: list[str] | None = None, root: str | None 
     if root:
         os.chdir(root)
     if args.side is None:
-        rest = [a for a in (argv if argv is not None else sys.argv[1:])]
-        return _both_sides(script, rest)
+        return _both_sides(script, list(argv if argv is not None else sys.argv[1:]))
     if not args.artifacts:
         parser.error("--side needs --artifacts DIR")
     if args.side == "a":
