@@ -1,4 +1,4 @@
-"""Stage 4: run a generated script in a subprocess with a timeout; the only place that starts processes.
+"""Stage 4: run a generated script's sides in subprocesses with a timeout; where the CLI starts processes.
 
 User code never outlives the command: the worker leads its own process group, so a timeout or an interrupt kills
 everything it started; a parent-death signal and a small guardian process (which kills the group when the CLI's
@@ -165,7 +165,7 @@ def run_sides(workers: list[Worker], script: str, timeout: float) -> Completed |
     report_path, exits_path = os.path.join(folder, "report.json"), os.path.join(folder, "exits.json")
     job_a = {"side": "a", "script": script, "args": ["--side", "a", "--artifacts", folder]}
     job_b = {"side": "b", "script": script,
-             "args": ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path]}
+             "args": ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path, "--quiet"]}
     try:
         if len(workers) == 1:
             workers[0].start([job_a, job_b], os.path.join(folder, SIDE_DONE), exits_path)
@@ -186,12 +186,16 @@ def run_sides(workers: list[Worker], script: str, timeout: float) -> Completed |
                 return TimedOut(timeout)
             exits = {"a": workers[0].proc.returncode, "b": workers[1].proc.returncode}
             by_side = {"a": workers[0], "b": workers[1]}
+        a_failed = exits.get("a") not in (0, None)
         try:
             with open(report_path, encoding="utf-8") as fh:
-                return Completed(json.load(fh), exits.get("b", 0))
+                report = json.load(fh)
         except (OSError, ValueError):
-            side = "a" if exits.get("a") not in (0, None) else "b"
-            return Crashed(exits.get(side, -1), by_side[side].tail.text(), side.upper())
+            report = None
+        if report is not None and not (a_failed and all(not p["checks"] for p in report["pairs"])):
+            return Completed(report, exits.get("b", 0))
+        side = "a" if a_failed else "b"  # A died first: B had nothing to compare against, A's output says why
+        return Crashed(exits.get(side, -1), by_side[side].tail.text(), side.upper())
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -68,3 +68,13 @@ def test_reported_minimum_atol_is_on_the_user_scale_and_exact():
     need = failing["worst"]["min_tolerance"]["atol"]
     assert judge([("", a)], [("", b)], Tolerance(need * (1 + 1e-9), 1.3e-6))["ok"]
     assert not judge([("", a)], [("", b)], Tolerance(need * (1 - 1e-6), 1.3e-6))["ok"]
+
+
+def test_a_stage_with_nothing_recorded_is_never_a_pass():
+    from parity_skill.stages import _row
+
+    b = [("stages/x/out/0", np.ones(3))]
+    missing = _row("x", [("stages/x/out/0", None)], b, 1e-5, 0.999, None)
+    empty = _row("x", [], b, 1e-5, 0.999, None)
+    measured = _row("x", [("stages/x/out/0", np.ones(3))], b, 1e-5, 0.999, None)
+    assert missing["status"] == empty["status"] == "skip" and measured["status"] == "pass"

@@ -251,3 +251,11 @@ def test_output_is_read_into_a_bounded_tail():
 def test_a_forward_printing_10_mb_per_call_still_gets_a_verdict():
     run = cli(FFN, "vs", fx("adversarial/chatty.py"), "--quick")
     assert run.returncode == 0 and "Verdict: PASS" in run.stdout
+
+
+@pytest.mark.parametrize("a, b, side", [("adversarial/killed.py", "torch/ffn_module.py", "A"),
+                                        ("torch/ffn_module.py", "adversarial/killed.py", "B")])
+def test_a_side_killed_by_a_signal_is_named_with_its_last_words(a, b, side):
+    run = cli(fx(a), "vs", fx(b), "--quick", "--json")
+    assert run.returncode == 2 and json.loads(run.stdout)["verdict"] == "error"
+    assert f"side {side} crashed (exit -9) before a verdict: about to crash" in run.stderr

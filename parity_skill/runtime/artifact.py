@@ -145,7 +145,7 @@ def wait_for(folder: str | Path, done_marker: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not manifest.exists():
         if done_marker.exists() and not manifest.exists():
-            raise ArtifactError("side A ended without writing its artifact (see its error above)")
+            raise ArtifactError("side A's process ended without writing its artifact (its own output says why)")
         if time.monotonic() > deadline:
             raise ArtifactError(f"waited {timeout:g}s for side A's artifact")
         time.sleep(0.02)

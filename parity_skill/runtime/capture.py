@@ -91,8 +91,8 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
         _record_extras(run, rec)
     state = a.state()
     tensors = {f"weights/{k}": v for k, v in state.items()}
+    manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too
     manifest["calls"] = encode(rec.records, tensors)
-    manifest.update(_readable_view(run, rec, tensors))
     manifest["notes"] = notes
     manifest["side"].update(differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
                             modules=a.module_names(), trainable=a.trainable(), weights=sorted(state),

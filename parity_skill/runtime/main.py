@@ -92,6 +92,7 @@ def main(pairs: list[PairSpec], argv: list[str] | None = None, root: str | None 
     parser.add_argument("--side", choices=("a", "b"), help="a: capture A's artifacts; b: compare B against them")
     parser.add_argument("--artifacts", metavar="DIR", help="where side A writes (and side B reads) the artifacts")
     parser.add_argument("--wait", type=float, metavar="S", help="side b: wait up to S seconds for A's artifacts")
+    parser.add_argument("--quiet", action="store_true", help="print no report (with --report: the file is enough)")
     args = parser.parse_args(argv)
     script = os.path.abspath(sys.argv[0])
     if root:
@@ -107,6 +108,7 @@ def main(pairs: list[PairSpec], argv: list[str] | None = None, root: str | None 
     if args.report:
         with open(args.report, "w", encoding="utf-8") as fh:
             fh.write(text)
-    sys.stdout.write(text + "\n" if args.json else render_text(rep))
-    sys.stdout.flush()
+    if not args.quiet:
+        sys.stdout.write(text + "\n" if args.json else render_text(rep))
+        sys.stdout.flush()
     return exit_code_for(rep["verdict"])
