@@ -78,3 +78,24 @@ def test_a_stage_with_nothing_recorded_is_never_a_pass():
     empty = _row("x", [], b, 1e-5, 0.999, None)
     measured = _row("x", [("stages/x/out/0", np.ones(3))], b, 1e-5, 0.999, None)
     assert missing["status"] == empty["status"] == "skip" and measured["status"] == "pass"
+
+
+def test_chunked_comparison_gives_the_one_pass_figures(monkeypatch):
+    """Large tensors are compared chunk by chunk (memory); the figures must not depend on the chunking."""
+    from parity_skill.runtime import metrics
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(5, 7)).astype(np.float32)
+    b = a + rng.normal(size=a.shape) * 1e-3
+    b[2, 3], a[4, 6] = np.nan, np.inf
+    cases = [(a, b), (a[:3], a[:3].copy()), (np.ones(9), np.ones(9)), (a[:2] * 0, a[:2] * 0 + 1e-9)]
+    whole = [compare(x, y, 1e-5, 1e-4) for x, y in cases]
+    monkeypatch.setattr(metrics, "CHUNK", 4)
+    for (x, y), one in zip(cases, whole):
+        chunked = compare(x, y, 1e-5, 1e-4)
+        assert chunked.keys() == one.keys()
+        for key, value in one.items():
+            if isinstance(value, float):
+                assert chunked[key] == pytest.approx(value, rel=1e-12, abs=1e-300), key
+            else:
+                assert chunked[key] == value, key

@@ -92,6 +92,16 @@ def test_artifact_format(tmp_path):
     assert tensors[f"calls/{n:04d}/in/0"].shape == (3, 6, 32) and f"calls/{n:04d}/out/0" in tensors
 
 
+def test_float64_references_are_made_before_any_gradient(tmp_path):
+    """Memory at scale: A's float64 model is made first, before the checks fragment the heap."""
+    folder = tmp_path / "fixture"
+    assert cli("capture", fx("torch/ffn_module.py::FeedForward"), "-o", str(folder)).returncode == 0
+    calls = [(c["kind"], c["dtype"]) for c in json.loads((folder / "manifest.json").read_text())["calls"]]
+    fp64 = [i for i, c in enumerate(calls) if c[1] == "fp64"]
+    assert len(fp64) >= 3  # unit scale, activation scale, edge cases
+    assert max(fp64) < min(i for i, c in enumerate(calls) if c[0] == "grads")
+
+
 # ---- bad input: one clear line, exit 2, nothing overwritten -------------------------------------------------------
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory):

@@ -10,7 +10,7 @@ from parity_skill import __version__
 from parity_skill.runtime import artifact
 from parity_skill.runtime import checks_matrix as matrix
 from parity_skill.runtime.context import PairRun
-from parity_skill.runtime.inputs import base_inputs, edge_inputs
+from parity_skill.runtime.inputs import base_inputs
 from parity_skill.runtime.loading import UserCodeError, describe
 from parity_skill.runtime.replay import MirrorSide, RecordingSide, encode
 from parity_skill.runtime.session import _first_forward, _run_checks
@@ -33,20 +33,23 @@ def base_manifest(spec: PairSpec) -> dict:
                      "init": {k: repr(v) for k, v in impl.init.items()}}}
 
 
-def _record_extras(run: PairRun, rec: RecordingSide) -> None:
-    """Calls phase 2 makes only when A and B differ (a mirror never does): the trace, float64 edge references."""
+def _references_first(run: PairRun) -> None:
+    """Every float64 reference phase 2 may need (some only when A and B differ, which a mirror never does),
+    computed before anything else: the float64 model then grows into a heap no check has fragmented yet, and the
+    side's peak memory stays near two copies of the weights."""
+    for key, xs in matrix.planned_references(run):
+        try:
+            matrix.reference(run, key, xs)
+        except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the reference
+            pass
+
+
+def _record_trace(run: PairRun, rec: RecordingSide) -> None:
+    """The submodule trace phase 2 asks for only when A and B differ (a mirror never does)."""
     try:
         rec.trace(run.base)
     except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the trace
         pass
-    for name in run.checks.names:
-        if name.startswith("edge:"):
-            xs, _ = edge_inputs(name[5:], run.inputs, run.base)
-            if xs is not None:
-                try:
-                    matrix.reference(run, f"ref:{name}", xs)
-                except Exception:  # noqa: BLE001
-                    pass
 
 
 def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
@@ -86,9 +89,10 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     identity = [MapEntry(n, n) for n in a.state()]
     run = PairRun(rec, MirrorSide(rec), spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed),
                   identity, [], [], notes=[])
+    _references_first(run)
     if _first_forward(run, spec) is None:
         _run_checks(run)
-        _record_extras(run, rec)
+        _record_trace(run, rec)
     state = a.state()
     tensors = {f"weights/{k}": v for k, v in state.items()}
     manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too

@@ -68,17 +68,35 @@ def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: floa
     return worst
 
 
+def precision_sets(run: PairRun, dtype: str) -> list[tuple[str, list[np.ndarray]]]:
+    """The input sets a low-precision check judges (its float64 references are keyed `ref:<label>`)."""
+    sets = [("unit scale", run.base)]
+    hot = hot_inputs(run.inputs, run.base) if dtype == "fp16" else None
+    if hot is not None:
+        sets.append((f"activation scale x{HOT_SCALE:g}", hot))
+    return sets
+
+
+def planned_references(run: PairRun) -> list[tuple[str, list[np.ndarray]]]:
+    """Every float64 reference the planned checks may ask A for, as (key, inputs)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for name in run.checks.names:
+        if name in ("fp16", "bf16"):
+            out.update((f"ref:{label_}", xs) for label_, xs in precision_sets(run, name))
+        elif name.startswith("edge:"):
+            xs, _ = edge_inputs(name[5:], run.inputs, run.base)
+            if xs is not None:
+                out[f"ref:{name}"] = xs
+    return list(out.items())
+
+
 def check_precision(run: PairRun, dtype: str) -> dict:
     tol, mult = run.checks.tolerances[dtype], run.checks.precision_multiplier
     for side in (run.a, run.b):
         if not side.supports(dtype):
             return result(dtype, "skip", f"{side.label}: {side.impl.framework} has no {dtype}")
-    sets = [("unit scale", run.base)]
-    hot = hot_inputs(run.inputs, run.base) if dtype == "fp16" else None
-    if hot is not None:
-        sets.append((f"activation scale x{HOT_SCALE:g}", hot))
     parts, worst, ref_name = [], None, ""
-    for label_, xs in sets:
+    for label_, xs in precision_sets(run, dtype):
         ref, ref_name = reference(run, f"ref:{label_}", xs)
         try:
             run.forward(run.a, xs, dtype)

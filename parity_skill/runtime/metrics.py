@@ -25,14 +25,75 @@ def _first(mask: np.ndarray) -> list[int] | None:
     return [int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape)]
 
 
+CHUNK = 1 << 20  # elements per pass: float64 temporaries stay ~8 MB each however large the tensor
+
+
+class _Sums:
+    """Running figures over the chunks of one comparison."""
+
+    def __init__(self, atol: float, rtol: float) -> None:
+        self.atol, self.rtol = atol, rtol
+        self.n_both = self.mismatched = self.nf_a = self.nf_b = self.nf_b_only = 0
+        self.max_diff = self.max_rel = self.min_atol = self.min_rtol = -math.inf
+        self.dot = self.aa = self.bb = self.sq = self.sum_a = self.sum_b = 0.0
+        self.worst_off = (-1.0, None)  # (largest out-of-tolerance diff, flat index)
+        self.worst_any = (-1.0, None)
+        self.first_nf = self.first_nf_a = self.first_nf_b = None
+
+    def add(self, at: int, a: np.ndarray, b: np.ndarray) -> None:
+        fin_a, fin_b = np.isfinite(a), np.isfinite(b)
+        both = fin_a & fin_b
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.where(both, np.abs(a - b), 0.0)
+        absa = np.abs(np.where(both, a, 0.0))
+        off = diff > self.atol + self.rtol * absa
+        self.mismatched += int(np.sum(off | ~both))
+        nb = int(np.sum(both))
+        self.n_both += nb
+        self.nf_a += int(np.sum(~fin_a))
+        self.nf_b += int(np.sum(~fin_b))
+        self.nf_b_only += int(np.sum(fin_a & ~fin_b))
+        for name, mask in (("first_nf", ~both), ("first_nf_a", ~fin_a), ("first_nf_b", ~fin_b)):
+            if getattr(self, name) is None and mask.any():
+                setattr(self, name, at + int(np.argmax(mask)))
+        if off.any():
+            i = int(np.argmax(np.where(off, diff, -1.0)))
+            if diff[i] > self.worst_off[0]:
+                self.worst_off = (float(diff[i]), at + i)
+        i = int(np.argmax(diff))
+        if diff[i] > self.worst_any[0]:
+            self.worst_any = (float(diff[i]), at + i)
+        self.max_diff = max(self.max_diff, float(diff.max()))
+        self.min_atol = max(self.min_atol, float(np.max(diff - self.rtol * absa)))
+        pos = absa > 0
+        safe = np.where(pos, absa, 1.0)
+        self.min_rtol = max(self.min_rtol, float(np.max(np.where(pos, (diff - self.atol) / safe, 0))))
+        if nb:
+            rel = np.where(pos, diff / safe, np.where(diff > 0, np.inf, 0.0))
+            self.max_rel = max(self.max_rel, float(rel[both].max()))
+            fa, fb = a[both], b[both]
+            self.dot += float(np.dot(fa, fb))
+            self.aa += float(np.dot(fa, fa))
+            self.bb += float(np.dot(fb, fb))
+            self.sq += float(np.sum((fa - fb) ** 2))
+            self.sum_a += float(fa.sum())
+            self.sum_b += float(fb.sum())
+
+
+def _chunks(a: np.ndarray, b: np.ndarray):
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    for at in range(0, fa.size, CHUNK):
+        yield at, fa[at:at + CHUNK].astype(np.float64), fb[at:at + CHUNK].astype(np.float64)
+
+
 def compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> dict:
     """Compare B against reference A elementwise: |b - a| <= atol + rtol * |a|.
 
     A non-finite value on either side is never agreement (NaN == NaN is a failure too). The figures (max abs/rel
     diff, cosine, Pearson, RMSE) are computed on the elements finite on both sides; `excluded` says how many were
-    left out. Also returns the smallest atol (at this rtol) and rtol (at this atol) that would have passed."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    left out. Also returns the smallest atol (at this rtol) and rtol (at this atol) that would have passed.
+    Large arrays are walked in chunks, so the float64 work never holds more than a few chunk-sized temporaries."""
+    a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         return {"ok": False, "shape_mismatch": True, "shape_a": list(a.shape), "shape_b": list(b.shape),
                 "total": int(a.size)}
@@ -40,63 +101,63 @@ def compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> dict:
     if total == 0:
         return {"ok": True, "total": 0, "mismatched": 0, "max_abs_diff": 0.0, "max_rel_diff": 0.0, "excluded": 0,
                 "nonfinite_a": 0, "nonfinite_b": 0}
-    fin_a, fin_b = np.isfinite(a), np.isfinite(b)
-    both = fin_a & fin_b
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.where(both, np.abs(a - b), 0.0)
-    absa = np.abs(np.where(both, a, 0.0))
-    off = diff > atol + rtol * absa
-    bad = off | ~both
-    mismatched = int(np.sum(bad))
-    rel = np.where(absa > 0, diff / np.where(absa > 0, absa, 1.0), np.where(diff > 0, np.inf, 0.0))
-    if off.any():
-        worst = np.unravel_index(int(np.argmax(np.where(off, diff, -1.0))), a.shape)
-    elif not both.all():
-        worst = tuple(_first(~both))
-    else:
-        worst = np.unravel_index(int(np.argmax(diff)), a.shape)
-    fa, fb = a[both].ravel(), b[both].ravel()
+    s = _Sums(atol, rtol)
+    for at, ca, cb in _chunks(a, b):
+        s.add(at, ca, cb)
+    worst = s.worst_off[1] if s.worst_off[1] is not None else s.first_nf if s.first_nf is not None \
+        else s.worst_any[1]
+    index = [int(i) for i in np.unravel_index(worst, a.shape)]
+    where = lambda flat: None if flat is None else [int(i) for i in np.unravel_index(flat, a.shape)]  # noqa: E731
+    n = s.n_both
     return {
-        "ok": mismatched == 0,
+        "ok": s.mismatched == 0,
         "total": total,
-        "mismatched": mismatched,
-        "excluded": int(total - np.sum(both)),
-        "max_abs_diff": _f(diff.max()),
-        "max_rel_diff": _f(rel[both].max()) if both.any() else None,
-        "worst_index": [int(i) for i in worst],
-        "worst_a": _f(a[worst]),
-        "worst_b": _f(b[worst]),
-        "cosine": cosine(fa, fb) if fa.size else None,
-        "pearson": pearson(fa, fb),
-        "rmse": _f(np.sqrt(np.mean((fa - fb) ** 2))) if fa.size else None,
-        "min_tolerance": None if not both.all() else {  # no tolerance makes a NaN agree
-            "atol": _f(max(0.0, float(np.max(diff - rtol * absa)))),
-            "rtol": _f(max(0.0, float(np.max(np.where(absa > 0, (diff - atol) / np.where(absa > 0, absa, 1), 0))))),
+        "mismatched": s.mismatched,
+        "excluded": total - n,
+        "max_abs_diff": _f(s.max_diff),
+        "max_rel_diff": _f(s.max_rel) if n else None,
+        "worst_index": index,
+        "worst_a": _f(a.reshape(-1)[worst]),
+        "worst_b": _f(b.reshape(-1)[worst]),
+        "cosine": _cosine(s.dot, s.aa, s.bb) if n else None,
+        "pearson": _pearson(a, b, s) if n >= 2 else None,
+        "rmse": _f(math.sqrt(s.sq / n)) if n else None,
+        "min_tolerance": None if n < total else {  # no tolerance makes a NaN agree
+            "atol": _f(max(0.0, s.min_atol)),
+            "rtol": _f(max(0.0, s.min_rtol)),
         },
-        "nonfinite_a": int(np.sum(~fin_a)),
-        "nonfinite_b": int(np.sum(~fin_b)),
-        "first_nonfinite_a": _first(~fin_a),
-        "first_nonfinite_b": _first(~fin_b),
-        "nonfinite_b_where_a_finite": int(np.sum(fin_a & ~fin_b)),
+        "nonfinite_a": s.nf_a,
+        "nonfinite_b": s.nf_b,
+        "first_nonfinite_a": where(s.first_nf_a),
+        "first_nonfinite_b": where(s.first_nf_b),
+        "nonfinite_b_where_a_finite": s.nf_b_only,
     }
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+def _cosine(dot: float, aa: float, bb: float) -> float | None:
+    na, nb = math.sqrt(aa), math.sqrt(bb)
     if na == 0.0 and nb == 0.0:
         return 1.0
     if na == 0.0 or nb == 0.0:
         return 0.0
-    return _f(np.dot(a, b) / (na * nb))
+    return _f(dot / (na * nb))
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    if a.size < 2:
-        return None
-    sa, sb = float(a.std()), float(b.std())
-    if sa == 0.0 or sb == 0.0:
-        return 1.0 if sa == sb and np.allclose(a, b) else None
-    return _f(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+def _pearson(a: np.ndarray, b: np.ndarray, s: _Sums) -> float | None:
+    """Second pass over the chunks, centred on the means of the first (finite values on both sides)."""
+    ma, mb = s.sum_a / s.n_both, s.sum_b / s.n_both
+    cov = va = vb = 0.0
+    close = True
+    for _, ca, cb in _chunks(a, b):
+        both = np.isfinite(ca) & np.isfinite(cb)
+        da, db = ca[both] - ma, cb[both] - mb
+        cov += float(np.dot(da, db))
+        va += float(np.dot(da, da))
+        vb += float(np.dot(db, db))
+        close = close and bool(np.allclose(ca[both], cb[both]))
+    if va == 0.0 or vb == 0.0:
+        return 1.0 if va == vb and close else None
+    return _f(cov / math.sqrt(va * vb))
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
