@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -48,7 +49,18 @@ def split_targets(args: tuple[str, ...]):
     return parse_target(words[0], allow_reference=False), parse_target(words[1], allow_reference=True)
 
 
+_REF = re.compile(r"(torch|mlx|numpy|np|mx)(\.[A-Za-z_]\w*)+")
+_REF_ROOTS = {"np": "numpy", "mx": "mlx.core"}
+
+
 def _literal(text: str):
+    """A Python literal, a dotted framework reference (`mlx.core.float32`, `torch.float32`), else the text."""
+    from parity_skill.spec import Ref
+
+    text = text.strip()
+    if _REF.fullmatch(text):
+        head, _, rest = text.partition(".")
+        return Ref(f"{_REF_ROOTS.get(head, head)}.{rest}")
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

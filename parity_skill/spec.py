@@ -14,10 +14,29 @@ DEFAULT_DTYPES = ("fp32", "fp16", "bf16")
 
 @dataclass(frozen=True)
 class Config:
-    """A config object passed to a constructor: `cls` is looked up in the implementation's own module."""
+    """A config object passed to a constructor: `cls` is looked up in the implementation's own module (empty: a
+    plain namespace of `kwargs`); `attrs` are fields the code reads that the constructor does not take."""
 
     cls: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the literal generated scripts are written in
+        extra = f", attrs={self.attrs!r}" if self.attrs else ""
+        return f"Config(cls={self.cls!r}, kwargs={self.kwargs!r}{extra})"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A dotted reference given as a constructor value (`dtype=mlx.core.float32`), imported by the side."""
+
+    path: str
+
+    def resolve(self) -> Any:
+        import importlib
+
+        module, _, attr = self.path.rpartition(".")
+        return getattr(importlib.import_module(module), attr)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ class Symbol:
     self_assigns: tuple[tuple[str, str], ...] = ()  # self.x = <expr> in __init__ (source), in order
     bases: tuple[str, ...] = ()
     call_lines: tuple[int, int] = (0, 0)  # first and last line of forward/__call__ (or of the function)
+    config_uses: tuple[tuple[str, str], ...] = ()  # (constructor argument, field) for every `config.field` read
+    constructs: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], ...] = ()  # Class(args) calls
 
     def in_call(self, location: str) -> bool:
         line = int(location.rsplit(":", 1)[1])
@@ -104,6 +106,7 @@ class ConfigClass:
     name: str
     location: str
     fields: tuple[Arg, ...] = ()
+    accepts_any: bool = False  # its constructor takes **kwargs
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import sys
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from parity_skill.analyze import hierarchy
 from parity_skill.analyze import vocabulary as V
 from parity_skill.analyze.body import BodyVisitor, Context, dotted
 from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Submodule, Symbol, Tensor
@@ -224,6 +225,46 @@ class _InitVisitor(cst.CSTVisitor):
         self.tensors.append(Tensor(name, "buffer", self.ctx.loc(node), persistent, self.ctx.code(node.args[1].value)))
 
 
+class _ConfigUses(cst.CSTVisitor):
+    """`config.field` reads of constructor arguments (also through `self.config = config`), and the classes the
+    constructor builds with their argument sources."""
+
+    def __init__(self, ctx: Context, params: set[str], aliases: dict[str, str]):
+        self.ctx, self.params, self.aliases = ctx, params, aliases  # aliases: self attr -> parameter
+        self.uses: list[tuple[str, str]] = []
+        self.constructs: list[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]] = []
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        base = dotted(node.value)
+        param = base if base in self.params else self.aliases.get(base[5:]) if base and base.startswith("self.") \
+            else None
+        if param:
+            self.uses.append((param, node.attr.value))
+
+    def record_calls(self, init: cst.FunctionDef) -> None:
+        for call in _calls(init):
+            name = dotted(call.func)
+            if not name or not name.split(".")[-1][:1].isupper():
+                continue
+            resolved = self.ctx.resolve(name)
+            if self.ctx.framework_of(resolved):
+                continue
+            args = tuple(self.ctx.code(a.value) for a in call.args if a.keyword is None and not a.star)
+            kwargs = tuple((a.keyword.value, self.ctx.code(a.value)) for a in call.args if a.keyword is not None)
+            self.constructs.append((name, args, kwargs))
+
+
+def _calls(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            found.append(call)
+
+    node.visit(_V())
+    return found
+
+
 def _module_framework(cls: cst.ClassDef, ctx: Context, known: dict[str, str]) -> str | None:
     for base in cls.bases:
         name = dotted(base.value)
@@ -231,7 +272,7 @@ def _module_framework(cls: cst.ClassDef, ctx: Context, known: dict[str, str]) ->
             continue
         if name in known:
             return known[name]
-        fw = V.MODULE_BASES.get(ctx.resolve(name))
+        fw = V.MODULE_BASES.get(ctx.resolve(name)) or hierarchy.framework_of(name, ctx.path)
         if fw:
             return fw
     return None
@@ -311,9 +352,15 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
     if init is not None:
         init.visit(iv)
     bases = tuple(dotted(b.value) or "" for b in cls.bases)
+    params = {a.name for a in init_args}
+    uses = _ConfigUses(ctx, params, {attr: src for attr, src in iv.assigns if src in params})
+    cls.visit(uses)
+    if init is not None:
+        uses.record_calls(init)
     return Symbol(cls.name.value, "module", fw, ctx.loc(cls), init_args, call_args, tuple(iv.submodules),
                   tuple(iv.tensors), tuple(body.ops), tuple(body.findings), tuple(hints.hints),
-                  tuple(iv.assigns), bases, _lines(call, ctx))
+                  tuple(iv.assigns), bases, _lines(call, ctx), tuple(dict.fromkeys(uses.uses)),
+                  tuple(uses.constructs))
 
 
 def _function_symbol(fn: cst.FunctionDef, ctx: Context, file_fw: str | None) -> Symbol:

@@ -5,11 +5,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
+from parity_skill.errors import InputError
 from parity_skill.mapping import match_parameters
 from parity_skill.plan.construct import constructor_args, environment
 from parity_skill.plan.inputs import plan_inputs
 from parity_skill.plan.pairing import pair_symbols
 from parity_skill.plan.params import static_parameters
+from parity_skill.plan.settings import harmonize, settings
 from parity_skill.plan.static_diff import static_diff
 from parity_skill.plan.tolerances import tolerance_table
 from parity_skill.spec import ALL_EDGES, DEFAULT_DTYPES, Checks, Implementation, InputSpec, PairSpec
@@ -69,18 +71,25 @@ def _implementation(target_path: str, sym: Symbol, init: dict[str, Any]) -> Impl
 
 
 def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Symbol | None, opts: PlanOptions,
-              reference: str | None = None) -> PairSpec:
+              reference: str | None = None, used: set[str] | None = None) -> PairSpec:
     notes: list[str] = []
-    init_a = constructor_args(sa, fa_a, opts.init, notes) if sa.kind == "module" else {}
+    used = used if used is not None else set()
+    init_a = constructor_args(sa, fa_a, opts.init, notes, used) if sa.kind == "module" else {}
     inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes)
     a = _implementation(fa_a.path, sa, init_a)
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
                     opts.cosine, seed=opts.seed, isolate=opts.isolate)
+    set_a = settings(sa, fa_a, init_a, opts.init) if sa.kind == "module" else []
     if sb is None:  # reference mode: B is an importable dotted path; the runtime carries A's arguments over
+        carried = {**{s.path: s.value for s in set_a if "." not in s.path}, **init_a}  # A's defaults too (eps)
         b = Implementation(None, reference or "", reference.split(".")[0] if reference else "torch",
-                           sa.kind, dict(init_a))
+                           sa.kind, carried)
         return PairSpec(a, b, inputs, (), checks, (), tuple(notes))
-    init_b = constructor_args(sb, fa_b, opts.init, notes) if sb.kind == "module" else {}
+    init_b = constructor_args(sb, fa_b, opts.init, notes, used) if sb.kind == "module" else {}
+    setting_findings: list[dict] = []
+    if sb.kind == "module":
+        init_b, setting_findings, more = harmonize(set_a, settings(sb, fa_b, init_b, opts.init), init_b, sb.name)
+        notes += more
     b = _implementation(fa_b.path, sb, init_b)
     inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [])[1], opts.layout_b, notes)
     entries = ()
@@ -89,7 +98,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         params_b = static_parameters(sb, fa_b, environment(sb, init_b))
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
-    findings = static_diff(sa, fa_a, sb, fa_b)
+    findings = static_diff(sa, fa_a, sb, fa_b) + tuple(setting_findings)
     return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)))
 
 
@@ -113,17 +122,30 @@ def _with_layout(inputs: tuple[InputSpec, ...], ga: dict, gb: dict, forced: tupl
     return tuple(out)
 
 
+def _unmatched_init(opts: PlanOptions, used: set[str], specs: list[PairSpec]) -> None:
+    """An --init that no constructor argument or config field took is an error, never silently ignored."""
+    left = [k for k in opts.init if k not in used]
+    if left:
+        sides = "; ".join(dict.fromkeys(f"{s.a.symbol}({', '.join(s.a.init)})" for s in specs))
+        raise InputError(f"--init {', '.join(left)}: matches no constructor argument or config field "
+                         f"({sides}); config fields can be named config.field")
+
+
 def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityPlan:
     fa_a = analyze_file(target_a.path)
+    used: set[str] = set()
     if target_b.path is None:
         sa = pair_symbols(fa_a, fa_a, target_a.symbol, target_a.symbol)[0][0]
-        return ParityPlan((plan_pair(fa_a, sa, None, None, opts, reference=target_b.symbol),))
+        spec = plan_pair(fa_a, sa, None, None, opts, reference=target_b.symbol, used=used)
+        used |= set(opts.init)  # the reference takes A's arguments by name or role at run time
+        return ParityPlan((spec,))
     fa_b = analyze_file(target_b.path)
     pairs = pair_symbols(fa_a, fa_b, target_a.symbol, target_b.symbol)
     specs = []
     for sa, sb, how in pairs:
-        spec = plan_pair(fa_a, sa, fa_b, sb, opts)
+        spec = plan_pair(fa_a, sa, fa_b, sb, opts, used=used)
         if how == "structure":
             spec = replace(spec, notes=spec.notes + (f"paired {sa.name} with {sb.name} by structure",))
         specs.append(spec)
+    _unmatched_init(opts, used, specs)
     return ParityPlan(tuple(specs))

@@ -4,11 +4,10 @@ from __future__ import annotations
 import ast
 import math
 import re
-from pathlib import Path
 from typing import Any
 
+from parity_skill.analyze import configs
 from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Symbol
-from parity_skill.errors import ParityError
 from parity_skill.spec import Config
 
 BATCH, SEQ = 3, 6  # input batch and sequence length: distinct from every role size below, so no axis is ambiguous
@@ -35,11 +34,12 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"eps|epsilon", "eps", 1e-5),
     (r"base|theta", "base", 10000.0),
     (r"dropout|^p$|drop", "dropout", 0.0),
+    (r"(^|_)act(ivation)?(_fn|_func|_function)?$", "activation", "gelu"),
     (r"scale", "scale", 1.0),
     (r"dim|d_model|embed|n_embd|hidden_size|features|width|normalized_shape|size|dims|n_state", "dim", 32),
 )
 SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channels": 256, "out": 512,
-              "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64}  # defaults above these are shrunk
+              "heads": 8, "kv_heads": 8, "layers": 4, "head_dim": 64, "seq": 64}  # defaults above these are shrunk
 
 
 def role_of(name: str) -> tuple[str, Any] | None:
@@ -72,16 +72,22 @@ def choose(arg: Arg, notes: list[str], where: str) -> tuple[bool, Any]:
     if role:
         return True, role[1]
     ann = (arg.annotation or "").lower()
-    guess: Any = 1.0 if "float" in ann else False if "bool" in ann else 8
+    guess: Any = "" if "str" in ann else 1.0 if "float" in ann else False if "bool" in ann else \
+        False if re.match(r"(use|is|add|output|return|has|enable|with)_", arg.name) else 8
     notes.append(f"{where}{arg.name}: required and of unknown role; guessed {guess!r} (override with --init)")
     return True, guess
 
 
-def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str]) -> Config:
+def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], used: set[str],
+                 param: str = "") -> Config:
     kwargs: dict[str, Any] = {}
     for f in cfg.fields:
-        if f.name in overrides:
-            kwargs[f.name] = overrides[f.name]
+        if f.kind in ("vararg", "varkw"):
+            continue
+        key = next((k for k in (f"{param}.{f.name}", f.name) if k in overrides), None)
+        if key is not None:
+            kwargs[f.name] = overrides[key]
+            used.add(key)
             continue
         include, value = choose(f, notes, f"{cfg.name}.")
         if include:
@@ -102,47 +108,81 @@ def _fix_divisibility(kwargs: dict[str, Any]) -> None:
             kwargs[kv] = math.gcd(kwargs[heads], kwargs[kv])
 
 
-def config_class_for(arg: Arg, fa: FileAnalysis) -> ConfigClass | None:
-    """The config class an argument is annotated with: defined in the same file, or imported from a sibling."""
+def namespace_value(fields: list[str], param: str, overrides: dict[str, Any], notes: list[str],
+                    used: set[str]) -> Config:
+    """An untyped config argument whose class is unknown: a namespace of the fields the code reads."""
+    kwargs: dict[str, Any] = {}
+    for name in fields:
+        key = next((k for k in (f"{param}.{name}", name) if k in overrides), None)
+        if key is not None:
+            kwargs[name], _ = overrides[key], used.add(key)
+        else:
+            kwargs[name] = choose(Arg(name), notes, f"{param}.")[1]
+    _fix_divisibility(kwargs)
+    if fields:
+        notes.append(f"{param}: no config class found; a namespace of the {len(fields)} fields the code reads")
+    return Config("", kwargs)
+
+
+def _annotation_name(arg: Arg) -> str:
     ann = (arg.annotation or "").strip("'\"")
-    ann = ann.replace("Optional[", "").rstrip("]").split(".")[-1]
-    return fa.config(ann) or _imported_config(ann, fa)
+    ann = re.sub(r"^(typing\.)?Optional\[(.*)\]$", r"\2", ann)
+    ann = re.sub(r"\s*\|\s*None$", "", ann)
+    return ann if re.fullmatch(r"[A-Za-z_][\w.]*", ann) else ""
 
 
-def _imported_config(name: str, fa: FileAnalysis) -> ConfigClass | None:
-    source = dict(fa.aliases).get(name)
-    if not name or not source or "." not in source:
-        return None
-    module = source.rsplit(".", 1)[0]
-    folder = Path(fa.path).parent
-    dots = len(module) - len(module.lstrip("."))
-    for _ in range(max(dots - 1, 0)):
-        folder = folder.parent
-    parts = module.lstrip(".").split(".")
-    candidates = [folder.joinpath(*parts).with_suffix(".py")] if dots else \
-        [folder.joinpath(*parts[i:]).with_suffix(".py") for i in range(len(parts))]
-    for path in candidates:
-        if path.is_file():
-            from parity_skill.analyze import analyze_file  # local: analysis of a sibling only when needed
-
-            try:
-                return analyze_file(str(path)).config(name)
-            except ParityError:
-                return None
-    return None
+def config_class_for(arg: Arg, sym: Symbol, fa: FileAnalysis) -> tuple[bool, ConfigClass | None]:
+    """(is this argument a config object?, its class if known): annotated with a config class (same file,
+    sibling, package or installed), or untyped and read as `arg.field` / named like a config."""
+    ann = _annotation_name(arg)
+    if ann:
+        cfg = configs.config_class(ann, fa.path) or fa.config(ann.rsplit(".", 1)[-1])
+        return cfg is not None, cfg
+    if arg.default is not None or arg.kind != "positional" and arg.kind != "kwonly":
+        return False, None
+    if not (configs.CONFIG_PARAM.match(arg.name) or any(p == arg.name for p, _ in sym.config_uses)):
+        return False, None
+    name = configs.file_config_class(fa.path)
+    return True, configs.config_class(name, fa.path) if name else None
 
 
-def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    """Keyword arguments for `sym`'s constructor; config-object arguments become Config values."""
+def read_fields(sym: Symbol, param: str, fa: FileAnalysis, seen: set | None = None) -> list[str]:
+    """Fields of `param` the code reads, here and in the same-file classes it hands the object to."""
+    seen = seen if seen is not None else set()
+    if (sym.name, param) in seen:
+        return []
+    seen.add((sym.name, param))
+    out = [f for p, f in sym.config_uses if p == param]
+    for name, args, kwargs in sym.constructs:
+        local = fa.symbol(name.rsplit(".", 1)[-1])
+        if local is None or local.kind != "module":
+            continue
+        positional = [a for a in local.init_args if a.kind == "positional"]
+        targets = [a.name for a, src in zip(positional, args) if src == param]
+        targets += [k for k, src in kwargs if src == param]
+        for target in targets:
+            out += read_fields(local, target, fa, seen)
+    return list(dict.fromkeys(out))
+
+
+def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], notes: list[str],
+                     used: set[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `sym`'s constructor; config-object arguments become Config values. The override
+    keys that matched something are added to `used`."""
+    used = used if used is not None else set()
     init: dict[str, Any] = {}
     for arg in sym.init_args:
         if arg.kind in ("vararg", "varkw"):
             continue
-        cfg = config_class_for(arg, fa)
         if arg.name in overrides:
             init[arg.name] = overrides[arg.name]
-        elif cfg is not None:
-            init[arg.name] = config_value(cfg, overrides, notes)
+            used.add(arg.name)
+            continue
+        is_config, cfg = config_class_for(arg, sym, fa)
+        if cfg is not None:
+            init[arg.name] = config_value(cfg, overrides, notes, used, arg.name)
+        elif is_config:
+            init[arg.name] = namespace_value(read_fields(sym, arg.name, fa), arg.name, overrides, notes, used)
         else:
             include, value = choose(arg, notes, f"{sym.name}(")
             if include:

@@ -9,11 +9,11 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from parity_skill.runtime.replay import MissingRecord, RecordedError
-from parity_skill.spec import Config, Implementation
+from parity_skill.spec import Config, Implementation, Ref
 
 _LOADED: dict[str, ModuleType] = {}
 USER_FILES: set[str] = set()
@@ -101,19 +101,54 @@ def resolve(impl: Implementation) -> tuple[Any, ModuleType | None]:
         raise UserCodeError(f"{impl.file} has no attribute {impl.symbol}") from None
 
 
+def _config_class(name: str, module: ModuleType | None) -> Any:
+    found = getattr(module, name, None) if module is not None else None
+    if found is None and module is not None:  # imported under another name, or only by a module it imports
+        for value in list(vars(module).values()):
+            candidate = getattr(value, name, None) if isinstance(value, ModuleType) else None
+            if isinstance(candidate, type):
+                return candidate
+    return found
+
+
+def build_config(value: Config, module: ModuleType | None, owner: str) -> Any:
+    """A config object: the class with the fields its constructor takes (the rest set as attributes), or a plain
+    namespace when the class is unknown."""
+    if not value.cls:
+        return SimpleNamespace(**value.kwargs, **value.attrs)
+    cls = _config_class(value.cls, module)
+    if cls is None:
+        raise UserCodeError(f"config class {value.cls} not found next to {owner}")
+    kwargs, late = dict(value.kwargs), dict(value.attrs)
+    try:
+        params = inspect.signature(cls).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            late.update({k: kwargs.pop(k) for k in list(kwargs) if k not in params})
+    except (TypeError, ValueError):
+        pass
+    try:
+        obj = cls(**kwargs)
+        for key, v in late.items():
+            setattr(obj, key, v)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise UserCodeError(f"config {value.cls}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
+                            f"{describe(exc)}") from exc
+    return obj
+
+
 def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | None) -> dict[str, Any]:
-    """Materialise Config values; in reference mode keep only the arguments the reference accepts."""
+    """Materialise Config and Ref values; fill required arguments the plan could not see (a constructor inherited
+    from a framework layer) by role; in reference mode keep only the arguments the reference accepts."""
     kwargs: dict[str, Any] = {}
     for key, value in impl.init.items():
         if isinstance(value, Config):
-            cls = getattr(module, value.cls, None) if module is not None else None
-            if cls is None:
-                raise UserCodeError(f"config class {value.cls} not found next to {impl.symbol}")
-            value = cls(**value.kwargs)
+            value = build_config(value, module, impl.symbol)
+        elif isinstance(value, Ref):
+            value = value.resolve()
         kwargs[key] = value
     if impl.file is None:
-        kwargs = carry_over(factory, kwargs)
-    return kwargs
+        return carry_over(factory, kwargs)
+    return {**kwargs, **{k: v for k, v in carry_over(factory, kwargs).items() if k not in kwargs}}
 
 
 def carry_over(factory: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -137,4 +172,6 @@ def carry_over(factory: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         r = role_of(name)
         if r and r[0] in by_role and (p.default is p.empty or r[0] == "eps"):
             out[name] = by_role[r[0]]
+        elif r and p.default is p.empty:
+            out[name] = r[1]
     return out

@@ -1,0 +1,100 @@
+"""Constructor settings of both sides, made consistent: B takes A's value for every setting that matches by name
+or by role (hidden size, heads, eps, rope theta, ...), and declared defaults that differ become static findings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from parity_skill.analyze.model import FileAnalysis, Symbol
+from parity_skill.plan.construct import config_class_for, literal, role_of
+from parity_skill.spec import Config
+
+REPORTED_ROLES = ("eps", "base", "heads", "kv_heads", "head_dim", "max_seq", "activation")
+
+
+@dataclass(frozen=True)
+class Setting:
+    path: str  # `eps` or `config.layer_norm_eps`
+    value: Any
+    origin: str  # default (declared in the code) | chosen (by the tool) | given (--init)
+    location: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def settings(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: dict[str, Any]) -> list[Setting]:
+    """Every constructor value a side is built with: chosen, given, or left at a literal default."""
+    out: list[Setting] = []
+    for arg in sym.init_args:
+        value = init.get(arg.name)
+        if isinstance(value, Config):
+            _, cfg = config_class_for(arg, sym, fa)
+            fields = {f.name: f for f in cfg.fields} if cfg else {}
+            for name, v in value.kwargs.items():
+                origin = "given" if name in overrides or f"{arg.name}.{name}" in overrides else "chosen"
+                loc = fields[name].location if name in fields else ""
+                out.append(Setting(f"{arg.name}.{name}", v, origin, loc))
+            for name, f in fields.items():
+                ok, v = literal(f.default)
+                if name not in value.kwargs and ok:
+                    out.append(Setting(f"{arg.name}.{name}", v, "default", f.location))
+        elif arg.name in init:
+            out.append(Setting(arg.name, value, "given" if arg.name in overrides else "chosen", arg.location))
+        else:
+            ok, v = literal(arg.default)
+            if ok:
+                out.append(Setting(arg.name, v, "default", arg.location))
+    return out
+
+
+def _counterpart(s: Setting, theirs: list[Setting]) -> Setting | None:
+    same = [t for t in theirs if t.name == s.name]
+    if same:
+        return same[0]
+    role = role_of(s.name)
+    if role is None:
+        return None
+    alike = [t for t in theirs if (role_of(t.name) or ("",))[0] == role[0]]
+    values = {repr(t.value) for t in alike}
+    return alike[0] if len(values) == 1 else None
+
+
+def _set(init: dict[str, Any], path: str, value: Any) -> None:
+    head, _, field = path.partition(".")
+    if field:
+        cfg = init[head]
+        init[head] = replace(cfg, kwargs={**cfg.kwargs, field: value})
+    else:
+        init[head] = value
+
+
+def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any],
+              sym_b: str) -> tuple[dict[str, Any], list[dict], list[str]]:
+    """(B's constructor values with A's where they correspond, findings, notes)."""
+    init_b = dict(init_b)
+    findings: list[dict] = []
+    changed: list[str] = []
+    for s in set_b:
+        if s.origin == "given":
+            continue
+        a = _counterpart(s, set_a)
+        if a is None or not (_number(a.value) and _number(s.value)) or a.value == s.value:
+            continue
+        if isinstance(s.value, int) and isinstance(a.value, float) and not a.value.is_integer():
+            continue
+        role = (role_of(s.name) or ("",))[0]
+        if s.origin == "default" and a.origin == "default" and (role in REPORTED_ROLES or a.name == s.name):
+            findings.append({"kind": "setting", "message": f"{role or s.name}: A declares {a.path}={a.value!r}, "
+                             f"B declares {s.path}={s.value!r}; both ran with A's value (load the same config into "
+                             "both if the difference is not intended)", "a_location": a.location or None,
+                             "b_location": s.location or None})
+        _set(init_b, s.path, type(s.value)(a.value))
+        changed.append(f"{s.path}={a.value!r}")
+    notes = [f"{sym_b}: built with A's values for {', '.join(changed)}"] if changed else []
+    return init_b, findings, notes
