@@ -39,7 +39,7 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"dim|d_model|embed|n_embd|hidden_size|features|width|normalized_shape|size|dims|n_state", "dim", 32),
 )
 SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channels": 256, "out": 512,
-              "heads": 8, "kv_heads": 8, "layers": 4, "head_dim": 64, "seq": 64}  # defaults above these are shrunk
+              "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64}  # defaults above these are shrunk
 
 
 def role_of(name: str) -> tuple[str, Any] | None:
