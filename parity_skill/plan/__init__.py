@@ -87,8 +87,10 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         return PairSpec(a, b, inputs, (), checks, (), tuple(notes))
     init_b = constructor_args(sb, fa_b, opts.init, notes, used) if sb.kind == "module" else {}
     setting_findings: list[dict] = []
+    findings = static_diff(sa, fa_a, sb, fa_b)
     if sb.kind == "module":
-        init_b, setting_findings, more = harmonize(set_a, settings(sb, fa_b, init_b, opts.init), init_b, sb.name)
+        init_b, setting_findings, more = harmonize(set_a, settings(sb, fa_b, init_b, opts.init), init_b, sb.name,
+                                                   {f["kind"] for f in findings})
         notes += more
     b = _implementation(fa_b.path, sb, init_b)
     inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [])[1], opts.layout_b, notes)
@@ -98,7 +100,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         params_b = static_parameters(sb, fa_b, environment(sb, init_b))
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
-    findings = static_diff(sa, fa_a, sb, fa_b) + tuple(setting_findings)
+    findings += tuple(setting_findings)
     return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)))
 
 

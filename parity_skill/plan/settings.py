@@ -74,9 +74,13 @@ def _set(init: dict[str, Any], path: str, value: Any) -> None:
         init[head] = value
 
 
-def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any],
-              sym_b: str) -> tuple[dict[str, Any], list[dict], list[str]]:
-    """(B's constructor values with A's where they correspond, findings, notes)."""
+def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any], sym_b: str,
+              reported: set[str] = frozenset()) -> tuple[dict[str, Any], list[dict], list[str]]:
+    """(B's constructor values with A's where they correspond, findings, notes).
+
+    Values the tool chose take A's. Declared defaults that differ are findings; a config object's field takes A's
+    value (in use both sides load one config file), a layer's own keyword default stays B's (callers that rely on
+    it get B's behaviour, so the checks must see it). `reported` roles already have a finding of their own."""
     init_b = dict(init_b)
     findings: list[dict] = []
     changed: list[str] = []
@@ -89,11 +93,16 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
         if isinstance(s.value, int) and isinstance(a.value, float) and not a.value.is_integer():
             continue
         role = (role_of(s.name) or ("",))[0]
-        if s.origin == "default" and a.origin == "default" and (role in REPORTED_ROLES or a.name == s.name):
-            findings.append({"kind": "setting", "message": f"{role or s.name}: A declares {a.path}={a.value!r}, "
-                             f"B declares {s.path}={s.value!r}; both ran with A's value (load the same config into "
-                             "both if the difference is not intended)", "a_location": a.location or None,
-                             "b_location": s.location or None})
+        both_declared = s.origin == "default" and a.origin == "default"
+        in_config = "." in s.path
+        if both_declared and (role in REPORTED_ROLES or a.name == s.name) and role not in reported:
+            ran = "both ran with A's value (load one config into both if this is not intended)" if in_config \
+                else "each side ran with its own default"
+            findings.append({"kind": "setting", "message": f"{role or s.name} differs: A declares "
+                             f"{a.path}={a.value!r}, B declares {s.path}={s.value!r}; {ran}",
+                             "a_location": a.location or None, "b_location": s.location or None})
+        if both_declared and not in_config:
+            continue
         _set(init_b, s.path, type(s.value)(a.value))
         changed.append(f"{s.path}={a.value!r}")
     notes = [f"{sym_b}: built with A's values for {', '.join(changed)}"] if changed else []

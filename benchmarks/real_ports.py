@@ -1,0 +1,104 @@
+"""Real published ports, run exactly as a user would (no --init/--input hints): verdict and seconds per pair.
+
+    python benchmarks/real_ports.py [--quick] [NAME_FILTER]
+
+References come from transformers (PyTorch), ports from mlx-embeddings, mlx-audio and mlx-image, installed at the
+versions pinned in constraints.txt. Prints one row per pair: expected verdict, verdict, seconds, and the first
+problem when the verdict is not the expected one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def package_file(module: str) -> str:
+    """A module's source path, found without importing it (its package __init__ may pull heavy imports)."""
+    import importlib.util
+
+    top, _, rest = module.partition(".")
+    spec = importlib.util.find_spec(top)
+    base = Path(spec.submodule_search_locations[0])
+    path = base.joinpath(*rest.split(".")) if rest else base
+    return str(path.with_suffix(".py")) if path.with_suffix(".py").is_file() else str(path / "__init__.py")
+
+
+HF = "transformers.models"
+# (A module, A symbol, B module, B symbol, expected verdict)
+PAIRS = [
+    (f"{HF}.bert.modeling_bert", "BertSelfOutput", "mlx_embeddings.models.bert", "BertSelfOutput", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertIntermediate", "mlx_embeddings.models.bert", "BertIntermediate", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertOutput", "mlx_embeddings.models.bert", "BertOutput", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertSelfAttention", "mlx_embeddings.models.bert", "BertSelfAttention", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertAttention", "mlx_embeddings.models.bert", "BertAttention", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertLayer", "mlx_embeddings.models.bert", "BertLayer", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertEncoder", "mlx_embeddings.models.bert", "BertEncoder", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertEmbeddings", "mlx_embeddings.models.bert", "BertEmbeddings", "pass"),
+    (f"{HF}.bert.modeling_bert", "BertPooler", "mlx_embeddings.models.bert", "BertPooler", "pass"),
+    (f"{HF}.xlm_roberta.modeling_xlm_roberta", "XLMRobertaLayer", "mlx_embeddings.models.xlm_roberta",
+     "XLMRobertaLayer", "pass"),
+    (f"{HF}.xlm_roberta.modeling_xlm_roberta", "XLMRobertaSelfAttention", "mlx_embeddings.models.xlm_roberta",
+     "XLMRobertaSelfAttention", "pass"),
+    (f"{HF}.modernbert.modeling_modernbert", "ModernBertMLP", "mlx_embeddings.models.modernbert", "ModernBertMLP",
+     "pass"),
+    (f"{HF}.modernbert.modeling_modernbert", "ModernBertEmbeddings", "mlx_embeddings.models.modernbert",
+     "ModernBertEmbeddings", "pass"),
+    (f"{HF}.encodec.modeling_encodec", "EncodecConv1d", "mlx_audio.codec.models.encodec.encodec", "EncodecConv1d",
+     "pass"),
+    (f"{HF}.encodec.modeling_encodec", "EncodecResnetBlock", "mlx_audio.codec.models.encodec.encodec",
+     "EncodecResnetBlock", "pass"),
+    (f"{HF}.encodec.modeling_encodec", "EncodecLSTM", "mlx_audio.codec.models.encodec.encodec", "EncodecLSTM",
+     "pass"),
+    (f"{HF}.vit.modeling_vit", "ViTSelfAttention", "mlxim.model.vit.vit", "Attention", "pass"),
+    (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass"),
+]
+
+
+def run_pair(a: str, b: str, extra: list[str]) -> tuple[dict | None, str, float]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "parity_skill", a, "vs", b, "--json", *extra], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    seconds = time.perf_counter() - start
+    try:
+        return json.loads(proc.stdout), proc.stderr.strip(), seconds
+    except json.JSONDecodeError:
+        return None, (proc.stderr or proc.stdout).strip()[-300:], seconds
+
+
+def problem(report: dict | None, err: str) -> str:
+    if report is None:
+        return err
+    for pair in report.get("pairs", []):
+        if pair.get("error"):
+            return pair["error"]
+        bad = [c for c in pair.get("checks", []) if c["status"] not in ("pass", "skip")]
+        if bad:
+            return f"{bad[0]['name']}: {bad[0]['message']}"
+    return err.splitlines()[-1] if err else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("filter", nargs="?", default="")
+    args = parser.parse_args()
+    extra = ["--quick"] if args.quick else []
+    print(f"{'pair':<58} {'expect':<6} {'got':<6} {'s':>5}  problem")
+    for ma, sa, mb, sb, expect in PAIRS:
+        name = f"{sa} vs {mb.split('.')[0]}::{sb}"
+        if args.filter not in name:
+            continue
+        report, err, seconds = run_pair(f"{package_file(ma)}::{sa}", f"{package_file(mb)}::{sb}", extra)
+        verdict = report.get("verdict", "?") if report else "crash"
+        why = "" if verdict == expect else problem(report, err)[:160]
+        print(f"{name:<58} {expect:<6} {verdict:<6} {seconds:5.1f}  {why}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
