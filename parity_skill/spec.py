@@ -69,6 +69,8 @@ class InputSpec:
     high: int = 0
     seq_axis: int | None = None
     layout_b: tuple[int, ...] | None = None
+    arg_a: str = ""  # the keyword A receives it as ('' = by position)
+    arg_b: str = ""
 
     @property
     def is_float(self) -> bool:

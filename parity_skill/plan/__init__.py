@@ -8,7 +8,7 @@ from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
 from parity_skill.errors import InputError
 from parity_skill.mapping import match_parameters
 from parity_skill.plan.construct import constructor_args, environment
-from parity_skill.plan.inputs import plan_inputs
+from parity_skill.plan.inputs import is_array_arg, plan_inputs
 from parity_skill.plan.pairing import pair_symbols
 from parity_skill.plan.params import static_parameters
 from parity_skill.plan.settings import harmonize, settings
@@ -75,7 +75,8 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     notes: list[str] = []
     used = used if used is not None else set()
     init_a = constructor_args(sa, fa_a, opts.init, notes, used) if sa.kind == "module" else {}
-    inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes)
+    wanted = {x.name for x in sb.call_args if is_array_arg(x)} if sb is not None else set()
+    inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes, wanted)
     a = _implementation(fa_a.path, sa, init_a)
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
                     opts.cosine, seed=opts.seed, isolate=opts.isolate)
@@ -93,7 +94,9 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
                                                    {f["kind"] for f in findings})
         notes += more
     b = _implementation(fa_b.path, sb, init_b)
-    inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [])[1], opts.layout_b, notes)
+    inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [], set())[1],
+                          opts.layout_b, notes)
+    inputs = _keywords(inputs, sa, sb)
     entries = ()
     if sa.kind == "module" and sb.kind == "module":
         params_a = static_parameters(sa, fa_a, environment(sa, init_a))
@@ -122,6 +125,31 @@ def _with_layout(inputs: tuple[InputSpec, ...], ga: dict, gb: dict, forced: tupl
             spec = replace(spec, layout_b=tuple(axes))
         out.append(spec)
     return tuple(out)
+
+
+def _prefix_positional(names: list[str]) -> list[str]:
+    """Inputs by position may only lead; otherwise every input goes by position, as before names were known."""
+    first_named = next((i for i, n in enumerate(names) if n), len(names))
+    return names if all(names[first_named:]) else [""] * len(names)
+
+
+def _keywords(inputs: tuple[InputSpec, ...], sa: Symbol, sb: Symbol) -> tuple[InputSpec, ...]:
+    """Each input goes to the argument of the same name on each side (`mask` never lands in B's `xa`); an
+    input B has no argument of that name for goes to B's array argument in the same place."""
+    keyword = ("positional", "kwonly")
+    names_a = [i.name if any(x.name == i.name and x.kind in keyword for x in sa.call_args) else "" for i in inputs]
+    b_args = {x.name for x in sb.call_args if x.kind in keyword}
+    b_arrays = [x.name for x in sb.call_args if is_array_arg(x) or x.name in {i.name for i in inputs}]
+    names_b = []
+    for k, spec in enumerate(inputs):
+        if spec.name in b_args:
+            names_b.append(spec.name)
+        elif k < len(b_arrays) and b_arrays[k] not in {i.name for i in inputs}:
+            names_b.append(b_arrays[k])
+        else:
+            names_b.append("")
+    names_a, names_b = _prefix_positional(names_a), _prefix_positional(names_b)
+    return tuple(replace(i, arg_a=na, arg_b=nb) for i, na, nb in zip(inputs, names_a, names_b))
 
 
 def _unmatched_init(opts: PlanOptions, used: set[str], specs: list[PairSpec]) -> None:

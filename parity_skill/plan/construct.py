@@ -21,9 +21,12 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"vocab|num_embeddings|num_classes|n_vocab|codebook", "vocab", 64),
     (r"hidden_dim|hidden_features|intermediate|ffn|d_ff|mlp_dim|inner|^hidden$|mlp_hidden", "hidden", 64),
     (r"out_features|out_dim|dim_out|out_channels|output_dim", "out", 24),
-    (r"in_channels|^channels$|num_channels|n_channels", "channels", 16),
+    (r"in_channels|^channels$|num_channels|n_channels|^in_?planes$|^inplanes$", "channels", 16),
+    (r"^(out_)?planes$", "out", 24),
+    (r"token_id$|token_ids$|^padding_idx$|^pad_id$|^(bos|eos|pad|unk|sep|cls|mask)_id$", "token_id", 0),
     (r"^(seq_len|seq_length|num_tokens|n_tokens|num_patches|n_patches|block_size|n_ctx|context_length)$", "seq", SEQ),
     (r"max_seq|seq_len|context|max_position|max_len|max_length", "max_seq", 64),
+    (r"kernel_sizes$|dilations$|strides$", "per_layer", [1, 1]),
     (r"kernel", "kernel", 3),
     (r"stride|dilation", "stride", 1),
     (r"padding", "padding", 1),
@@ -39,7 +42,8 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"dim|d_model|embed|n_embd|hidden_size|features|width|normalized_shape|size|dims|n_state", "dim", 32),
 )
 SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channels": 256, "out": 512,
-              "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64}  # defaults above these are shrunk
+              "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64,
+              "vocab_small": 64}  # defaults above these are shrunk
 
 
 def role_of(name: str) -> tuple[str, Any] | None:
@@ -64,6 +68,10 @@ def choose(arg: Arg, notes: list[str], where: str) -> tuple[bool, Any]:
     role = role_of(arg.name)
     ok, value = literal(arg.default)
     if arg.default is not None:
+        if ok and role and role[0] == "token_id" and isinstance(value, int) and value >= SIZE_ROLES["vocab_small"]:
+            small = value % SIZE_ROLES["vocab_small"]  # ids of special tokens stay distinct, inside the small vocab
+            notes.append(f"{where}{arg.name}: default {value} replaced by {small} to fit the small vocabulary")
+            return True, small
         if ok and role and role[0] in SIZE_ROLES and isinstance(value, int) and not isinstance(value, bool):
             if value > SIZE_ROLES[role[0]] or (value <= 0 and role[0] in ("vocab", "dim", "hidden")):
                 notes.append(f"{where}{arg.name}: default {value} replaced by {role[1]} to keep the check small")

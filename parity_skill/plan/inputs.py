@@ -141,16 +141,36 @@ def is_array_arg(arg: Arg) -> bool:
     return not any(ann == s for s in SCALAR_ANN)
 
 
+def _optional_array(arg: Arg) -> bool:
+    ann = (arg.annotation or "").replace("'", "")
+    return arg.default == "None" and arg.kind in ("positional", "kwonly") and \
+        not any(s in ann for s in SCALAR_ANN if s != "None") and not re.search(r"cache|past|state", arg.name)
+
+
+def exercised_optionals(sym: Symbol, wanted: set[str]) -> set[str]:
+    """Optional (default None) array arguments to feed anyway: those the other side requires by name, or, when
+    the forward requires no array at all (`input_ids=None, inputs_embeds=None`), the first one."""
+    optional = [a for a in sym.call_args if _optional_array(a)]
+    chosen = {a.name for a in optional if a.name in wanted}
+    if not chosen and optional and not any(is_array_arg(a) for a in sym.call_args):
+        chosen = {optional[0].name}
+    return chosen
+
+
 def plan_inputs(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: dict[str, InputSpec],
-                notes: list[str]) -> tuple[tuple[InputSpec, ...], dict[str, Guess]]:
-    """Inputs for the required array arguments of `sym`'s forward (or the function's arguments)."""
+                notes: list[str], wanted: set[str] = frozenset()) -> tuple[tuple[InputSpec, ...], dict[str, Guess]]:
+    """Inputs for the required array arguments of `sym`'s forward (or the function's arguments), plus the
+    optional ones `exercised_optionals` picks."""
     env = environment(sym, init) if sym.kind == "module" else {}
     specs: list[InputSpec] = []
     guesses: dict[str, Guess] = {}
+    optional = exercised_optionals(sym, wanted)
     for arg in sym.call_args:
         if arg.name in overrides:
             specs.append(overrides[arg.name])
             continue
+        if arg.name in optional:
+            arg = Arg(arg.name, arg.annotation, None, arg.kind, arg.location)
         if not is_array_arg(arg):
             if arg.required:
                 notes.append(f"{sym.name}: required argument '{arg.name}' ({arg.annotation}) is not an array; "

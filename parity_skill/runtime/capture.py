@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from parity_skill import __version__
 from parity_skill.runtime import artifact
+from parity_skill.runtime import checks_basic as basic
 from parity_skill.runtime import checks_matrix as matrix
 from parity_skill.runtime.context import PairRun
 from parity_skill.runtime.inputs import base_inputs
@@ -42,6 +43,22 @@ def _references_first(run: PairRun) -> None:
             matrix.reference(run, key, xs)
         except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the reference
             pass
+
+
+def _record_primary_grads(run: PairRun, rec: RecordingSide) -> None:
+    """A's gradients for an upstream on its first output alone, next to every gradient call the checks made:
+    phase 2 uses them when B does not return A's other outputs (a mirror always does)."""
+    if "fp32_a" not in run.cache:
+        return
+    up = basic.upstream_a(run)
+    if len(up) < 2:
+        return
+    for key, r in list(rec.records.items()):
+        if r["kind"] == "grads" and "error" not in r:
+            try:
+                rec.grads(r["args"], r["dtype"], basic.primary_only(up))
+            except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs these
+                pass
 
 
 def _record_trace(run: PairRun, rec: RecordingSide) -> None:
@@ -81,6 +98,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     notes: list[str] = []
     try:
         a = Side("a", spec.a)
+        a.adapter.arg_names = tuple(i.arg_a for i in spec.inputs)
         fresh(a, spec.checks.seed, notes)
     except Exception as exc:  # noqa: BLE001 - the comparison reports it as the pair's error
         artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))
@@ -92,6 +110,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     _references_first(run)
     if _first_forward(run, spec) is None:
         _run_checks(run)
+        _record_primary_grads(run, rec)
         _record_trace(run, rec)
     state = a.state()
     tensors = {f"weights/{k}": v for k, v in state.items()}

@@ -65,14 +65,31 @@ def check_forward(run: PairRun) -> dict:
     j = judge(fa, fb, tol, run.checks.cosine)
     flag_output_problems(run, "forward", j)
     run.notes.extend(n for n in j["notes"] if n not in run.notes)
+    if j.get("uncompared"):
+        run.limit(f"forward: A's outputs {', '.join(label(k) for k in j['uncompared'])} have no counterpart in B "
+                  "and were not compared")
     run.cache["forward_judgement"] = j
     return verdict_from("forward", j, tol)
 
 
-def _upstream(run: PairRun) -> tuple[dict, dict]:
+def upstream_a(run: PairRun) -> dict:
+    """The fixed upstream gradient: a seeded normal draw for each floating output of A."""
     rng = np.random.default_rng(run.checks.seed + 3)
-    up_a = {k: rng.standard_normal(v.shape) for k, v in run.cache["fp32_a"] if np.issubdtype(v.dtype, np.floating)}
-    pairs, _, _ = match_outputs(run.cache["fp32_a"], run.cache["fp32_b"])
+    return {k: rng.standard_normal(v.shape) for k, v in run.cache["fp32_a"] if np.issubdtype(v.dtype, np.floating)}
+
+
+def primary_only(up_a: dict) -> dict:
+    """The upstream gradient on A's first output alone (used when B lacks A's other outputs: `(out, attn)` vs
+    `out`), so A's gradients carry nothing B cannot produce."""
+    first = next(iter(up_a), None)
+    return {first: up_a[first]} if first is not None else {}
+
+
+def _upstream(run: PairRun) -> tuple[dict, dict]:
+    up_a = upstream_a(run)
+    pairs, extra_a, _ = match_outputs(run.cache["fp32_a"], run.cache["fp32_b"])
+    if extra_a and len(up_a) > 1:
+        up_a = primary_only(up_a)
     up_b = {kb: up_a[ka] for ka, a, kb, b in pairs if ka in up_a and a.shape == b.shape}
     return up_a, up_b
 

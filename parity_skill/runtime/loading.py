@@ -29,9 +29,15 @@ def describe(exc: BaseException) -> str:
         return str(exc)  # already described when side A was captured
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
     where = None
-    for frame in traceback.extract_tb(exc.__traceback__):
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in frames:
         if os.path.abspath(frame.filename) in USER_FILES:
             where = f"{os.path.relpath(frame.filename)}:{frame.lineno}"
+    if where is None:  # raised in a library the user code called: name the innermost frame outside this tool
+        ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        outside = [f for f in frames if not os.path.abspath(f.filename).startswith(ours + os.sep)]
+        if outside:
+            where = f"{outside[-1].filename}:{outside[-1].lineno}"
     if where is None and isinstance(exc, SyntaxError) and exc.filename:
         where = f"{os.path.relpath(exc.filename)}:{exc.lineno}"
     return f"{last} ({where})" if where else last
@@ -111,6 +117,17 @@ def _config_class(name: str, module: ModuleType | None) -> Any:
     return found
 
 
+def _as_a_model_would(config: Any) -> None:
+    """What a framework's top-level model does to its config before the layers read it: a transformers config
+    gets its attention implementation chosen (the plain, eager one) by the model's constructor, which a layer
+    built alone never runs."""
+    try:
+        if getattr(config, "_attn_implementation", "") is None:
+            config._attn_implementation = "eager"
+    except Exception:  # noqa: BLE001 - a read-only attribute: the layer sees the config as it is
+        pass
+
+
 def build_config(value: Config, module: ModuleType | None, owner: str) -> Any:
     """A config object: the class with the fields its constructor takes (the rest set as attributes), or a plain
     namespace when the class is unknown."""
@@ -130,6 +147,7 @@ def build_config(value: Config, module: ModuleType | None, owner: str) -> Any:
         obj = cls(**kwargs)
         for key, v in late.items():
             setattr(obj, key, v)
+        _as_a_model_would(obj)
     except Exception as exc:  # noqa: BLE001 - user code
         raise UserCodeError(f"config {value.cls}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
                             f"{describe(exc)}") from exc

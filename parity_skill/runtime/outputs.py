@@ -37,7 +37,12 @@ def judge(fa: Flat, fb: Flat, tol: Tolerance, cosine_min: float | None = None) -
     result: dict = {"ok": True, "outputs": [], "notes": []}
     if extra_b:
         result["notes"].append(f"B has extra outputs {', '.join(extra_b)} (not compared)")
-    if extra_a or not pairs:
+    primary_paired = bool(pairs) and pairs[0][0] == fa[0][0]
+    if extra_a and primary_paired:  # (out, attn_weights) vs out: the extra element is reported, never judged
+        result["uncompared"] = extra_a
+        result["notes"].append(f"A's outputs {', '.join(label(k) for k in extra_a)} have no counterpart in B "
+                               f"(shapes {[list(a.shape) for k, a in fa if k in extra_a]}): not compared")
+    elif extra_a or not pairs:
         result.update(ok=False, missing_outputs=extra_a or ["(all)"])
         result["notes"].append(f"A's outputs {', '.join(extra_a) or 'all'} have no counterpart of the same shape in B "
                                f"(B gives {[list(b.shape) for _, b in fb]})")

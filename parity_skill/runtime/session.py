@@ -61,6 +61,7 @@ def _locate(run: PairRun, entry: dict) -> None:
 def _build_b(spec: PairSpec, notes: list[str]) -> Side:
     layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
     b = Side("b", spec.b, layout)
+    b.adapter.arg_names = tuple(i.arg_b for i in spec.inputs)
     if spec.b.file is None:
         args = ", ".join(f"{k}={v!r}" for k, v in b.kwargs.items())
         notes.append(f"reference B built as {spec.b.symbol}({args}), arguments carried over from A by name/role")

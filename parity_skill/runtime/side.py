@@ -1,6 +1,7 @@
 """One built implementation: its adapter, model per dtype, and its input/output layout."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ class Side:
 
     def __init__(self, which: str, impl: Implementation, layout: tuple[int, ...] | None = None):
         self.which, self.impl, self.layout = which, impl, layout
-        self.adapter = get_adapter(impl.framework)
+        self.adapter = copy.copy(get_adapter(impl.framework))  # its own: it carries this side's argument names
         factory, module = resolve(impl)
         self.kwargs = constructor_kwargs(impl, factory, module)
         self.adapter.seed(0)

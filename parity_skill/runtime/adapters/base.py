@@ -28,6 +28,14 @@ class Adapter(Protocol):
               feed: dict[str, list] | None = None) -> list[list]: ...
 
 
+def invoke(model: Any, xs: list, names: tuple[str, ...]) -> Any:
+    """Call with inputs by keyword where a name is given, by position otherwise (in order)."""
+    if not any(names):
+        return model(*xs)
+    positional = [x for x, n in zip(xs, names) if not n] + list(xs[len(names):])
+    return model(*positional, **{n: x for x, n in zip(xs, names) if n})
+
+
 def flatten(obj: Any, is_array: Callable[[Any], bool], to_numpy: Callable[[Any], np.ndarray], key: str = "") -> Flat:
     """Nested tuples/lists/dicts of arrays -> [(key, array)] with keys like '', '[0]', "['logits']"."""
     if obj is None:

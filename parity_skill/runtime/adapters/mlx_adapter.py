@@ -9,7 +9,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from parity_skill.runtime.adapters.base import Flat, flatten, flatten_native
+from parity_skill.runtime.adapters.base import Flat, flatten, flatten_native, invoke
 
 DT = {"fp64": mx.float64, "fp32": mx.float32, "fp16": mx.float16, "bf16": mx.bfloat16}
 
@@ -26,6 +26,7 @@ def _is(a: Any) -> bool:
 
 
 class MLXAdapter:
+    arg_names: tuple[str, ...] = ()  # per input: the keyword it is passed as ('' = by position)
     name = "mlx"
     differentiable = True
     dtypes = ("fp64", "fp32", "fp16", "bf16")
@@ -71,7 +72,7 @@ class MLXAdapter:
         return [mx.array(a).astype(DT[dtype]) if np.issubdtype(a.dtype, np.floating) else mx.array(a) for a in args]
 
     def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
-        out = model(*self._args(args, dtype))
+        out = invoke(model, self._args(args, dtype), self.arg_names)
         mx.eval(out)
         return flatten(out, _is, _np)
 
@@ -88,7 +89,7 @@ class MLXAdapter:
                 full[i] = f
             if is_module:
                 model.update(params)
-            flat = flatten_native(model(*full), _is)
+            flat = flatten_native(invoke(model, full, self.arg_names), _is)
             outputs[:] = flat
             total = mx.array(0.0, dtype=mx.float32)
             for k, t in flat:
@@ -139,7 +140,7 @@ class MLXAdapter:
             mod.__class__ = type(cls.__name__, (cls,), {"__call__": call})
             swapped.append((mod, cls))
         try:
-            mx.eval(model(*self._args(args, dtype)))
+            mx.eval(invoke(model, self._args(args, dtype), self.arg_names))
         finally:
             for mod, cls in swapped:
                 mod.__class__ = cls

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from parity_skill.runtime.adapters.base import Flat, flatten
+from parity_skill.runtime.adapters.base import Flat, flatten, invoke
 
 DT = {"fp64": np.float64, "fp32": np.float32, "fp16": np.float16}
 
@@ -21,6 +21,7 @@ def _np(a: Any) -> np.ndarray:
 
 
 class NumpyAdapter:
+    arg_names: tuple[str, ...] = ()  # per input: the keyword it is passed as ('' = by position)
     name = "numpy"
     differentiable = False
     dtypes = ("fp64", "fp32", "fp16")
@@ -59,7 +60,7 @@ class NumpyAdapter:
     def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
         xs = [a.astype(DT[dtype]) if np.issubdtype(a.dtype, np.floating) else a for a in args]
         with np.errstate(all="ignore"):
-            return flatten(model(*xs), _is, _np)
+            return flatten(invoke(model, xs, self.arg_names), _is, _np)
 
     def grads(self, model: Any, args, dtype, upstream):
         raise NotImplementedError("NumPy has no automatic differentiation")
