@@ -1,10 +1,12 @@
-"""Match parameters of A to parameters of B: by name, then by declaration order and shape, then by transform.
+"""Match parameters of A to parameters of B: by name; then module by module, the two module trees aligned in call
+order; then by declaration order and shape; then fused projections split or joined.
 
 Pure and framework-free: the plan calls it with shapes it derived from the code, the runtime with the shapes the
 built modules really have, for whatever the plan's table does not cover.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from parity_skill.spec import MapEntry
@@ -52,9 +54,72 @@ def apply_shape(transform: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
+def owner(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def _groups(params: list[ParamInfo], order: list[str]) -> list[tuple[str, list[ParamInfo]]]:
+    """Parameters by the module that owns them, modules in call order (never-called ones last, as declared)."""
+    groups: dict[str, list[ParamInfo]] = {}
+    for p in params:
+        groups.setdefault(owner(p.name), []).append(p)
+    rank = {n: i for i, n in enumerate(dict.fromkeys(order))}
+    return sorted(groups.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+
+
+def _pair_leaves(pa: list[ParamInfo], pb: list[ParamInfo], layout_change: bool) -> list[tuple] | None:
+    """Every parameter of one module paired with one of the other (by leaf name, else in order), or None."""
+    if len(pa) != len(pb) or any(p.shape is None for p in pa + pb):
+        return None
+    by_leaf = {leaf(p.name): p for p in pb}
+    if set(by_leaf) == {leaf(p.name) for p in pa}:
+        pairs = [(p, by_leaf[leaf(p.name)]) for p in pa]
+    else:
+        pairs = list(zip(pa, pb))
+    transforms = [transform_for(x.shape, y.shape, layout_change) for x, y in pairs]
+    return None if None in transforms else pairs
+
+
+_ROLES = (("q", r"q|query|q_proj|query_proj|wq|to_q"), ("k", r"k|key|k_proj|key_proj|wk|to_k"),
+          ("v", r"v|value|v_proj|value_proj|wv|to_v"), ("gate", r"gate|gate_proj|w1"), ("up", r"up|up_proj|w3"),
+          ("down", r"down|down_proj|w2"))
+
+
+def module_role(name: str) -> str | None:
+    """q/k/v, gate/up/down from a module's own name (`attn.query_proj` -> q), else None."""
+    last = name.rsplit(".", 1)[-1].lower()
+    return next((role for role, pattern in _ROLES if re.fullmatch(pattern, last)), None)
+
+
+def _match_modules(rest_a: list[ParamInfo], rest_b: list[ParamInfo], order_a: list[str], order_b: list[str],
+                   take, layout_change: bool) -> set[str]:
+    """Align the two module trees first: each A module that owns parameters, in call order, takes the first
+    unused B module whose parameters all correspond (same block index). Returns the aligned owners of both."""
+    aligned: set[str] = set()
+    free_b = _groups(rest_b, order_b)
+    for oa, pa in _groups(rest_a, order_a):
+        role = module_role(oa)
+        fits = [(k, ob, pairs) for k, (ob, pb) in enumerate(free_b)
+                if same_block(f"{oa}.x", f"{ob}.x") and (pairs := _pair_leaves(pa, pb, layout_change)) is not None
+                and not (role and module_role(ob) and module_role(ob) != role)]
+        best = next((f for f in fits if role and module_role(f[1]) == role), fits[0] if fits else None)
+        if best is None:
+            continue
+        k, ob, pairs = best
+        for x, y in pairs:
+            take(x, y, "module")
+        aligned |= {f"a:{oa}", f"b:{ob}"}
+        del free_b[k]
+    return aligned
+
+
 def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEntry, ...] = (),
-                     layout_change: bool = False) -> tuple[list[MapEntry], list[str], list[str]]:
-    """Return (entries, unmapped A names, unmapped B names). `fixed` entries are kept as given."""
+                     layout_change: bool = False, order_a: list[str] | None = None,
+                     order_b: list[str] | None = None) -> tuple[list[MapEntry], list[str], list[str]]:
+    """Return (entries, unmapped A names, unmapped B names). `fixed` entries are kept as given.
+
+    With the modules' call order (the live trace) the module trees are aligned before any leaf is matched, and
+    no parameter is then mapped across aligned modules."""
     entries = list(fixed)
     used_a = {n for e in fixed for n in e.a.split("+")}
     used_b = {n for e in fixed for n in e.b.split("+")}
@@ -76,10 +141,13 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
         if pb is not None and pb in rest_b:
             take(pa, pb, "name")
 
+    aligned = _match_modules(rest_a, rest_b, order_a, order_b, take, layout_change) \
+        if order_a and order_b else set()
     for pa in list(rest_a):  # declaration order + shape, same leaf kind (weight <-> weight)
         for pb in rest_b:
             if leaf(pa.name) == leaf(pb.name) and pa.shape is not None and pb.shape is not None \
-                    and same_block(pa.name, pb.name) and take(pa, pb, "order+shape"):
+                    and same_block(pa.name, pb.name) and f"a:{owner(pa.name)}" not in aligned \
+                    and f"b:{owner(pb.name)}" not in aligned and take(pa, pb, "order+shape"):
                 break
 
     _match_fused(rest_a, rest_b, entries)

@@ -46,8 +46,15 @@ SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channel
               "vocab_small": 64}  # defaults above these are shrunk
 
 
-def role_of(name: str) -> tuple[str, Any] | None:
+_FFN = re.compile(r"mlp|ffn|intermediate|d_ff|ff_dim|inner")
+
+
+def role_of(name: str, siblings: tuple[str, ...] = ()) -> tuple[str, Any] | None:
+    """(role, small value) by name; `siblings` are the other arguments of the same signature: next to an
+    `mlp_dim`, a `hidden_dim` is the model width, not the feed-forward width."""
     low = name.lower()
+    if re.fullmatch(r"hidden_(dim|size|features)", low) and any(_FFN.search(s.lower()) for s in siblings if s != name):
+        return "dim", 32
     for pattern, role, value in ROLES:
         if re.search(pattern, low):
             return role, value
@@ -63,9 +70,9 @@ def literal(source: str | None) -> tuple[bool, Any]:
         return False, None
 
 
-def choose(arg: Arg, notes: list[str], where: str) -> tuple[bool, Any]:
+def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = ()) -> tuple[bool, Any]:
     """(include?, value) for one argument; defaults are kept unless they are large sizes."""
-    role = role_of(arg.name)
+    role = role_of(arg.name, siblings)
     ok, value = literal(arg.default)
     if arg.default is not None:
         if ok and role and role[0] == "token_id" and isinstance(value, int) and value >= SIZE_ROLES["vocab_small"]:
@@ -97,7 +104,7 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
             kwargs[f.name] = overrides[key]
             used.add(key)
             continue
-        include, value = choose(f, notes, f"{cfg.name}.")
+        include, value = choose(f, notes, f"{cfg.name}.", tuple(x.name for x in cfg.fields))
         if include:
             kwargs[f.name] = value
     _fix_divisibility(kwargs)
@@ -106,7 +113,7 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
 
 def _fix_divisibility(kwargs: dict[str, Any]) -> None:
     """Keep dim % heads == 0, heads % kv_heads == 0 and head_dim even after shrinking."""
-    roles = {role_of(k)[0]: k for k in kwargs if role_of(k)}
+    roles = {role_of(k, tuple(kwargs))[0]: k for k in kwargs if role_of(k, tuple(kwargs))}
     dim, heads, kv = roles.get("dim"), roles.get("heads"), roles.get("kv_heads")
     if dim and heads and isinstance(kwargs[dim], int) and isinstance(kwargs[heads], int) and kwargs[heads] > 0:
         if kwargs[dim] % kwargs[heads] or (kwargs[dim] // kwargs[heads]) % 2:
@@ -192,7 +199,7 @@ def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], n
         elif is_config:
             init[arg.name] = namespace_value(read_fields(sym, arg.name, fa), arg.name, overrides, notes, used)
         else:
-            include, value = choose(arg, notes, f"{sym.name}(")
+            include, value = choose(arg, notes, f"{sym.name}(", tuple(x.name for x in sym.init_args))
             if include:
                 init[arg.name] = value
     _fix_divisibility(init)

@@ -18,6 +18,7 @@ class Setting:
     value: Any
     origin: str  # default (declared in the code) | chosen (by the tool) | given (--init)
     location: str = ""
+    role: str = ""
 
     @property
     def name(self) -> str:
@@ -31,25 +32,32 @@ def _number(value: Any) -> bool:
 def settings(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: dict[str, Any]) -> list[Setting]:
     """Every constructor value a side is built with: chosen, given, or left at a literal default."""
     out: list[Setting] = []
+    top = tuple(a.name for a in sym.init_args)
+
+    def role(name: str, siblings: tuple[str, ...]) -> str:
+        return (role_of(name, siblings) or ("",))[0]
+
     for arg in sym.init_args:
         value = init.get(arg.name)
         if isinstance(value, Config):
             _, cfg = config_class_for(arg, sym, fa)
             fields = {f.name: f for f in cfg.fields} if cfg else {}
+            names = tuple(fields) or tuple(value.kwargs)
             for name, v in value.kwargs.items():
                 origin = "given" if name in overrides or f"{arg.name}.{name}" in overrides else "chosen"
                 loc = fields[name].location if name in fields else ""
-                out.append(Setting(f"{arg.name}.{name}", v, origin, loc))
+                out.append(Setting(f"{arg.name}.{name}", v, origin, loc, role(name, names)))
             for name, f in fields.items():
                 ok, v = literal(f.default)
                 if name not in value.kwargs and ok:
-                    out.append(Setting(f"{arg.name}.{name}", v, "default", f.location))
+                    out.append(Setting(f"{arg.name}.{name}", v, "default", f.location, role(name, names)))
         elif arg.name in init:
-            out.append(Setting(arg.name, value, "given" if arg.name in overrides else "chosen", arg.location))
+            out.append(Setting(arg.name, value, "given" if arg.name in overrides else "chosen", arg.location,
+                               role(arg.name, top)))
         else:
             ok, v = literal(arg.default)
             if ok:
-                out.append(Setting(arg.name, v, "default", arg.location))
+                out.append(Setting(arg.name, v, "default", arg.location, role(arg.name, top)))
     return out
 
 
@@ -57,10 +65,9 @@ def _counterpart(s: Setting, theirs: list[Setting]) -> Setting | None:
     same = [t for t in theirs if t.name == s.name]
     if same:
         return same[0]
-    role = role_of(s.name)
-    if role is None:
+    if not s.role:
         return None
-    alike = [t for t in theirs if (role_of(t.name) or ("",))[0] == role[0]]
+    alike = [t for t in theirs if t.role == s.role]
     values = {repr(t.value) for t in alike}
     return alike[0] if len(values) == 1 else None
 
@@ -92,7 +99,7 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
             continue
         if isinstance(s.value, int) and isinstance(a.value, float) and not a.value.is_integer():
             continue
-        role = (role_of(s.name) or ("",))[0]
+        role = s.role
         both_declared = s.origin == "default" and a.origin == "default"
         in_config = "." in s.path
         if both_declared and (role in REPORTED_ROLES or a.name == s.name) and role not in reported:

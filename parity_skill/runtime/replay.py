@@ -190,6 +190,7 @@ class ReplaySide:
         self._modules = side.get("modules", [])
         self._trainable = side.get("trainable", [])
         self._weights = side.get("weights", [])
+        self.call_order = list(dict.fromkeys(s["name"].split("#")[0] for s in manifest.get("stages", [])))
         self._calls = {c["key"]: (f"calls/{n:04d}", c) for n, c in enumerate(manifest.get("calls", []))}
         self._tensors = tensors
 

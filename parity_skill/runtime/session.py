@@ -68,6 +68,15 @@ def _build_b(spec: PairSpec, notes: list[str]) -> Side:
     return b
 
 
+def _call_order(b: Side, spec: PairSpec) -> list[str]:
+    """B's submodules in the order its forward calls them (one traced call on the default inputs), or [] when
+    B cannot be traced: weights are then matched without aligning the module trees."""
+    try:
+        return list(dict.fromkeys(name for name, _, _ in b.trace(base_inputs(spec.inputs, spec.checks.seed))))
+    except Exception:  # noqa: BLE001 - B's forward errors are reported by the checks themselves
+        return []
+
+
 def _first_forward(run: PairRun, spec: PairSpec) -> str | None:
     """Run each side once on the base inputs; the error line if either raises (nothing can be checked then)."""
     for side, key in ((run.a, "fp32_a"), (run.b, "fp32_b")):
@@ -149,7 +158,8 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     a = ReplaySide(manifest, tensors)
     notes[:0] = [n for n in manifest.get("notes", []) if n not in notes]
     try:
-        entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes)
+        entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes,
+                                         (a.call_order, _call_order(b, spec)))
     except Exception as exc:  # noqa: BLE001 - an unloadable weight map: could not check
         entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
         return entry

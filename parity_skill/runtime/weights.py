@@ -40,12 +40,15 @@ def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[s
     return out
 
 
-def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str]):
-    """Validate the planned table against the real parameters; match whatever it leaves out."""
+def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str], orders: tuple[list, list] = ([], [])):
+    """Validate the planned table against the real parameters; match whatever it leaves out. With the modules'
+    call orders, positional guesses of the plan are redone on the aligned module trees."""
     state_a, state_b = a.state(), b.state()
     shapes_a = {k: tuple(state_a[k].shape) for k in state_a}
     shapes_b = {k: tuple(v.shape) for k, v in state_b.items()}
     fixed = []
+    if orders[0] and orders[1]:
+        planned = tuple(e for e in planned if e.how != "order+shape")
     for e in planned:
         names_a, names_b = e.a.split("+"), e.b.split("+")
         if not all(n in shapes_a for n in names_a) or not all(n in shapes_b for n in names_b):
@@ -59,7 +62,7 @@ def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str]):
     layout_change = a.impl.framework != b.impl.framework
     entries, left_a, left_b = match_parameters(
         [ParamInfo(k, s) for k, s in shapes_a.items()], [ParamInfo(k, s) for k, s in shapes_b.items()],
-        tuple(fixed), layout_change)
+        tuple(fixed), layout_change, *orders)
     return state_a, entries, left_a, left_b
 
 
@@ -80,10 +83,11 @@ def fresh(side: Side, seed: int, notes: list[str], only: set[str] | None = None)
                      "(structural: masks, frequency tables)")
 
 
-def load_b(a, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str]):
+def load_b(a, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str],
+           orders: tuple[list, list] = ([], [])):
     """A's values (live or from its artifact) copied through the map into B; B's unmapped entries get fresh
     values of their own. Returns (entries, unmapped A names, unmapped B names)."""
-    state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes)
+    state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes, orders)
     if left_b:
         fresh(b, seed, notes, only=set(left_b))
     for e in entries:  # one entry at a time: A's weights may be read from disk as they are needed
