@@ -55,8 +55,10 @@ def test_outputs_match_by_shape_when_counts_differ():
     assert extra_a == [] and extra_b == ["[1]"]
     j = judge([("[0]", out)], [("[0]", out), ("[1]", qk)], Tolerance(1e-5, 0), cosine_min=0.99)
     assert j["ok"] and j["notes"] == ["B has extra outputs [1] (not compared)"]
-    missing = judge([("[0]", out), ("[1]", np.ones(7))], [("[0]", out), ("[1]", qk), ("[2]", qk)], Tolerance(1e-5, 0))
-    assert not missing["ok"] and missing["missing_outputs"] == ["[1]"]
+    extra = judge([("[0]", out), ("[1]", np.ones(7))], [("[0]", out), ("[1]", qk), ("[2]", qk)], Tolerance(1e-5, 0))
+    assert extra["ok"] and extra["uncompared"] == ["[1]"]  # (out, attn) vs out: reported, not judged
+    missing = judge([("[0]", np.ones(7)), ("[1]", out)], [("[0]", out)], Tolerance(1e-5, 0))
+    assert not missing["ok"] and missing["missing_outputs"] == ["[0]"]  # A's first output must have a counterpart
 
 
 def test_reported_minimum_atol_is_on_the_user_scale_and_exact():

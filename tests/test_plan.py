@@ -32,7 +32,8 @@ def test_dataclass_defaults_are_shrunk_consistently():
 
 
 def test_inputs_from_first_consumer():
-    assert plan("ffn_module.py::FeedForward", "ffn_renamed.py::MLP").pairs[0].inputs == (InputSpec("x", (3, 6, 32), seq_axis=1),)
+    assert plan("ffn_module.py::FeedForward", "ffn_renamed.py::MLP").pairs[0].inputs == (
+        InputSpec("x", (3, 6, 32), seq_axis=1, arg_a="x", arg_b="hidden_states"),)  # each side by its own name
     emb = plan("embed_a.py", "embed_b.py").pairs[0].inputs[0]
     assert (emb.dtype, emb.high, emb.shape) == ("int64", 64, (3, 6))
     rope = plan("rope_a.py", "rope_a.py").pairs[0].inputs[0]

@@ -104,8 +104,15 @@ def module_file(module: str, from_path: str) -> str | None:
     for root in roots:
         for path in (_candidates(parts, root) if parts else [os.path.join(root, "__init__.py")]):
             if os.path.isfile(path):
-                return path
+                return _like(path, from_path)
     return None
+
+
+def _like(path: str, from_path: str) -> str:
+    """Relative to the working directory when the importing file was named that way (findings stay readable)."""
+    if os.path.isabs(from_path) or not path.startswith(os.getcwd() + os.sep):
+        return path
+    return os.path.relpath(path)
 
 
 def find_class(name: str, path: str, hops: int = 0) -> ClassInfo | None:

@@ -5,6 +5,7 @@ import numpy as np
 
 from parity_skill.runtime.context import PairRun
 from parity_skill.runtime.metrics import compare, scaled_atol
+from parity_skill.runtime.outputs import match_outputs
 from parity_skill.runtime.symptoms import log_bar
 
 MAX_PROFILE = 60
@@ -45,10 +46,15 @@ def counterparts(run: PairRun) -> dict[str, str]:
 
 
 def _differs(fa, fb, tol) -> tuple[bool, float | None]:
-    if len(fa) != len(fb) or not fa:
+    """Compared per element, as matched by key or shape: `(out, attn)` vs `out` is judged on `out` alone, and a
+    module never differs for its output's structure while its first output has a counterpart."""
+    if not fa:
+        return True, None
+    pairs, _, _ = match_outputs(fa, fb)
+    if not pairs or pairs[0][0] != fa[0][0]:
         return True, None
     worst, bad = 0.0, False
-    for (_, x), (_, y) in zip(fa, fb):
+    for _, x, _, y in pairs:
         if x.shape != y.shape:
             return True, None
         c = compare(x, y, scaled_atol(tol.atol, x), tol.rtol)

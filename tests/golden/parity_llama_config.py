@@ -54,7 +54,7 @@ PAIRS = [
         b=Implementation('tests/fixtures/torch/llama_b.py', 'FeedForward', 'torch', 'module',
                          init={'args': Config(cls='ModelArgs', kwargs={'dim': 32, 'n_heads': 4, 'vocab_size': 64})}),
         inputs=(
-            InputSpec(name='x', shape=(3, 6, 32), dtype='float32', low=0, high=0, seq_axis=1, layout_b=None),
+            InputSpec(name='x', shape=(3, 6, 32), dtype='float32', low=0, high=0, seq_axis=1, layout_b=None, arg_a='x', arg_b='x'),
         ),
         # A parameter -> B parameter. Parameters left out are matched at run time by name, then order + shape.
         weight_map=(

@@ -54,7 +54,7 @@ PAIRS = [
         b=Implementation('tests/fixtures/torch/ffn_renamed.py', 'MLP', 'torch', 'module',
                          init={'d_model': 32, 'ffn_dim': 64}),
         inputs=(
-            InputSpec(name='x', shape=(3, 6, 32), dtype='float32', low=0, high=0, seq_axis=1, layout_b=None),
+            InputSpec(name='x', shape=(3, 6, 32), dtype='float32', low=0, high=0, seq_axis=1, layout_b=None, arg_a='x', arg_b='hidden_states'),
         ),
         # A parameter -> B parameter. Parameters left out are matched at run time by name, then order + shape.
         weight_map=(
