@@ -26,6 +26,7 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"token_id$|token_ids$|^padding_idx$|^pad_id$|^(bos|eos|pad|unk|sep|cls|mask)_id$", "token_id", 0),
     (r"^(seq_len|seq_length|num_tokens|n_tokens|num_patches|n_patches|block_size|n_ctx|context_length)$", "seq", SEQ),
     (r"max_seq|seq_len|context|max_position|max_len|max_length", "max_seq", 64),
+    (r"^layer_(id|idx|index|number)$|^block_(id|idx)$", "layer_index", 0),
     (r"kernel_sizes$|dilations$|strides$", "per_layer", [1, 1]),
     (r"kernel", "kernel", 3),
     (r"stride|dilation", "stride", 1),
@@ -75,6 +76,8 @@ def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = (
     role = role_of(arg.name, siblings)
     ok, value = literal(arg.default)
     if arg.default is not None:
+        if ok and value is None and role and role[0] == "layer_index":  # `layer_idx=None` breaks `layer_idx % n`
+            return True, role[1]
         if ok and role and role[0] == "token_id" and isinstance(value, int) and value >= SIZE_ROLES["vocab_small"]:
             small = value % SIZE_ROLES["vocab_small"]  # ids of special tokens stay distinct, inside the small vocab
             notes.append(f"{where}{arg.name}: default {value} replaced by {small} to fit the small vocabulary")

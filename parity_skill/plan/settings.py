@@ -81,13 +81,13 @@ def _set(init: dict[str, Any], path: str, value: Any) -> None:
         init[head] = value
 
 
-def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any], sym_b: str,
-              reported: set[str] = frozenset()) -> tuple[dict[str, Any], list[dict], list[str]]:
+def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any],
+              sym_b: str) -> tuple[dict[str, Any], list[dict], list[str]]:
     """(B's constructor values with A's where they correspond, findings, notes).
 
     Values the tool chose take A's. Declared defaults that differ are findings; a config object's field takes A's
     value (in use both sides load one config file), a layer's own keyword default stays B's (callers that rely on
-    it get B's behaviour, so the checks must see it). `reported` roles already have a finding of their own."""
+    it get B's behaviour, so the checks must see it). A finding's message starts with its role."""
     init_b = dict(init_b)
     findings: list[dict] = []
     changed: list[str] = []
@@ -102,7 +102,7 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
         role = s.role
         both_declared = s.origin == "default" and a.origin == "default"
         in_config = "." in s.path
-        if both_declared and (role in REPORTED_ROLES or a.name == s.name) and role not in reported:
+        if both_declared and (role in REPORTED_ROLES or a.name == s.name):
             ran = "both ran with A's value (load one config into both if this is not intended)" if in_config \
                 else "each side ran with its own default"
             findings.append({"kind": "setting", "message": f"{role or s.name} differs: A declares "

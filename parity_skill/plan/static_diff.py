@@ -57,24 +57,36 @@ def _literal_float(text: str | None) -> float | None:
         return None
 
 
-def _eps_values(syms: list[Symbol], fw: str) -> list[tuple[float, str, str]]:
-    """(value, location, how) for every eps a norm uses: literal, argument default, or framework default."""
+def _resolved(text: str | None, values: dict) -> tuple[float | None, str]:
+    """A literal, or `config.layer_norm_eps` / `args.norm_eps` read from the values the side is built with."""
+    value = _literal_float(text)
+    if value is None and text and re.fullmatch(r"[A-Za-z_][\w.]*\.(\w+)", text):
+        field = text.rsplit(".", 1)[-1]
+        v = values.get(field)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v), f"{text}={v:g}"
+    return value, ""
+
+
+def _eps_values(syms: list[Symbol], fw: str, values: dict | None = None) -> list[tuple[float, str, str]]:
+    """(value, location, how) for every eps a norm uses: literal, argument default, a config field the side is
+    built with, or the framework default."""
     out = []
     for s in syms:
         for arg in s.init_args:
             if re.search(r"eps|epsilon", arg.name) and _literal_float(arg.default) is not None:
                 out.append((_literal_float(arg.default), arg.location or s.location, f"{s.name}({arg.name}=...)"))
     for op in _ops(syms):
-        if op.op not in NORMS:
+        if op.op not in NORMS or op.name.startswith(("self.", "<tensor>.")):  # calls a layer built elsewhere
             continue
         text = op.kwarg("eps")
         if text is None and op.op in ("layer_norm", "rms_norm") and len(op.args) >= 2 and "Norm" in op.name:
             text = op.args[1]
         if text is None and op.name.endswith(("rms_norm", "layer_norm")) and len(op.args) >= 3:
             text = op.args[2]  # mx.fast.rms_norm(x, w, eps)
-        value = _literal_float(text)
+        value, how = _resolved(text, values or {})
         if value is not None:
-            out.append((value, op.location, op.name.rsplit(".", 1)[-1]))
+            out.append((value, op.location, how or op.name.rsplit(".", 1)[-1]))
         elif text is None and "Norm" in op.name and DEFAULT_EPS.get((fw, op.op)) not in (None, "None"):
             out.append((float(DEFAULT_EPS[(fw, op.op)]), op.location, f"{op.name.rsplit('.', 1)[-1]} default"))
     return out
@@ -93,7 +105,10 @@ def _rope_convention(syms: list[Symbol]) -> tuple[str, str] | None:
     return None
 
 
-def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis) -> tuple[dict, ...]:
+def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, values_a: dict | None = None,
+                values_b: dict | None = None) -> tuple[dict, ...]:
+    """Findings between two symbols; `values_*` are the constructor settings each side is built with (by field
+    name), so `eps=config.layer_norm_eps` is compared as the number it is."""
     syms_a, syms_b = _reachable(sa, fa_a), _reachable(sb, fa_b)
     ops_a, ops_b = _ops(syms_a), _ops(syms_b)
     found: list[dict] = []
@@ -108,13 +123,13 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis) 
     acts_b = {o.op: o for o in ops_b if o.op in ACTIVATIONS}
     only_a = [k for k in acts_a if k not in acts_b]
     only_b = [k for k in acts_b if k not in acts_a]
-    if only_a or only_b:
+    if (only_a or only_b) and acts_a and acts_b:  # one side's activation unseen (ACT2FN[name]): nothing to claim
         found.append(_finding("approximation", f"activations differ: A uses {', '.join(only_a) or '-'}, "
                                                f"B uses {', '.join(only_b) or '-'}",
                               acts_a[only_a[0]].location if only_a else None,
                               acts_b[only_b[0]].location if only_b else None))
 
-    eps_a, eps_b = _eps_values(syms_a, sa.framework), _eps_values(syms_b, sb.framework)
+    eps_a, eps_b = _eps_values(syms_a, sa.framework, values_a), _eps_values(syms_b, sb.framework, values_b)
     if eps_a and eps_b and {v for v, _, _ in eps_a} != {v for v, _, _ in eps_b}:
         va, la, ha = eps_a[0]
         vb, lb, hb = next(((v, l, h) for v, l, h in eps_b if v != va), eps_b[0])

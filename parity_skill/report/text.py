@@ -147,11 +147,18 @@ def stage_table(p: dict) -> list[str]:
 def verdict_line(p: dict) -> str:
     """'Verdict: PASS', or 'Verdict: PASS with limitations: fp16, bf16 not checked (reason)' and one line each."""
     limits = p.get("limitations") or []
+    differs = [f for f in p.get("static_findings") or [] if f["kind"] in CODE_DIFFERENCES]
+    caveat = [f"  - the numbers agree within tolerance, yet the code differs: [{f['kind']}] {f['message']}"
+              for f in differs] if p["verdict"] == "pass" else []
     if p["verdict"] != "pass" or not limits:
-        return f"Verdict: {p['verdict'].upper()}"
+        return "\n".join([f"Verdict: {p['verdict'].upper()}"] + caveat)
     skipped = [line.split(" not checked: ", 1) for line in limits if " not checked: " in line]
     head = ", ".join(name for name, _ in skipped) + " not checked" if skipped else "weakened checks"
-    return "\n".join([f"Verdict: PASS with limitations: {head}"] + [f"  - {line}" for line in limits])
+    return "\n".join([f"Verdict: PASS with limitations: {head}"] + [f"  - {line}" for line in limits] + caveat)
+
+
+# static finding kinds that name a difference in what the code computes (not a style or a device assumption)
+CODE_DIFFERENCES = ("eps", "approximation", "permutation", "scale", "precision", "setting")
 
 
 def render_text(rep: dict) -> str:

@@ -1,0 +1,100 @@
+"""Real published ports, run as a user would (no hints): transformers (PyTorch) vs mlx-embeddings / mlx-image at the
+versions pinned in constraints.txt; and bugs injected into a copy of a port, which must fail at the right place."""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, parity
+
+pytest.importorskip("mlx.core")
+pytest.importorskip("transformers")
+pytest.importorskip("torch")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from real_ports import PAIRS, package_file  # noqa: E402
+
+
+def _installed(module: str) -> bool:
+    try:
+        package_file(module)
+        return True
+    except Exception:  # noqa: BLE001 - the package is not installed here
+        return False
+
+
+@pytest.mark.parametrize("ma, sa, mb, sb, expect", PAIRS, ids=[f"{p[1]}-{p[3]}" for p in PAIRS])
+def test_real_port_verdict_without_hints(ma, sa, mb, sb, expect):
+    if not _installed(mb.split(".")[0]):
+        pytest.skip(f"{mb.split('.')[0]} is not installed")
+    run = parity(f"{package_file(ma)}::{sa}", "vs", f"{package_file(mb)}::{sb}", "--json")
+    assert run.report["verdict"] == expect, (run.stderr, [(c["name"], c["message"]) for c in run.pair["checks"]
+                                                          if c["status"] != "pass"])
+
+
+BUGS = {  # name: (class, original line, injected line, failing check, where)
+    "gelu_tanh": ("BertIntermediate", "self.intermediate_act_fn = nn.GELU()",
+                  'self.intermediate_act_fn = nn.GELU(approx="precise")', "forward", "intermediate"),
+    "eps": ("BertOutput", "self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)\n"
+            "        self.dropout = nn.Dropout(config.hidden_dropout_prob)\n\n    def __call__(self, hidden_states, "
+            "input_tensor):\n        hidden_states = self.dense(hidden_states)\n        hidden_states = self.dropout("
+            "hidden_states)\n        hidden_states = self.LayerNorm(hidden_states + input_tensor)\n        return "
+            "hidden_states\n\n\nclass BertLayer",
+            "self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=1e-5)\n"
+            "        self.dropout = nn.Dropout(config.hidden_dropout_prob)\n\n    def __call__(self, hidden_states, "
+            "input_tensor):\n        hidden_states = self.dense(hidden_states)\n        hidden_states = self.dropout("
+            "hidden_states)\n        hidden_states = self.LayerNorm(hidden_states + input_tensor)\n        return "
+            "hidden_states\n\n\nclass BertLayer", "static", "eps"),
+    "dropped_bias": ("BertSelfOutput", "self.dense = nn.Linear(config.hidden_size, config.hidden_size)\n        "
+                     "self.LayerNorm", "self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=False)\n"
+                     "        self.LayerNorm", "weights", "attention.output.dense.bias"),
+    "transposed_weight": ("BertSelfOutput", "hidden_states = self.dense(hidden_states)\n        hidden_states = "
+                          "self.dropout(hidden_states)\n        hidden_states = self.LayerNorm(hidden_states + "
+                          "input_tensor)", "hidden_states = hidden_states @ self.dense.weight + self.dense.bias\n"
+                          "        hidden_states = self.dropout(hidden_states)\n        hidden_states = "
+                          "self.LayerNorm(hidden_states + input_tensor)", "forward", "attention.output"),
+}
+
+
+@pytest.fixture(scope="module")
+def bert_port(tmp_path_factory):
+    if not _installed("mlx_embeddings"):
+        pytest.skip("mlx_embeddings is not installed")
+    folder = tmp_path_factory.mktemp("port") / "port"
+    folder.mkdir()
+    src = Path(package_file("mlx_embeddings.models.bert")).parent
+    for name in ("bert.py", "base.py"):
+        shutil.copy(src / name, folder / name)
+    (folder / "__init__.py").write_text("")
+    return folder
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_injected_port_bug_fails_at_the_right_place(bert_port, tmp_path, bug):
+    cls, before, after, check, where = BUGS[bug]
+    patched = tmp_path / "port"
+    shutil.copytree(bert_port, patched)
+    source = (patched / "bert.py").read_text()
+    assert source.count(before) == 1 or bug in ("dropped_bias", "transposed_weight"), bug
+    head, _, tail = source.partition(f"class {cls}(")
+    assert before in tail, bug
+    (patched / "bert.py").write_text(head + f"class {cls}(" + tail.replace(before, after, 1))
+    line = 1 + (head + f"class {cls}(" + tail.split(before)[0]).count("\n")
+    a = f"{package_file('transformers.models.bert.modeling_bert')}::BertLayer"
+    run = parity(a, "vs", f"{patched / 'bert.py'}::BertLayer", "--json")
+    if check == "static":  # eps 1e-12 -> 1e-5 after a biased dense layer moves outputs ~3e-6 relative: below the
+        # fp32 tolerance, so the numbers agree; the static finding names the line, and the verdict says so
+        found = [f for f in run.pair["static_findings"] if f["kind"] == where]
+        assert found and found[0]["b_location"].endswith(f"bert.py:{line}"), run.pair["static_findings"]
+        assert "yet the code differs: [eps]" in parity(a, "vs", f"{patched / 'bert.py'}::BertLayer", "--quick").stdout
+        return
+    assert run.code == 1 and run.status(check) == "fail", (bug, run.stderr)
+    if check == "weights":
+        assert where in run.pair["unmapped"]["a"]
+        return
+    located = run.pair["first_divergence"] or ""
+    findings = [f for f in run.pair["static_findings"] if re.search(rf"bert\.py:{line}$", f["b_location"] or "")]
+    assert located.startswith(where) or findings, (bug, located, run.pair["static_findings"])
