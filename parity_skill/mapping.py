@@ -113,6 +113,26 @@ def _match_modules(rest_a: list[ParamInfo], rest_b: list[ParamInfo], order_a: li
     return aligned
 
 
+_NORMED = re.compile(r"^(.*)\.parametrizations\.(\w+)\.original([01])$|^(.*)\.(\w+)_([gv])$")
+
+
+def _weight_norm(params: list[ParamInfo]) -> tuple[list[ParamInfo], dict[str, str]]:
+    """A weight-normed layer's (g, v) pair as the one weight it computes (`conv.weight`, shaped like v), for
+    matching against a port that stores the computed weight. Returns the params and {virtual name: 'g+v'}."""
+    parts: dict[str, dict[str, ParamInfo]] = {}
+    for p in params:
+        m = _NORMED.match(p.name)
+        if m:
+            owner_, leaf_, which = (m.group(1), m.group(2), m.group(3)) if m.group(1) else \
+                (m.group(4), m.group(5), "0" if m.group(6) == "g" else "1")
+            parts.setdefault(f"{owner_}.{leaf_}", {})[which] = p
+    virtual = {name: f"{pair['0'].name}+{pair['1'].name}" for name, pair in parts.items() if set(pair) == {"0", "1"}}
+    hidden = {n for joined in virtual.values() for n in joined.split("+")}
+    out = [p for p in params if p.name not in hidden]
+    out += [ParamInfo(name, parts[name]["1"].shape) for name in virtual]
+    return out, virtual
+
+
 def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEntry, ...] = (),
                      layout_change: bool = False, order_a: list[str] | None = None,
                      order_b: list[str] | None = None) -> tuple[list[MapEntry], list[str], list[str]]:
@@ -121,6 +141,9 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
     With the modules' call order (the live trace) the module trees are aligned before any leaf is matched, and
     no parameter is then mapped across aligned modules."""
     entries = list(fixed)
+    normed = {}
+    if not any(_NORMED.match(p.name) for p in b):  # B stores the computed weight: match A's (g, v) as one
+        a, normed = _weight_norm(a)
     used_a = {n for e in fixed for n in e.a.split("+")}
     used_b = {n for e in fixed for n in e.b.split("+")}
     rest_a = [p for p in a if p.name not in used_a]
@@ -151,7 +174,10 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
                 break
 
     _match_fused(rest_a, rest_b, entries)
-    return entries, [p.name for p in rest_a], [p.name for p in rest_b]
+    entries = [MapEntry(normed[e.a], e.b, f"weight_norm>{e.transform}", e.how) if e.a in normed else e
+               for e in entries]
+    left_a = [n for p in rest_a for n in normed.get(p.name, p.name).split("+")]
+    return entries, left_a, [p.name for p in rest_b]
 
 
 def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list[MapEntry]) -> None:

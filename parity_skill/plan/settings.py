@@ -62,7 +62,9 @@ def settings(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: dic
 
 
 def _counterpart(s: Setting, theirs: list[Setting]) -> Setting | None:
-    same = [t for t in theirs if t.name == s.name]
+    same = [t for t in theirs if t.path == s.path] or [t for t in theirs if t.name == s.name and
+                                                       ("." in t.path) == ("." in s.path)] or \
+        [t for t in theirs if t.name == s.name]
     if same:
         return same[0]
     if not s.role:

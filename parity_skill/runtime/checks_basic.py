@@ -110,6 +110,10 @@ def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dic
             eager_b[f"input grad '{spec.name}'"] = gin_b.get(i)
     for e in run.entries:
         names_a = e.a.split("+")
+        if e.transform.startswith("weight_norm>"):  # A has gradients for (g, v), B for the weight they make
+            run.limit(f"backward: gradients of A's weight-normed {e.a} and B's {e.b} are not comparable (only "
+                      "input gradients and the other parameters are)")
+            continue
         if not any(n in gp_a for n in names_a):
             continue
         if all(n in gp_a for n in names_a):

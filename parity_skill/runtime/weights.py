@@ -24,17 +24,21 @@ def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
 
 
 def gather(values: dict[str, np.ndarray], entry: MapEntry) -> np.ndarray:
-    """A's value for an entry (concat0 entries join several A parameters)."""
+    """A's value for an entry (concat0 entries join several A parameters; weight_norm computes g * v / |v|)."""
     names = entry.a.split("+")
     if entry.transform.startswith("concat0:"):
         return np.concatenate([values[n] for n in names], axis=0)
+    if entry.transform.startswith("weight_norm>"):
+        g, v = (np.asarray(values[n], dtype=np.float64) for n in names)
+        norm = np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
+        return (g * v / norm).astype(np.asarray(values[names[1]]).dtype)
     return values[names[0]]
 
 
 def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[str, np.ndarray]:
     out = {}
     for e in entries:
-        how = "identity" if e.transform.startswith("concat0:") else e.transform
+        how = "identity" if e.transform.startswith("concat0:") else e.transform.split(">")[-1]
         for name, v in zip(e.b.split("+"), transform(gather(values_a, e), how)):
             out[name] = v
     return out
