@@ -30,7 +30,7 @@ def package_file(module: str) -> str:
 
 
 HF = "transformers.models"
-# (A module, A symbol, B module, B symbol, expected verdict)
+# (A module, A symbol, B module, B symbol, expected verdict[, hints]): hints are the flags a pair still needs
 PAIRS = [
     (f"{HF}.bert.modeling_bert", "BertSelfOutput", "mlx_embeddings.models.bert", "BertSelfOutput", "pass"),
     (f"{HF}.bert.modeling_bert", "BertIntermediate", "mlx_embeddings.models.bert", "BertIntermediate", "pass"),
@@ -59,7 +59,9 @@ PAIRS = [
     # a real difference: transformers ViT normalises with the config's eps 1e-12, mlx-image's EncoderBlock with
     # nn.LayerNorm's default 1e-5 (with --init config.layer_norm_eps=1e-5 the pair passes)
     (f"{HF}.vit.modeling_vit", "ViTLayer", "mlxim.model.vit.vit", "EncoderBlock", "fail"),
-    (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass"),
+    # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
+    (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
+     ("--init", "out_channels=16")),
 ]
 
 
@@ -92,15 +94,17 @@ def main() -> None:
     parser.add_argument("filter", nargs="?", default="")
     args = parser.parse_args()
     extra = ["--quick"] if args.quick else []
-    print(f"{'pair':<58} {'expect':<6} {'got':<6} {'s':>5}  problem")
-    for ma, sa, mb, sb, expect in PAIRS:
+    print(f"{'pair':<58} {'hints':<24} {'expect':<6} {'got':<6} {'s':>5}  problem")
+    for ma, sa, mb, sb, expect, *hints in PAIRS:
+        hints = list(hints[0]) if hints else []
         name = f"{sa} vs {mb.split('.')[0]}::{sb}"
         if args.filter not in name:
             continue
-        report, err, seconds = run_pair(f"{package_file(ma)}::{sa}", f"{package_file(mb)}::{sb}", extra)
+        report, err, seconds = run_pair(f"{package_file(ma)}::{sa}", f"{package_file(mb)}::{sb}", extra + hints)
         verdict = report.get("verdict", "?") if report else "crash"
         why = "" if verdict == expect else problem(report, err)[:160]
-        print(f"{name:<58} {expect:<6} {verdict:<6} {seconds:5.1f}  {why}", flush=True)
+        print(f"{name:<58} {' '.join(hints) or 'none':<24} {expect:<6} {verdict:<6} {seconds:5.1f}  {why}",
+              flush=True)
 
 
 if __name__ == "__main__":

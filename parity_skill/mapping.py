@@ -174,6 +174,7 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
                 break
 
     _match_fused(rest_a, rest_b, entries)
+    _match_recurrent(rest_a, rest_b, entries)
     entries = [MapEntry(normed[e.a], e.b, f"weight_norm>{e.transform}", e.how) if e.a in normed else e
                for e in entries]
     left_a = [n for p in rest_a for n in normed.get(p.name, p.name).split("+")]
@@ -200,6 +201,41 @@ def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list
             big_side.remove(big)
             for g in group:
                 small_side.remove(g)
+
+
+_TORCH_RNN = re.compile(r"^(.*?)\.?(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
+_MLX_RNN = {"weight_ih": "Wx", "weight_hh": "Wh"}
+
+
+def _match_recurrent(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list[MapEntry]) -> None:
+    """torch.nn.LSTM/GRU/RNN (`lstm.weight_ih_l0`, two biases) vs MLX-style cells (`lstm.0.Wx`, `Wh`, one bias
+    that is the sum of torch's two)."""
+    layers: dict[tuple[str, str], dict[str, ParamInfo]] = {}
+    for p in rest_a:
+        m = _TORCH_RNN.match(p.name)
+        if m:
+            layers.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = p
+    by_name = {p.name: p for p in rest_b}
+    for (prefix, k), parts in layers.items():
+        heads = [f"{prefix}.{k}." if prefix else f"{k}.", f"{prefix}.layers.{k}." if prefix else f"layers.{k}."]
+        if k == "0":
+            heads.append(f"{prefix}." if prefix else "")
+        head = next((h for h in heads if f"{h}Wx" in by_name), None)
+        if head is None:
+            continue
+        for torch_name, mlx_name in _MLX_RNN.items():
+            pa, pb = parts.get(torch_name), by_name.get(f"{head}{mlx_name}")
+            if pa and pb and pa.shape == pb.shape and pa in rest_a and pb in rest_b:
+                entries.append(MapEntry(pa.name, pb.name, "identity", "recurrent"))
+                rest_a.remove(pa)
+                rest_b.remove(pb)
+        bias = by_name.get(f"{head}bias")
+        if bias is not None and bias in rest_b and {"bias_ih", "bias_hh"} <= set(parts):
+            entries.append(MapEntry(f"{parts['bias_ih'].name}+{parts['bias_hh'].name}", bias.name, "sum",
+                                    "recurrent"))
+            rest_a.remove(parts["bias_ih"])
+            rest_a.remove(parts["bias_hh"])
+            rest_b.remove(bias)
 
 
 def _consecutive_group(big: ParamInfo, candidates: list[ParamInfo]) -> list[ParamInfo] | None:

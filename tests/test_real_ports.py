@@ -26,11 +26,12 @@ def _installed(module: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("ma, sa, mb, sb, expect", PAIRS, ids=[f"{p[1]}-{p[3]}" for p in PAIRS])
-def test_real_port_verdict_without_hints(ma, sa, mb, sb, expect):
+@pytest.mark.parametrize("pair", PAIRS, ids=[f"{p[1]}-{p[3]}" for p in PAIRS])
+def test_real_port_verdict(pair):
+    ma, sa, mb, sb, expect, *hints = pair
     if not _installed(mb.split(".")[0]):
         pytest.skip(f"{mb.split('.')[0]} is not installed")
-    run = parity(f"{package_file(ma)}::{sa}", "vs", f"{package_file(mb)}::{sb}", "--json")
+    run = parity(f"{package_file(ma)}::{sa}", "vs", f"{package_file(mb)}::{sb}", "--json", *(hints[0] if hints else ()))
     assert run.report["verdict"] == expect, (run.stderr, [(c["name"], c["message"]) for c in run.pair["checks"]
                                                           if c["status"] != "pass"])
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from parity_skill import __version__
 from parity_skill.runtime import artifact
 from parity_skill.runtime import checks_basic as basic
 from parity_skill.runtime import checks_matrix as matrix
 from parity_skill.runtime.context import PairRun
-from parity_skill.runtime.inputs import base_inputs
+from parity_skill.runtime.inputs import base_inputs, layouts_to_try, permuted_spec
 from parity_skill.runtime.loading import UserCodeError, describe
 from parity_skill.runtime.replay import MirrorSide, RecordingSide, encode
 from parity_skill.runtime.session import _first_forward, _run_checks
@@ -43,6 +43,30 @@ def _references_first(run: PairRun) -> None:
             matrix.reference(run, key, xs)
         except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the reference
             pass
+
+
+def settle_inputs(spec: PairSpec, a: Side, notes: list[str]) -> PairSpec:
+    """The live module decides: when A rejects the planned inputs (a Conv1d with 32 input channels given
+    (batch, seq, 32)), each floating input is retried once moved channels-first/-last; the first layout A runs
+    on is kept, and phase 2 reads it from the artifact."""
+    try:
+        a.run(base_inputs(spec.inputs, spec.checks.seed))
+        return spec
+    except Exception as exc:  # noqa: BLE001 - the reason is kept for the note
+        first = describe(exc)
+    for i, s in enumerate(spec.inputs):
+        if not s.is_float:
+            continue
+        for axes in layouts_to_try(len(s.shape)):
+            inputs = spec.inputs[:i] + (permuted_spec(s, axes),) + spec.inputs[i + 1:]
+            try:
+                a.run(base_inputs(inputs, spec.checks.seed))
+            except Exception:  # noqa: BLE001 - not this layout
+                continue
+            notes.append(f"input '{s.name}': A rejected shape {s.shape} ({first}); it runs on "
+                         f"{inputs[i].shape}, which every check uses")
+            return replace(spec, inputs=inputs)
+    return spec
 
 
 def _record_primary_grads(run: PairRun, rec: RecordingSide) -> None:
@@ -93,6 +117,7 @@ def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
 def capture_pair(spec: PairSpec, folder: str) -> None:
     """Write A's artifact for this pair into `folder` (an error artifact when A cannot be built)."""
     manifest = base_manifest(spec)
+    planned = spec.inputs
     if spec.a.file:  # so a committed fixture still finds A's source from wherever the test runs
         manifest["side"]["file_from_artifact"] = os.path.relpath(os.path.abspath(spec.a.file), os.path.abspath(folder))
     notes: list[str] = []
@@ -103,6 +128,9 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the comparison reports it as the pair's error
         artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))
         return
+    spec = settle_inputs(spec, a, notes)
+    if spec.inputs != tuple(planned):
+        manifest["inputs_used"] = [asdict(i) for i in spec.inputs]
     rec = RecordingSide(a, folder)
     identity = [MapEntry(n, n) for n in a.state()]
     run = PairRun(rec, MirrorSide(rec), spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed),

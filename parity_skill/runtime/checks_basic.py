@@ -125,6 +125,8 @@ def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dic
 
 
 def _mapped(grads: Mapping, entry, name_b: str) -> np.ndarray:
+    if entry.transform == "sum":  # b = a1 + a2: B's gradient equals each of A's, not their sum
+        return grads[entry.a.split("+")[0]]
     return b_values({n: grads[n] for n in entry.a.split("+")}, [entry])[name_b]
 
 

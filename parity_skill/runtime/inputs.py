@@ -1,6 +1,8 @@
 """Make the input arrays for each check from the InputSpecs (numpy, seeded, framework-free)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from parity_skill.spec import InputSpec
@@ -65,6 +67,17 @@ def edge_inputs(edge: str, specs: tuple[InputSpec, ...], base: list[np.ndarray])
     if edge == "offset":
         return [x + EDGE_OFFSET if f else x for x, f in zip(base, floats)], f"DC offset {EDGE_OFFSET:g} added"
     return None, f"unknown edge case '{edge}'"
+
+
+def layouts_to_try(rank: int) -> list[tuple[int, ...]]:
+    """Channels-first <-> channels-last moves for an input of this rank (the retry when a layer rejects it)."""
+    return {3: [(0, 2, 1)], 4: [(0, 3, 1, 2), (0, 2, 3, 1)], 5: [(0, 4, 1, 2, 3), (0, 2, 3, 4, 1)]}.get(rank, [])
+
+
+def permuted_spec(spec: InputSpec, axes: tuple[int, ...]) -> InputSpec:
+    """The spec of the input moved by `axes`; its sequence axis follows."""
+    seq = axes.index(spec.seq_axis) if spec.seq_axis is not None else None
+    return replace(spec, shape=tuple(spec.shape[i] for i in axes), seq_axis=seq)
 
 
 def permute(x: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:

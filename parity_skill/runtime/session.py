@@ -3,20 +3,20 @@ report entry (a plain dict of the JSON schema)."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from parity_skill.runtime import artifact
 from parity_skill.runtime import checks_basic as basic
 from parity_skill.runtime import checks_matrix as matrix
 from parity_skill.runtime import explain, trace
 from parity_skill.runtime.context import PairRun, result
-from parity_skill.runtime.inputs import base_inputs
+from parity_skill.runtime.inputs import base_inputs, layouts_to_try
 from parity_skill.runtime.loading import UserCodeError, describe
 from parity_skill.runtime.outputs import first_nonfinite
 from parity_skill.runtime.side import Side
 from parity_skill.runtime.replay import ReplaySide, capture_mismatch
 from parity_skill.runtime.weights import load_b
-from parity_skill.spec import PairSpec
+from parity_skill.spec import InputSpec, PairSpec
 
 
 def _side_json(impl) -> dict:
@@ -75,6 +75,49 @@ def _call_order(b: Side, spec: PairSpec) -> list[str]:
         return list(dict.fromkeys(name for name, _, _ in b.trace(base_inputs(spec.inputs, spec.checks.seed))))
     except Exception:  # noqa: BLE001 - B's forward errors are reported by the checks themselves
         return []
+
+
+def _shapes(flat) -> list[tuple]:
+    return [tuple(v.shape) for _, v in flat]
+
+
+def settle_layout(a, b: Side, spec: PairSpec, notes: list[str]) -> None:
+    """The live module decides B's layout: when B rejects A's inputs, each channels-first/-last move is tried
+    once; and outputs are turned back into A's layout only when that is what makes their shapes A's."""
+    base = base_inputs(spec.inputs, spec.checks.seed)
+
+    def call(side):
+        side.seed(spec.checks.seed)
+        return side.run(base)
+
+    try:
+        fa = call(a)
+    except Exception:  # noqa: BLE001 - A's error is reported by the first forward
+        return
+    try:
+        fb = call(b)
+    except Exception as exc:  # noqa: BLE001 - the reason is kept for the note
+        first, fb, planned = describe(exc), None, b.layout
+        for rank in sorted({x.ndim for x, s in zip(base, spec.inputs) if s.is_float}):
+            for axes in layouts_to_try(rank):
+                b.layout = axes
+                try:
+                    fb = call(b)
+                except Exception:  # noqa: BLE001 - not this layout
+                    continue
+                notes.append(f"B rejected A's input layout ({first}); it runs with its inputs permuted {axes}")
+                break
+            if fb is not None:
+                break
+        if fb is None:
+            b.layout = planned
+            return
+    if b.layout and _shapes(fb) != _shapes(fa):
+        b.permute_outputs = False
+        if _shapes(call(b)) == _shapes(fa):
+            notes.append("B returns its outputs in A's layout already: they are not permuted back")
+        else:
+            b.permute_outputs = True
 
 
 def _first_forward(run: PairRun, spec: PairSpec) -> str | None:
@@ -155,8 +198,13 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     if mismatch:
         entry["error"] = f"{folder}: {mismatch}"
         return entry
+    if manifest.get("inputs_used"):  # A settled on another layout of its inputs: every check uses that one
+        spec = replace(spec, inputs=tuple(InputSpec(**{k: tuple(v) if isinstance(v, list) else v
+                                                         for k, v in d.items()}) for d in manifest["inputs_used"]))
+        entry["inputs"] = [asdict(i) for i in spec.inputs]
     a = ReplaySide(manifest, tensors)
     notes[:0] = [n for n in manifest.get("notes", []) if n not in notes]
+    settle_layout(a, b, spec, notes)
     try:
         entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes,
                                          (a.call_order, _call_order(b, spec)))

@@ -27,6 +27,7 @@ class Side:
 
     def __init__(self, which: str, impl: Implementation, layout: tuple[int, ...] | None = None):
         self.which, self.impl, self.layout = which, impl, layout
+        self.permute_outputs = True  # False when this side already returns A's layout (decided on a live call)
         self.adapter = copy.copy(get_adapter(impl.framework))  # its own: it carries this side's argument names
         factory, module = resolve(impl)
         self.kwargs = constructor_kwargs(impl, factory, module)
@@ -96,7 +97,7 @@ class Side:
         return [permute(x, self.layout) if x.ndim == len(self.layout) else x for x in args]
 
     def _out(self, flat: Flat) -> Flat:
-        if not self.layout:
+        if not self.layout or not self.permute_outputs:
             return flat
         back = inverse(self.layout)
         return [(k, permute(v, back) if v.ndim == len(back) else v) for k, v in flat]

@@ -28,6 +28,8 @@ def gather(values: dict[str, np.ndarray], entry: MapEntry) -> np.ndarray:
     names = entry.a.split("+")
     if entry.transform.startswith("concat0:"):
         return np.concatenate([values[n] for n in names], axis=0)
+    if entry.transform == "sum":
+        return sum(np.asarray(values[n]) for n in names)
     if entry.transform.startswith("weight_norm>"):
         g, v = (np.asarray(values[n], dtype=np.float64) for n in names)
         norm = np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
@@ -38,7 +40,8 @@ def gather(values: dict[str, np.ndarray], entry: MapEntry) -> np.ndarray:
 def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[str, np.ndarray]:
     out = {}
     for e in entries:
-        how = "identity" if e.transform.startswith("concat0:") else e.transform.split(">")[-1]
+        how = "identity" if e.transform.startswith("concat0:") or e.transform == "sum" else \
+            e.transform.split(">")[-1]
         for name, v in zip(e.b.split("+"), transform(gather(values_a, e), how)):
             out[name] = v
     return out
