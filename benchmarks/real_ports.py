@@ -50,10 +50,12 @@ PAIRS = [
      "fail"),
     (f"{HF}.modernbert.modeling_modernbert", "ModernBertEmbeddings", "mlx_embeddings.models.modernbert",
      "ModernBertEmbeddings", "pass"),
+    # a real difference at the edge: transformers pads inputs shorter than the reflect padding first, mlx-audio's
+    # _pad1d does not, so B raises on a sequence of length 1 (every other check passes)
     (f"{HF}.encodec.modeling_encodec", "EncodecConv1d", "mlx_audio.codec.models.encodec.encodec", "EncodecConv1d",
-     "pass"),
+     "fail"),
     (f"{HF}.encodec.modeling_encodec", "EncodecResnetBlock", "mlx_audio.codec.models.encodec.encodec",
-     "EncodecResnetBlock", "pass"),
+     "EncodecResnetBlock", "fail"),
     (f"{HF}.encodec.modeling_encodec", "EncodecLSTM", "mlx_audio.codec.models.encodec.encodec", "EncodecLSTM",
      "pass"),
     # a real difference: transformers ViT normalises with the config's eps 1e-12, mlx-image's EncoderBlock with

@@ -98,3 +98,11 @@ def test_buggy_port_fails_with_the_cause_and_line():
     assert run.pair["first_divergence"] == "mlp"
     gelu = [d for d in run.pair["diagnosis"] if d["kind"] == "approximation"]
     assert gelu and gelu[0]["location"].endswith("port_mlx_gelu_tanh.py:69")
+
+
+def test_whole_files_pair_every_class_and_name_what_is_left_out():
+    run = parity(fx("realcode/hf_like/tiny/modeling_tiny.py"), "vs", fx(PORT), "--json", "--quick")
+    pairs = run.report["pairs"]
+    assert sorted(p["a"]["symbol"] for p in pairs) == ["TinyAttention", "TinyEmbeddings", "TinyLayer", "TinyMLP"]
+    assert all(p["verdict"] == "pass" for p in pairs)
+    assert "not paired: A eager_attention, TinyPreTrainedModel; B -" in pairs[0]["notes"]

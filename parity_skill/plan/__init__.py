@@ -176,10 +176,18 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
     fa_b = analyze_file(target_b.path)
     pairs = pair_symbols(fa_a, fa_b, target_a.symbol, target_b.symbol)
     specs = []
+    unpaired = ""
+    if not (target_a.symbol or target_b.symbol):  # whole files: say what was left out on each side
+        left_a = [s.name for s in fa_a.symbols if s not in {p[0] for p in pairs} and not s.name.startswith("_")]
+        left_b = [s.name for s in fa_b.symbols if s not in {p[1] for p in pairs} and not s.name.startswith("_")]
+        if left_a or left_b:
+            unpaired = f"not paired: A {', '.join(left_a) or '-'}; B {', '.join(left_b) or '-'}"
     for sa, sb, how in pairs:
         spec = plan_pair(fa_a, sa, fa_b, sb, opts, used=used)
         if how == "structure":
             spec = replace(spec, notes=spec.notes + (f"paired {sa.name} with {sb.name} by structure",))
+        if unpaired:
+            spec = replace(spec, notes=spec.notes + (unpaired,))
         specs.append(spec)
     _unmatched_init(opts, used, specs)
     return ParityPlan(tuple(specs))
