@@ -2,6 +2,8 @@
 name, module-tree weight mapping (the published ports themselves are in test_real_ports.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import fx, parity
@@ -92,12 +94,16 @@ def test_transformers_style_file_vs_mlx_port_passes_without_hints(symbol):
         assert [(i["name"], i["dtype"]) for i in run.pair["inputs"]] == [("input_ids", "int64")]
 
 
-def test_buggy_port_fails_with_the_cause_and_line():
-    run = parity(fx(f"{HF}::TinyLayer"), "vs", fx("realcode/port_mlx_gelu_tanh.py::TinyLayer"), "--json")
+def test_buggy_port_fails_with_the_cause_and_line(tmp_path):
+    source = Path(fx(PORT)).read_text()
+    line = source.index("nn.gelu(self.fc1")
+    buggy = tmp_path / "port_gelu_tanh.py"  # the port with the tanh approximation of GELU in its MLP
+    buggy.write_text(source.replace("nn.gelu(self.fc1", "nn.gelu_approx(self.fc1"))
+    run = parity(fx(f"{HF}::TinyLayer"), "vs", f"{buggy}::TinyLayer", "--json")
     assert run.code == 1 and run.status("forward") == "fail"
     assert run.pair["first_divergence"] == "mlp"
     gelu = [d for d in run.pair["diagnosis"] if d["kind"] == "approximation"]
-    assert gelu and gelu[0]["location"].endswith("port_mlx_gelu_tanh.py:69")
+    assert gelu and gelu[0]["location"].endswith(f"port_gelu_tanh.py:{source[:line].count(chr(10)) + 1}")
 
 
 def test_whole_files_pair_every_class_and_name_what_is_left_out():
