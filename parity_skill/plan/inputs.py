@@ -185,6 +185,10 @@ def plan_inputs(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: 
         kind = f"ids in [0, {g.high})" if g.dtype.startswith("int") else g.dtype
         notes.append(f"input '{arg.name}': shape {g.shape} {kind}, {g.reason} (override with --input)")
         specs.append(InputSpec(arg.name, g.shape, g.dtype, 0, g.high, g.seq_axis))
+    fed = {s.name for s in specs}
+    idle = [a.name for a in sym.call_args if a.name not in fed and a.kind in ("positional", "kwonly") and a.default]
+    if idle:
+        notes.append(f"{sym.name}: not exercised (left at their defaults): {', '.join(idle)}")
     return tuple(specs), guesses
 
 

@@ -20,7 +20,9 @@ from parity_skill.spec import InputSpec, PairSpec
 
 
 def _side_json(impl) -> dict:
-    return {"path": impl.file, "symbol": impl.symbol, "framework": impl.framework}
+    """Who the side is, and the constructor values it was built with (as Python literals)."""
+    return {"path": impl.file, "symbol": impl.symbol, "framework": impl.framework,
+            "init": {k: repr(v) for k, v in impl.init.items()}}
 
 
 def _dispatch(run: PairRun, name: str) -> dict:
