@@ -62,10 +62,6 @@ def pair_text(p: dict) -> list[str]:
     lines = ["=== Numerical Parity Report ===",
              f"Implementation A: {a['path'] + '::' if a['path'] else ''}{a['symbol']} ({a['framework']})",
              f"Implementation B: {b['path'] + '::' if b['path'] else ''}{b['symbol']} ({b['framework']})"]
-    for side, x in (("A", a), ("B", b)):
-        if x.get("init"):
-            lines.append(f"Built {side} as {x['symbol'].rsplit('.', 1)[-1]}("
-                         + ", ".join(f"{k}={v}" for k, v in x["init"].items()) + ")")
     if p.get("error"):
         lines.append(f"Error: {p['error']}")
     if p["checks"] and all(c["name"].startswith("stage:") for c in p["checks"]):
@@ -129,6 +125,10 @@ def pair_text(p: dict) -> list[str]:
         lines.append(f"Unmapped: A {', '.join(unmapped['a']) or '-'}; B {', '.join(unmapped['b']) or '-'}")
     if p.get("notes"):
         lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
+    built = [f"  {side}: {x['symbol'].rsplit('.', 1)[-1]}(" + ", ".join(f"{k}={v}" for k, v in x["init"].items())
+             + ")" for side, x in (("A", a), ("B", b)) if x.get("init")]
+    if built:
+        lines += ["", "Built with:"] + built
     lines += ["", verdict_line(p)]
     return lines
 
