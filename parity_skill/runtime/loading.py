@@ -172,7 +172,7 @@ def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | 
 def carry_over(factory: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Reference mode: pass A's arguments whose names the reference takes; fill its required size arguments
     from A's arguments of the same role (dim -> normalized_shape)."""
-    from parity_skill.plan.construct import role_of  # light: no framework imports
+    from parity_skill.roles import role_of  # light: neither the analysis stack nor a framework
 
     try:
         params = inspect.signature(factory).parameters
