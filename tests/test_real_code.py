@@ -2,6 +2,7 @@
 name, module-tree weight mapping (the published ports themselves are in test_real_ports.py)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -79,9 +80,10 @@ def test_module_trees_are_aligned_before_leaves():
     assert mapped["ln.bias"] == "norm.bias" and not left_a and not left_b
 
 
-mlx = pytest.importorskip("mlx.core")
+needs_mlx = pytest.mark.skipif(importlib.util.find_spec("mlx") is None, reason="mlx is not installed")
 
 
+@needs_mlx
 @pytest.mark.parametrize("symbol", ["TinyEmbeddings", "TinyAttention", "TinyMLP", "TinyLayer"])
 def test_transformers_style_file_vs_mlx_port_passes_without_hints(symbol):
     run = parity(fx(f"{HF}::{symbol}"), "vs", fx(f"{PORT}::{symbol}"), "--json")
@@ -94,6 +96,7 @@ def test_transformers_style_file_vs_mlx_port_passes_without_hints(symbol):
         assert [(i["name"], i["dtype"]) for i in run.pair["inputs"]] == [("input_ids", "int64")]
 
 
+@needs_mlx
 def test_buggy_port_fails_with_the_cause_and_line(tmp_path):
     source = Path(fx(PORT)).read_text()
     line = source.index("nn.gelu(self.fc1")
@@ -106,9 +109,17 @@ def test_buggy_port_fails_with_the_cause_and_line(tmp_path):
     assert gelu and gelu[0]["location"].endswith(f"port_gelu_tanh.py:{source[:line].count(chr(10)) + 1}")
 
 
+@needs_mlx
 def test_whole_files_pair_every_class_and_name_what_is_left_out():
     run = parity(fx("realcode/hf_like/tiny/modeling_tiny.py"), "vs", fx(PORT), "--json", "--quick")
     pairs = run.report["pairs"]
     assert sorted(p["a"]["symbol"] for p in pairs) == ["TinyAttention", "TinyEmbeddings", "TinyLayer", "TinyMLP"]
     assert all(p["verdict"] == "pass" for p in pairs)
     assert "not paired: A eager_attention, TinyPreTrainedModel; B -" in pairs[0]["notes"]
+
+
+def test_init_takes_a_dotted_framework_reference():
+    run = parity(fx("realcode/dtype_arg.py::Proj"), "vs", fx("realcode/dtype_arg.py::Proj"), "--json", "--quick",
+                 "--init", "dtype=torch.float32")
+    assert run.report["verdict"] == "pass", run.stderr
+    assert run.pair["a"]["init"]["dtype"] == "Ref(path='torch.float32')"
