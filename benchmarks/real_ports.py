@@ -2,8 +2,8 @@
 
     python benchmarks/real_ports.py [--quick] [NAME_FILTER]
 
-References come from transformers (PyTorch), ports from mlx-embeddings, mlx-audio and mlx-image, installed at the
-versions pinned in constraints.txt. Prints one row per pair: expected verdict, verdict, seconds, and the first
+References come from transformers (PyTorch), ports from mlx-embeddings, mlx-audio, mlx-image and mlx-lm, installed
+at the versions pinned in .ci/real-ports*.txt. Prints one row per pair: expected verdict, verdict, seconds, and the first
 problem when the verdict is not the expected one.
 """
 from __future__ import annotations
@@ -61,6 +61,9 @@ PAIRS = [
     # a real difference: transformers ViT normalises with the config's eps 1e-12, mlx-image's EncoderBlock with
     # nn.LayerNorm's default 1e-5 (with --init config.layer_norm_eps=1e-5 the pair passes)
     (f"{HF}.vit.modeling_vit", "ViTLayer", "mlxim.model.vit.vit", "EncoderBlock", "fail"),
+    # transformers' Conv1D stores (in, out): found from its bias, mapped transposed. GPT2MLP takes its width as an
+    # argument (its block passes 4 * n_embd); mlx-lm's MLP computes 4 * n_embd itself: one hint
+    (f"{HF}.gpt2.modeling_gpt2", "GPT2MLP", "mlx_lm.models.gpt2", "MLP", "pass", ("--init", "intermediate_size=128")),
     # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
     (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
      ("--init", "out_channels=16")),

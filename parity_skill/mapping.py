@@ -47,6 +47,8 @@ def transform_for(a: tuple[int, ...] | None, b: tuple[int, ...] | None, layout_c
 
 
 def apply_shape(transform: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if transform == "transpose":
+        return shape[::-1]
     if transform == "conv_to_channels_last":
         return (shape[0], *shape[2:], shape[1])
     if transform == "conv_to_channels_first":
@@ -135,12 +137,15 @@ def _weight_norm(params: list[ParamInfo]) -> tuple[list[ParamInfo], dict[str, st
 
 def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEntry, ...] = (),
                      layout_change: bool = False, order_a: list[str] | None = None,
-                     order_b: list[str] | None = None) -> tuple[list[MapEntry], list[str], list[str]]:
+                     order_b: list[str] | None = None,
+                     flips: tuple[set, set] = (set(), set())) -> tuple[list[MapEntry], list[str], list[str]]:
     """Return (entries, unmapped A names, unmapped B names). `fixed` entries are kept as given.
 
     With the modules' call order (the live trace) the module trees are aligned before any leaf is matched, and
     no parameter is then mapped across aligned modules."""
     entries = list(fixed)
+    a = [ParamInfo(p.name, p.shape[::-1]) if p.name in flips[0] and p.shape else p for p in a]  # as (out, in)
+    b = [ParamInfo(p.name, p.shape[::-1]) if p.name in flips[1] and p.shape else p for p in b]
     normed = {}
     if not any(_NORMED.match(p.name) for p in b):  # B stores the computed weight: match A's (g, v) as one
         a, normed = _weight_norm(a)
@@ -175,6 +180,8 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
 
     _match_fused(rest_a, rest_b, entries)
     _match_recurrent(rest_a, rest_b, entries)
+    entries = [MapEntry(e.a, e.b, "transpose", e.how) if e.transform == "identity" and
+               (e.a in flips[0]) != (e.b in flips[1]) else e for e in entries]
     entries = [MapEntry(normed[e.a], e.b, f"weight_norm>{e.transform}", e.how) if e.a in normed else e
                for e in entries]
     left_a = [n for p in rest_a for n in normed.get(p.name, p.name).split("+")]

@@ -123,3 +123,18 @@ def test_init_takes_a_dotted_framework_reference():
                  "--init", "dtype=torch.float32")
     assert run.report["verdict"] == "pass", run.stderr
     assert run.pair["a"]["init"]["dtype"] == "Ref(path='torch.float32')"
+
+
+def test_weights_stored_in_out_map_transposed():
+    """GPT-2's Conv1D keeps (in, out) weights: found by the side from its bias, mapped with a transpose, square
+    ones included (never matched by shape to the wrong projection)."""
+    a = [ParamInfo("c_fc.weight", (32, 128)), ParamInfo("c_fc.bias", (128,)), ParamInfo("c_proj.weight", (128, 32)),
+         ParamInfo("c_proj.bias", (32,)), ParamInfo("attn.c_proj.weight", (32, 32))]
+    b = [ParamInfo("fc.weight", (128, 32)), ParamInfo("fc.bias", (128,)), ParamInfo("proj.weight", (32, 128)),
+         ParamInfo("proj.bias", (32,)), ParamInfo("attn.out.weight", (32, 32))]
+    flips = ({"c_fc.weight", "c_proj.weight", "attn.c_proj.weight"}, set())
+    entries, left_a, left_b = match_parameters(a, b, flips=flips, order_a=["c_fc", "c_proj", "attn.c_proj"],
+                                               order_b=["fc", "proj", "attn.out"])
+    mapped = {e.a: (e.b, e.transform) for e in entries}
+    assert mapped["c_fc.weight"] == ("fc.weight", "transpose") and mapped["c_proj.weight"] == ("proj.weight", "transpose")
+    assert mapped["attn.c_proj.weight"] == ("attn.out.weight", "transpose") and not left_a and not left_b

@@ -190,6 +190,7 @@ class ReplaySide:
         self._modules = side.get("modules", [])
         self._trainable = side.get("trainable", [])
         self._weights = side.get("weights", [])
+        self._in_out = side.get("in_out_weights", [])
         self.call_order = list(dict.fromkeys(s["name"].split("#")[0] for s in manifest.get("stages", [])))
         self._calls = {c["key"]: (f"calls/{n:04d}", c) for n, c in enumerate(manifest.get("calls", []))}
         self._tensors = tensors
@@ -200,6 +201,9 @@ class ReplaySide:
 
     def supports(self, dtype: str) -> bool:
         return dtype in self._dtypes
+
+    def in_out_weights(self) -> list[str]:
+        return list(self._in_out)
 
     def seed(self, seed: int) -> None:  # A's randomness was seeded when it was captured
         return None

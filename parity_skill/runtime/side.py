@@ -141,6 +141,18 @@ class Side:
     def state(self) -> dict[str, np.ndarray]:
         return self.adapter.state(self.model_for("fp32"))
 
+    def in_out_weights(self) -> list[str]:
+        """Weights stored (in, out) instead of (out, in), like GPT-2's Conv1D: a layer class whose bias is as long
+        as its weight's second axis only. Decided per class, so its square instances count too."""
+        state = self.state()
+        types = {n: type(m).__name__ for n, m in self.adapter.submodules(self.model)}
+        marked = set()
+        for name, kind in types.items():
+            w, b = state.get(f"{name}.weight"), state.get(f"{name}.bias")
+            if w is not None and b is not None and w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[1] != w.shape[0]:
+                marked.add(kind)
+        return [f"{n}.weight" for n, kind in types.items() if kind in marked and f"{n}.weight" in state]
+
     def trainable(self) -> list[str]:
         return self.adapter.trainable(self.model)
 

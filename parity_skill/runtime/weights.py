@@ -13,6 +13,8 @@ def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
     """A's value -> the value(s) for B (a list: a split yields several)."""
     if how == "identity":
         return [value]
+    if how == "transpose":
+        return [np.ascontiguousarray(value.T)]
     if how == "conv_to_channels_last":
         return [np.moveaxis(value, 1, -1)]
     if how == "conv_to_channels_first":
@@ -56,6 +58,8 @@ def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str], ord
     fixed = []
     if orders[0] and orders[1]:
         planned = tuple(e for e in planned if e.how != "order+shape")
+    flips = (set(a.in_out_weights()), set(b.in_out_weights()))
+    planned = tuple(e for e in planned if not ({*e.a.split("+")} & flips[0] or {*e.b.split("+")} & flips[1]))
     for e in planned:
         names_a, names_b = e.a.split("+"), e.b.split("+")
         if not all(n in shapes_a for n in names_a) or not all(n in shapes_b for n in names_b):
@@ -69,7 +73,7 @@ def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str], ord
     layout_change = a.impl.framework != b.impl.framework
     entries, left_a, left_b = match_parameters(
         [ParamInfo(k, s) for k, s in shapes_a.items()], [ParamInfo(k, s) for k, s in shapes_b.items()],
-        tuple(fixed), layout_change, *orders)
+        tuple(fixed), layout_change, *orders, flips=flips)
     return state_a, entries, left_a, left_b
 
 
