@@ -117,7 +117,6 @@ def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
 def capture_pair(spec: PairSpec, folder: str) -> None:
     """Write A's artifact for this pair into `folder` (an error artifact when A cannot be built)."""
     manifest = base_manifest(spec)
-    planned = spec.inputs
     if spec.a.file:  # so a committed fixture still finds A's source from wherever the test runs
         manifest["side"]["file_from_artifact"] = os.path.relpath(os.path.abspath(spec.a.file), os.path.abspath(folder))
     notes: list[str] = []
@@ -128,9 +127,10 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the comparison reports it as the pair's error
         artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))
         return
-    spec = settle_inputs(spec, a, notes)
-    if spec.inputs != tuple(planned):
-        manifest["inputs_used"] = [asdict(i) for i in spec.inputs]
+    settled = settle_inputs(spec, a, notes)
+    if settled.inputs != spec.inputs:
+        manifest["inputs_used"] = [asdict(i) for i in settled.inputs]
+    spec = settled
     rec = RecordingSide(a, folder)
     identity = [MapEntry(n, n) for n in a.state()]
     run = PairRun(rec, MirrorSide(rec), spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed),
@@ -145,7 +145,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too
     manifest["calls"] = encode(rec.records, tensors)
     manifest["notes"] = notes
-    manifest["side"].update(in_out_weights=a.in_out_weights(), differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
+    manifest["side"].update(differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
                             modules=a.module_names(), trainable=a.trainable(), weights=sorted(state),
-                            framework_version=_framework_version(spec.a.framework))
+                            in_out_weights=a.in_out_weights(), framework_version=_framework_version(spec.a.framework))
     artifact.write(folder, manifest, tensors, rec.files)
