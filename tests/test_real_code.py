@@ -138,3 +138,17 @@ def test_weights_stored_in_out_map_transposed():
     mapped = {e.a: (e.b, e.transform) for e in entries}
     assert mapped["c_fc.weight"] == ("fc.weight", "transpose") and mapped["c_proj.weight"] == ("proj.weight", "transpose")
     assert mapped["attn.c_proj.weight"] == ("attn.out.weight", "transpose") and not left_a and not left_b
+
+
+def test_mapping_table_folds_repeated_blocks():
+    from parity_skill.report.text import grouped_entries, grouped_names
+
+    entries = [{"a": f"h.{i}.attn.qkv.weight", "b": f"layers.{i}.q.weight+layers.{i}.k.weight+layers.{i}.v.weight",
+                "transform": "split0:8,8,8", "how": "fused"} for i in range(200)]
+    entries.append({"a": "h.3.mlp.c_fc.weight", "b": "layers.4.mlp.fc.weight", "transform": "identity", "how": "x"})
+    rows = grouped_entries(entries)
+    assert rows[0] == ("h.{i}.attn.qkv.weight -> layers.{i}.q.weight+layers.{i}.k.weight+layers.{i}.v.weight  "
+                       "[split0:8,8,8, fused]  for i in 0-199")
+    assert rows[1] == "h.3.mlp.c_fc.weight -> layers.4.mlp.fc.weight  [identity, x]"  # other blocks: never folded
+    assert grouped_names([f"h.{i}.b" for i in (0, 1, 2, 5)] + ["wte.weight"]) == ["h.{i}.b (i in 0-2, 5)",
+                                                                                   "wte.weight"]

@@ -1,6 +1,8 @@
 """The human-readable Numerical Parity Report."""
 from __future__ import annotations
 
+import re
+
 
 def _num(x) -> str:
     return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
@@ -55,6 +57,48 @@ def _edges(cs):
     if cs[0]["status"] == "pass":
         return f"{len(cs)} of {len(cs)} cases"
     return ", ".join(c["name"] for c in cs) + " failed"
+
+
+_INDEX = re.compile(r"(?:(?<=\.)|^)\d+(?=\.)")
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, start = [], None
+    for i, v in enumerate(values):
+        start = v if start is None else start
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out)
+
+
+def _by_block(items: list[tuple[str, tuple, object]]) -> list[tuple[str, object, list[int]]]:
+    """Items whose names differ only in one block index, as (pattern with {i}, payload, sorted indices)."""
+    groups: dict[tuple, list[int]] = {}
+    for pattern, index, payload in items:
+        key = (pattern, payload) if len(index) == 1 else (pattern.replace("{i}", "{}").format(*index), payload)
+        groups.setdefault(key, []).extend(int(i) for i in index[:1] if len(index) == 1)
+    return [(pattern, payload, sorted(ix)) for (pattern, payload), ix in groups.items()]
+
+
+def grouped_entries(entries: list[dict]) -> list[str]:
+    """Mapping rows, a stack of repeated blocks folded into one row per parameter (readable at 200+ entries)."""
+    items = []
+    for e in entries:
+        ia, ib = tuple(_INDEX.findall(e["a"])), tuple(_INDEX.findall(e["b"]))
+        same = len(ia) == 1 and bool(ib) and set(ib) == set(ia)  # one block, named on both sides (fused: 3x on B)
+        pa = _INDEX.sub("{i}", e["a"]) if same else e["a"]
+        pb = _INDEX.sub("{i}", e["b"]) if same else e["b"]
+        items.append((f"{pa} -> {pb}", ia if same else (), f"[{e['transform']}, {e['how']}]"))
+    return [f"{row}  {tag}" + (f"  for i in {_ranges(ix)}" if len(ix) > 1 else "") if len(ix) > 1 else
+            f"{row.replace('{i}', str(ix[0])) if ix else row}  {tag}" for row, tag, ix in _by_block(items)]
+
+
+def grouped_names(names: list[str]) -> list[str]:
+    items = [(_INDEX.sub("{i}", n), tuple(_INDEX.findall(n)), None) for n in names]
+    return [f"{pat} (i in {_ranges(ix)})" if len(ix) > 1 else pat.replace("{i}", str(ix[0])) if ix else pat
+            for pat, _, ix in _by_block(items)]
 
 
 def pair_text(p: dict) -> list[str]:
@@ -118,11 +162,11 @@ def pair_text(p: dict) -> list[str]:
     if mapped:
         renamed = [e for e in mapped if e["a"] != e["b"] or e["transform"] != "identity"]
         lines += ["", f"Weight mapping: {len(mapped)} mapped" + (", by name" if not renamed else "")]
-        for e in renamed:
-            lines.append(f"  {e['a']} -> {e['b']}  [{e['transform']}, {e['how']}]")
+        lines += [f"  {row}" for row in grouped_entries(renamed)]
     unmapped = p.get("unmapped") or {}
     if unmapped.get("a") or unmapped.get("b"):
-        lines.append(f"Unmapped: A {', '.join(unmapped['a']) or '-'}; B {', '.join(unmapped['b']) or '-'}")
+        lines.append(f"Unmapped: A {', '.join(grouped_names(unmapped['a'])) or '-'}; "
+                     f"B {', '.join(grouped_names(unmapped['b'])) or '-'}")
     if p.get("notes"):
         lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
     built = [f"  {side}: {x['symbol'].rsplit('.', 1)[-1]}(" + ", ".join(f"{k}={v}" for k, v in x["init"].items())
