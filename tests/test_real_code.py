@@ -152,3 +152,19 @@ def test_mapping_table_folds_repeated_blocks():
     assert rows[1] == "h.3.mlp.c_fc.weight -> layers.4.mlp.fc.weight  [identity, x]"  # other blocks: never folded
     assert grouped_names([f"h.{i}.b" for i in (0, 1, 2, 5)] + ["wte.weight"]) == ["h.{i}.b (i in 0-2, 5)",
                                                                                    "wte.weight"]
+
+
+@pytest.mark.parametrize("act_b, claimed", [("", True), ("ACT2FN", False)])
+def test_activation_on_one_side_is_claimed_only_when_the_other_side_has_none(tmp_path, act_b, claimed):
+    a = tmp_path / "a.py"
+    a.write_text("from torch import nn\nimport torch.nn.functional as F\n\n\nclass MLP(nn.Module):\n"
+                 "    def __init__(self, dim: int):\n        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n\n"
+                 "    def forward(self, x):\n        return F.gelu(self.fc(x))\n")
+    act = "        self.act = ACT2FN['gelu']\n" if act_b else ""
+    b = tmp_path / "b.py"
+    b.write_text("from torch import nn\nACT2FN = {'gelu': nn.GELU()}\n\n\nclass MLP(nn.Module):\n"
+                 "    def __init__(self, dim: int):\n        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n"
+                 f"{act}\n    def forward(self, x):\n        return {'self.act(self.fc(x))' if act_b else 'self.fc(x)'}\n")
+    spec = build_plan(Target(str(a), "MLP"), Target(str(b), "MLP"), PlanOptions()).pairs[0]
+    found = [f["message"] for f in spec.static_findings if f["kind"] == "approximation"]
+    assert found == (["activations differ: A uses gelu, B uses -"] if claimed else [])

@@ -90,7 +90,6 @@ def test_injected_port_bug_fails_at_the_right_place(bert_port, tmp_path, bug):
     patched = tmp_path / "port"
     shutil.copytree(bert_port, patched)
     source = (patched / "bert.py").read_text()
-    assert source.count(before) == 1 or bug in ("dropped_bias", "transposed_weight"), bug
     head, _, tail = source.partition(f"class {cls}(")
     assert before in tail, bug
     (patched / "bert.py").write_text(head + f"class {cls}(" + tail.replace(before, after, 1))

@@ -87,7 +87,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
                            sa.kind, carried)
         return PairSpec(a, b, inputs, (), checks, (), tuple(notes))
     init_b = constructor_args(sb, fa_b, opts.init, notes, used) if sb.kind == "module" else {}
-    setting_findings: list[dict] = []
+    setting_findings: list = []
     values_a = {x.name: x.value for x in set_a}
     values_b: dict = {}
     if sb.kind == "module":
@@ -96,7 +96,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         notes += more
     findings = static_diff(sa, fa_a, sb, fa_b, values_a, values_b)
     reported = {f["kind"] for f in findings}
-    setting_findings = [f for f in setting_findings if f["message"].split(" ")[0] not in reported]
+    setting_findings = [f for role, f in setting_findings if role not in reported]  # one finding per role
     b = _implementation(fa_b.path, sb, init_b)
     inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [], set())[1],
                           opts.layout_b, notes)

@@ -106,7 +106,7 @@ def config_class_for(arg: Arg, sym: Symbol, fa: FileAnalysis) -> tuple[bool, Con
     if ann:
         cfg = configs.config_class(ann, fa.path) or fa.config(ann.rsplit(".", 1)[-1])
         return cfg is not None, cfg
-    if arg.default is not None or arg.kind != "positional" and arg.kind != "kwonly":
+    if arg.default is not None or arg.kind not in ("positional", "kwonly"):
         return False, None
     if not (configs.CONFIG_PARAM.match(arg.name) or any(p == arg.name for p, _ in sym.config_uses)):
         return False, None

@@ -84,14 +84,14 @@ def _set(init: dict[str, Any], path: str, value: Any) -> None:
 
 
 def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any],
-              sym_b: str) -> tuple[dict[str, Any], list[dict], list[str]]:
-    """(B's constructor values with A's where they correspond, findings, notes).
+              sym_b: str) -> tuple[dict[str, Any], list[tuple[str, dict]], list[str]]:
+    """(B's constructor values with A's where they correspond, (role, finding) pairs, notes).
 
     Values the tool chose take A's. Declared defaults that differ are findings; a config object's field takes A's
     value (in use both sides load one config file), a layer's own keyword default stays B's (callers that rely on
-    it get B's behaviour, so the checks must see it). A finding's message starts with its role."""
+    it get B's behaviour, so the checks must see it)."""
     init_b = dict(init_b)
-    findings: list[dict] = []
+    findings: list[tuple[str, dict]] = []
     changed: list[str] = []
     for s in set_b:
         if s.origin == "given":
@@ -107,9 +107,9 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
         if both_declared and (role in REPORTED_ROLES or a.name == s.name):
             ran = "both ran with A's value (load one config into both if this is not intended)" if in_config \
                 else "each side ran with its own default"
-            findings.append({"kind": "setting", "message": f"{role or s.name} differs: A declares "
-                             f"{a.path}={a.value!r}, B declares {s.path}={s.value!r}; {ran}",
-                             "a_location": a.location or None, "b_location": s.location or None})
+            findings.append((role, {"kind": "setting", "message": f"{role or s.name} differs: A declares "
+                                    f"{a.path}={a.value!r}, B declares {s.path}={s.value!r}; {ran}",
+                                    "a_location": a.location or None, "b_location": s.location or None}))
         if both_declared and not in_config:
             continue
         _set(init_b, s.path, type(s.value)(a.value))

@@ -68,6 +68,15 @@ def _resolved(text: str | None, values: dict) -> tuple[float | None, str]:
     return value, ""
 
 
+_CHOSEN_ACTIVATION = re.compile(r"ACT2FN\[|get_activation\(|ACT2CLS\[|getattr\(\s*(F|nn|torch|mx)\b")
+
+
+def _unseen_activation(syms: list[Symbol]) -> bool:
+    """An activation chosen by name at run time (`ACT2FN[config.hidden_act]`): which one is not known here, so a
+    side that uses one is never said to use none."""
+    return any(_CHOSEN_ACTIVATION.search(src) for s in syms for _, src in s.self_assigns)
+
+
 def _eps_values(syms: list[Symbol], fw: str, values: dict | None = None) -> list[tuple[float, str, str]]:
     """(value, location, how) for every eps a norm uses: literal, argument default, a config field the side is
     built with, or the framework default."""
@@ -123,7 +132,8 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
     acts_b = {o.op: o for o in ops_b if o.op in ACTIVATIONS}
     only_a = [k for k in acts_a if k not in acts_b]
     only_b = [k for k in acts_b if k not in acts_a]
-    if (only_a or only_b) and acts_a and acts_b:  # one side's activation unseen (ACT2FN[name]): nothing to claim
+    unseen_a, unseen_b = _unseen_activation(syms_a), _unseen_activation(syms_b)
+    if (only_a or only_b) and not (only_b and not acts_a and unseen_a) and not (only_a and not acts_b and unseen_b):
         found.append(_finding("approximation", f"activations differ: A uses {', '.join(only_a) or '-'}, "
                                                f"B uses {', '.join(only_b) or '-'}",
                               acts_a[only_a[0]].location if only_a else None,
