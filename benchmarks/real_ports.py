@@ -64,6 +64,19 @@ PAIRS = [
     # transformers' Conv1D stores (in, out): found from its bias, mapped transposed. GPT2MLP takes its width as an
     # argument (its block passes 4 * n_embd); mlx-lm's MLP computes 4 * n_embd itself: one hint
     (f"{HF}.gpt2.modeling_gpt2", "GPT2MLP", "mlx_lm.models.gpt2", "MLP", "pass", ("--init", "intermediate_size=128")),
+    # transformers >= 4.48 layers take position_embeddings=(cos, sin) from the model's rotary module and a required
+    # Optional mask; mlx-lm applies RoPE inside the layer: cos/sin come from the file's own rotary class
+    (f"{HF}.llama.modeling_llama", "LlamaAttention", "mlx_lm.models.llama", "Attention", "pass"),
+    (f"{HF}.llama.modeling_llama", "LlamaMLP", "mlx_lm.models.llama", "MLP", "pass"),
+    (f"{HF}.llama.modeling_llama", "LlamaDecoderLayer", "mlx_lm.models.llama", "TransformerBlock", "pass"),
+    (f"{HF}.qwen2.modeling_qwen2", "Qwen2DecoderLayer", "mlx_lm.models.qwen2", "TransformerBlock", "pass"),
+    (f"{HF}.qwen3.modeling_qwen3", "Qwen3DecoderLayer", "mlx_lm.models.qwen3", "TransformerBlock", "pass"),
+    (f"{HF}.phi3.modeling_phi3", "Phi3DecoderLayer", "mlx_lm.models.phi3", "TransformerBlock", "pass"),
+    (f"{HF}.gemma2.modeling_gemma2", "Gemma2DecoderLayer", "mlx_lm.models.gemma2", "TransformerBlock", "pass"),
+    (f"{HF}.cohere.modeling_cohere", "CohereDecoderLayer", "mlx_lm.models.cohere", "TransformerBlock", "pass"),
+    (f"{HF}.granite.modeling_granite", "GraniteAttention", "mlx_lm.models.granite", "Attention", "pass"),
+    # a real difference: Gemma's config chooses ACT2FN["gelu_pytorch_tanh"], mlx-lm's gemma MLP calls exact nn.gelu
+    (f"{HF}.gemma.modeling_gemma", "GemmaMLP", "mlx_lm.models.gemma", "MLP", "fail"),
     # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
     (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
      ("--init", "out_channels=16")),

@@ -40,6 +40,21 @@ class Ref:
 
 
 @dataclass(frozen=True)
+class Companion:
+    """A module of the implementation's own file that computes a forward argument the caller would pass, built
+    with `init` and called per forward on the inputs: e.g. a rotary embedding giving `position_embeddings=(cos,
+    sin)`. `call` names what each of its arguments gets: "x" (input `source`), "position_ids" (arange over the
+    sequence axis `seq_axis` of that input) or "seq_len"."""
+
+    arg: str
+    symbol: str
+    init: dict[str, Any] = field(default_factory=dict)
+    call: tuple[str, ...] = ("x", "position_ids")
+    source: int = 0
+    seq_axis: int = 1
+
+
+@dataclass(frozen=True)
 class Implementation:
     """One side: `file` + `symbol`, or `file=None` and a dotted `symbol` such as torch.nn.LayerNorm."""
 
@@ -48,6 +63,8 @@ class Implementation:
     framework: str
     kind: str = "module"  # module | function
     init: dict[str, Any] = field(default_factory=dict)
+    companions: tuple[Companion, ...] = ()
+    fixed: dict[str, Any] = field(default_factory=dict)  # forward arguments given one value (None, an int...)
 
     @property
     def display(self) -> str:

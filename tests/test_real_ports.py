@@ -43,6 +43,8 @@ EXPECTED_FAILURES = {  # the real differences (see PAIRS): which checks they fai
                       "edge:seq_len_1"},
     "ViTLayer": {"forward", "backward", "batch", "edge:zeros", "edge:large", "edge:tiny", "edge:offset",
                  "edge:seq_len_1"},
+    "GemmaMLP": {"forward", "backward", "batch", "edge:zeros", "edge:large", "edge:tiny", "edge:offset",
+                 "edge:seq_len_1"},
     "EncodecConv1d": {"edge:seq_len_1"},
     "EncodecResnetBlock": {"edge:seq_len_1"},
 }
@@ -109,3 +111,23 @@ def test_injected_port_bug_fails_at_the_right_place(bert_port, tmp_path, bug):
     located = run.pair["first_divergence"] or ""
     findings = [f for f in run.pair["static_findings"] if re.search(rf"bert\.py:{line}$", f["b_location"] or "")]
     assert located.startswith(where) or findings, (bug, located, run.pair["static_findings"])
+
+
+def test_injected_rope_convention_fails_at_the_rope_line(tmp_path):
+    """mlx-lm's Llama attention with `traditional=True` given to its RoPE helper (positionally, as
+    `initialize_rope(dims, base, traditional, ...)` takes it): the checks fail and the finding names that line."""
+    if not _installed("mlx_lm"):
+        pytest.skip("mlx_lm is not installed")
+    source = Path(package_file("mlx_lm.models.llama")).read_text().replace("from .", "from mlx_lm.models.")
+    assert "            args.rope_traditional,\n" in source
+    patched = tmp_path / "llama_port.py"
+    patched.write_text(source.replace("            args.rope_traditional,\n", "            True,\n", 1))
+    line = source[:source.index("self.rope = initialize_rope(")].count("\n") + 1
+    a = f"{package_file('transformers.models.llama.modeling_llama')}::LlamaAttention"
+    run = parity(a, "vs", f"{patched}::Attention", "--json", "--quick")
+    assert run.code == 1 and run.status("forward") == "fail", run.stderr
+    rope = [f for f in run.pair["static_findings"] if f["kind"] == "permutation"]
+    assert rope and rope[0]["b_location"].endswith(f"llama_port.py:{line}"), run.pair["static_findings"]
+    correct = parity(a, "vs", f"{package_file('mlx_lm.models.llama')}::Attention", "--json", "--quick")
+    assert correct.report["verdict"] == "pass" and not [f for f in correct.pair["static_findings"]
+                                                        if f["kind"] == "permutation"]

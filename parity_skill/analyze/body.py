@@ -82,6 +82,10 @@ class BodyVisitor(cst.CSTVisitor):
             self.ops.append(OpCall("cast", label, loc, args, kwargs))
         elif op:
             self.ops.append(OpCall(op, label, loc, args, kwargs))
+        elif not fw and not on_value and name and V.ROPE_NAME.search(last):  # initialize_rope(...), a helper
+            self.ops.append(OpCall("rope", resolved or name, loc, args, kwargs))
+        elif not fw and not on_value and name and "." not in name:  # a helper of the file: followed by the diff
+            self.ops.append(OpCall("call", name, loc, args, kwargs))
         elif last in ("cat", "concatenate", "stack") and _negated_first(node):
             # rotate-half RoPE: cat((-x2, x1)); interleaved RoPE: stack((-x2, x1), -1)
             traditional = "True" if last == "stack" else "False"
@@ -117,7 +121,7 @@ class BodyVisitor(cst.CSTVisitor):
             self.ops.append(OpCall("matmul", "@", self.ctx.loc(node), (left, right)))
         elif isinstance(node.operator, cst.Divide) and ("sqrt" in right or "** 0.5" in right):
             self.ops.append(OpCall("attn_scale", f"/ {right}", self.ctx.loc(node), (left, right)))
-        elif isinstance(node.operator, cst.Multiply) and any("** -0.5" in t or "rsqrt" in t or re.search(r"\bscale\b", t)
+        elif isinstance(node.operator, cst.Multiply) and any("** -0.5" in t or "rsqrt" in t or re.search(r"scal(e|ing)\b", t)
                                                             for t in (left, right)):
             self.ops.append(OpCall("attn_scale", f"{left} * {right}", self.ctx.loc(node), (left, right)))
 
@@ -138,6 +142,12 @@ class BodyVisitor(cst.CSTVisitor):
             self.hints.append(InputHint(arg, "consumer", name[5:], self.ctx.loc(node)))
         elif op in V.FEATURE_LAYERS or op in ("scaled_dot_product_attention", "softmax"):
             self.hints.append(InputHint(arg, "op", op, self.ctx.loc(node)))
+
+    def leave_Assign(self, original_node: cst.Assign) -> None:
+        """Once `x = self.fc(x)` rebinds an argument, later uses of the name say nothing about the input."""
+        for t in original_node.targets:
+            if isinstance(t.target, cst.Name):
+                self.inputs.discard(t.target.value)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if not self.inputs or len(node.targets) != 1:

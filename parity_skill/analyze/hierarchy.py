@@ -33,6 +33,7 @@ class ClassInfo:
 class _Outline:
     aliases: dict[str, str]
     classes: dict[str, ast.ClassDef]
+    functions: dict[str, ast.FunctionDef]
 
 
 def _imports(tree: ast.Module) -> dict[str, str]:
@@ -60,7 +61,8 @@ def outline(path: str) -> _Outline | None:
     except (OSError, ValueError, SyntaxError, RecursionError, MemoryError):
         return None
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    return _Outline(_imports(tree), classes)
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    return _Outline(_imports(tree), classes, functions)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -134,6 +136,22 @@ def find_class(name: str, path: str, hops: int = 0) -> ClassInfo | None:
     if where is None:
         return None
     return find_class(cls, where, hops + 1)
+
+
+def function_params(name: str, path: str, hops: int = 0) -> tuple[str, ...] | None:
+    """The positional parameter names of the function `name` (as written in `path`), following imports."""
+    info = outline(path)
+    if info is None or hops > MAX_HOPS:
+        return None
+    if "." not in name and name in info.functions:
+        a = info.functions[name].args
+        return tuple(x.arg for x in a.posonlyargs + a.args)
+    target = resolve_name(name, info.aliases)
+    module, _, fn = target.rpartition(".")
+    if target == name and "." not in name or not module or module.split(".")[0] in V.FRAMEWORK_ROOTS:
+        return None
+    where = module_file(module, path)
+    return function_params(fn, where, hops + 1) if where else None
 
 
 def framework_of(name: str, path: str, hops: int = 0) -> str | None:

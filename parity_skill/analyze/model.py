@@ -93,6 +93,8 @@ class Symbol:
     call_lines: tuple[int, int] = (0, 0)  # first and last line of forward/__call__ (or of the function)
     config_uses: tuple[tuple[str, str], ...] = ()  # (constructor argument, field) for every `config.field` read
     constructs: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], ...] = ()  # Class(args) calls
+    init_locals: tuple[tuple[str, str], ...] = ()  # name = <expr> in __init__ (source), in order
+    assign_locations: tuple[tuple[str, str], ...] = ()  # (attr, path:line) of each self_assigns entry
 
     def in_call(self, location: str) -> bool:
         line = int(location.rsplit(":", 1)[1])

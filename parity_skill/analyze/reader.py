@@ -169,6 +169,8 @@ class _InitVisitor(cst.CSTVisitor):
         self.submodules: list[Submodule] = []
         self.tensors: list[Tensor] = []
         self.assigns: list[tuple[str, str]] = []
+        self.locals: list[tuple[str, str]] = []
+        self.where: list[tuple[str, str]] = []
 
     def _submodule(self, attr: str, call: cst.Call) -> Submodule | None:
         name = dotted(call.func)
@@ -196,10 +198,13 @@ class _InitVisitor(cst.CSTVisitor):
     def visit_Assign(self, node: cst.Assign) -> None:
         for t in node.targets:
             name = dotted(t.target)
+            if name and "." not in name:  # a local (`embed_dim = config.hidden_size`) later lines build with
+                self.locals.append((name, self.ctx.code(node.value)))
             if not (name and name.startswith("self.") and name.count(".") == 1):
                 continue
             attr, value = name[5:], node.value
             self.assigns.append((attr, self.ctx.code(value)))
+            self.where.append((attr, self.ctx.loc(node)))
             if not isinstance(value, cst.Call):
                 continue
             callee = self.ctx.resolve(dotted(value.func) or "")
@@ -360,7 +365,7 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
     return Symbol(cls.name.value, "module", fw, ctx.loc(cls), init_args, call_args, tuple(iv.submodules),
                   tuple(iv.tensors), tuple(body.ops), tuple(body.findings), tuple(hints.hints),
                   tuple(iv.assigns), bases, _lines(call, ctx), tuple(dict.fromkeys(uses.uses)),
-                  tuple(uses.constructs))
+                  tuple(uses.constructs), tuple(iv.locals), tuple(iv.where))
 
 
 def _function_symbol(fn: cst.FunctionDef, ctx: Context, file_fw: str | None) -> Symbol:

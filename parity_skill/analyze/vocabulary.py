@@ -1,6 +1,8 @@
 """The fixed vocabularies analysis maps code onto: frameworks, module base classes, numerical ops."""
 from __future__ import annotations
 
+import re
+
 FRAMEWORK_ROOTS = {"torch": "torch", "mlx": "mlx", "numpy": "numpy"}
 
 MODULE_BASES = {
@@ -56,6 +58,9 @@ FEATURE_LAYERS = {
     "conv1d": "channels", "conv2d": "channels", "conv3d": "channels", "conv_transpose1d": "channels",
     "conv_transpose2d": "channels", "group_norm": "channels2", "batch_norm": "channels",
 }
+
+
+ROPE_NAME = re.compile(r"(^|_)rope($|_)|RoPE")  # initialize_rope, apply_rope: rotary helpers
 
 
 def op_for(dotted: str) -> str | None:

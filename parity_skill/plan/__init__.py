@@ -7,8 +7,9 @@ from typing import Any
 from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
 from parity_skill.errors import InputError
 from parity_skill.mapping import match_parameters
+from parity_skill.plan.companions import companion_args, plan_companions
 from parity_skill.plan.construct import constructor_args, environment
-from parity_skill.plan.inputs import is_array_arg, plan_inputs
+from parity_skill.plan.inputs import fixed_args, is_array_arg, plan_inputs
 from parity_skill.plan.pairing import pair_symbols
 from parity_skill.plan.params import static_parameters
 from parity_skill.plan.settings import harmonize, settings
@@ -66,8 +67,9 @@ def check_names(opts: PlanOptions) -> tuple[str, ...]:
     return tuple(names + ["determinism:a", "determinism:b"])
 
 
-def _implementation(target_path: str, sym: Symbol, init: dict[str, Any]) -> Implementation:
-    return Implementation(target_path, sym.name, sym.framework, sym.kind, init)
+def _implementation(target_path: str, sym: Symbol, init: dict[str, Any], companions: tuple = (),
+                    fixed: dict[str, Any] | None = None) -> Implementation:
+    return Implementation(target_path, sym.name, sym.framework, sym.kind, init, companions, fixed or {})
 
 
 def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Symbol | None, opts: PlanOptions,
@@ -75,9 +77,14 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     notes: list[str] = []
     used = used if used is not None else set()
     init_a = constructor_args(sa, fa_a, opts.init, notes, used) if sa.kind == "module" else {}
-    wanted = {x.name for x in sb.call_args if is_array_arg(x)} if sb is not None else set()
-    inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes, wanted)
-    a = _implementation(fa_a.path, sa, init_a)
+    derived_a = companion_args(sa, fa_a, set(opts.inputs))
+    derived_b = companion_args(sb, fa_b, set(opts.inputs)) if sb is not None else {}
+    wanted = {x.name for k, x in enumerate(sb.call_args) if is_array_arg(x, k == 0) and x.name not in derived_b} if sb is not None \
+        else set()
+    inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes, wanted, set(derived_a))
+    a = _implementation(fa_a.path, sa, init_a,
+                        plan_companions(sa, fa_a, init_a, derived_a, inputs, opts.init, notes),
+                        fixed_args(sa, set(derived_a) | set(opts.inputs), notes))
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
                     opts.cosine, seed=opts.seed, isolate=opts.isolate)
     set_a = settings(sa, fa_a, init_a, opts.init) if sa.kind == "module" else []
@@ -97,10 +104,12 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     findings = static_diff(sa, fa_a, sb, fa_b, values_a, values_b)
     reported = {f["kind"] for f in findings}
     setting_findings = [f for role, f in setting_findings if role not in reported]  # one finding per role
-    b = _implementation(fa_b.path, sb, init_b)
-    inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [], set())[1],
+    b = _implementation(fa_b.path, sb, init_b,
+                        plan_companions(sb, fa_b, init_b, derived_b, inputs, opts.init, notes),
+                        fixed_args(sb, set(derived_b) | set(opts.inputs), notes))
+    inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [], set(), set(derived_b))[1],
                           opts.layout_b, notes)
-    inputs = _keywords(inputs, sa, sb)
+    inputs = _keywords(inputs, sa, sb, set(derived_b))
     entries = ()
     if sa.kind == "module" and sb.kind == "module":
         params_a = static_parameters(sa, fa_a, environment(sa, init_a))
@@ -137,13 +146,15 @@ def _prefix_positional(names: list[str]) -> list[str]:
     return names if all(names[first_named:]) else [""] * len(names)
 
 
-def _keywords(inputs: tuple[InputSpec, ...], sa: Symbol, sb: Symbol) -> tuple[InputSpec, ...]:
+def _keywords(inputs: tuple[InputSpec, ...], sa: Symbol, sb: Symbol, derived_b: set[str] = frozenset()
+              ) -> tuple[InputSpec, ...]:
     """Each input goes to the argument of the same name on each side (`mask` never lands in B's `xa`); an
     input B has no argument of that name for goes to B's array argument in the same place."""
     keyword = ("positional", "kwonly")
     names_a = [i.name if any(x.name == i.name and x.kind in keyword for x in sa.call_args) else "" for i in inputs]
     b_args = {x.name for x in sb.call_args if x.kind in keyword}
-    b_arrays = [x.name for x in sb.call_args if is_array_arg(x) or x.name in {i.name for i in inputs}]
+    b_arrays = [x.name for k, x in enumerate(sb.call_args) if (is_array_arg(x, k == 0) or x.name in {i.name for i in inputs})
+                and x.name not in derived_b]
     names_b = []
     for k, spec in enumerate(inputs):
         if spec.name in b_args:

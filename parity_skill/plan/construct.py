@@ -23,10 +23,15 @@ def literal(source: str | None) -> tuple[bool, Any]:
 
 def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = ()) -> tuple[bool, Any]:
     """(include?, value) for one argument; defaults are kept unless they are large sizes."""
-    role = role_of(arg.name, siblings)
+    ann = (arg.annotation or "").replace("'", "").strip()
+    role = None if ann in ("bool", "str") else role_of(arg.name, siblings)  # `tie_word_embeddings: bool`
     ok, value = literal(arg.default)
     if arg.default is not None:
         if ok and value is None and role and role[0] == "layer_index":  # `layer_idx=None` breaks `layer_idx % n`
+            return True, role[1]
+        if ok and value is None and role and role[0] == "kv_heads":  # None: one per head; fewer exercises GQA
+            notes.append(f"{where}{arg.name}: default None (one kv head per head) set to {role[1]} so grouped "
+                         f"heads are checked")
             return True, role[1]
         if ok and role and role[0] == "token_id" and isinstance(value, int) and value >= SIZE_ROLES["vocab_small"]:
             small = value % SIZE_ROLES["vocab_small"]  # ids of special tokens stay distinct, inside the small vocab
@@ -39,7 +44,7 @@ def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = (
         return False, None
     if role:
         return True, role[1]
-    ann = (arg.annotation or "").lower()
+    ann = ann.lower()
     guess: Any = "" if "str" in ann else 1.0 if "float" in ann else False if "bool" in ann else \
         False if re.match(r"(use|is|add|output|return|has|enable|with)_", arg.name) else 8
     notes.append(f"{where}{arg.name}: required and of unknown role; guessed {guess!r} (override with --init)")
@@ -168,6 +173,10 @@ def environment(sym: Symbol, init: dict[str, Any]) -> dict[str, Any]:
             env[arg.name] = value
     for key, value in init.items():
         env[key] = value.kwargs if isinstance(value, Config) else value
+    for name, source in sym.init_locals:
+        value = evaluate(source, env)
+        if value is not None and name not in env:
+            env[name] = value
     for attr, source in sym.self_assigns:
         value = evaluate(source, env)
         if value is not None:

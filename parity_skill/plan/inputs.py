@@ -7,12 +7,13 @@ from typing import Any
 
 from parity_skill.analyze.model import Arg, FileAnalysis, Symbol
 from parity_skill.analyze.vocabulary import op_for
-from parity_skill.plan.construct import BATCH, SEQ, environment, evaluate, role_of
+from parity_skill.plan.construct import BATCH, SEQ, choose, environment, evaluate, role_of
 from parity_skill.spec import InputSpec
 
 INT_NAMES = re.compile(r"(^|_)(ids|tokens?|idx|indices|labels|input_ids|token_ids)$")
 QKV_NAMES = re.compile(r"^(q|k|v|query|key|value|queries|keys|values)$")
 SCALAR_ANN = ("int", "float", "bool", "str")
+SCALAR_ROLES = ("seq", "channels", "offset", "heads", "head_dim", "kv_heads", "layer_index")
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,53 @@ def _by_name_and_rank(arg: str, rank: int | None, sizes: dict[str, int], functio
     return Guess((BATCH, SEQ, dim), seq_axis=1, reason="(batch, seq, features)" + ("" if rank else " by default"))
 
 
-def is_array_arg(arg: Arg) -> bool:
-    if arg.kind in ("vararg", "varkw") or arg.default is not None:
+def _optional_annotation(arg: Arg) -> bool:
+    ann = (arg.annotation or "").replace(" ", "")
+    return ann.startswith("Optional[") or ann.endswith("|None") or ann.startswith("None|")
+
+
+def scalar_value(arg: Arg, siblings: tuple[str, ...], notes: list[str], where: str, primary: bool = False
+                 ) -> tuple[bool, Any]:
+    """(is fixed?, value) for a required forward argument that is not an array: None where its annotation
+    allows it (`attention_mask: Optional[Tensor]` with no default; never the `primary`, first, argument), a small value by role for scalars
+    (`start_pos` 0, `length` 6, `channels` 16) or by annotation (`scale: float`)."""
+    if not arg.required:
+        return False, None
+    if _optional_annotation(arg) and not primary:
+        return True, None
+    role = role_of(arg.name, siblings)
+    if role and role[0] in SCALAR_ROLES:
+        return True, role[1]
+    ann = (arg.annotation or "").replace("'", "")
+    if ann in ("int", "float", "bool"):
+        return True, choose(arg, notes, where, siblings)[1]
+    return False, None
+
+
+def is_array_arg(arg: Arg, primary: bool = False) -> bool:
+    if arg.kind in ("vararg", "varkw") or arg.default is not None or (_optional_annotation(arg) and not primary):
+        return False
+    role = role_of(arg.name)
+    if role and role[0] in SCALAR_ROLES and arg.annotation is None:
         return False
     ann = (arg.annotation or "").replace("'", "")
     return not any(ann == s for s in SCALAR_ANN)
+
+
+def fixed_args(sym: Symbol, skip: set[str], notes: list[str]) -> dict[str, Any]:
+    """Required forward arguments that get one value in every call instead of an input array."""
+    siblings = tuple(a.name for a in sym.call_args)
+    out: dict[str, Any] = {}
+    for i, arg in enumerate(sym.call_args):
+        if arg.name in skip:
+            continue
+        fixed, value = scalar_value(arg, siblings, notes, f"{sym.name}(", primary=i == 0)
+        if fixed:
+            out[arg.name] = value
+    if out:
+        notes.append(f"{sym.name}: called with " + ", ".join(f"{k}={v!r}" for k, v in out.items()) +
+                     " in every check (override with --input for arrays)")
+    return out
 
 
 def _optional_array(arg: Arg) -> bool:
@@ -152,27 +195,30 @@ def exercised_optionals(sym: Symbol, wanted: set[str]) -> set[str]:
     the forward requires no array at all (`input_ids=None, inputs_embeds=None`), the first one."""
     optional = [a for a in sym.call_args if _optional_array(a)]
     chosen = {a.name for a in optional if a.name in wanted}
-    if not chosen and optional and not any(is_array_arg(a) for a in sym.call_args):
+    if not chosen and optional and not any(is_array_arg(a, k == 0) for k, a in enumerate(sym.call_args)):
         chosen = {optional[0].name}
     return chosen
 
 
 def plan_inputs(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: dict[str, InputSpec],
-                notes: list[str], wanted: set[str] = frozenset()) -> tuple[tuple[InputSpec, ...], dict[str, Guess]]:
+                notes: list[str], wanted: set[str] = frozenset(), derived: set[str] = frozenset()
+                ) -> tuple[tuple[InputSpec, ...], dict[str, Guess]]:
     """Inputs for the required array arguments of `sym`'s forward (or the function's arguments), plus the
-    optional ones `exercised_optionals` picks."""
+    optional ones `exercised_optionals` picks; `derived` arguments are computed by the side, never fed."""
     env = environment(sym, init) if sym.kind == "module" else {}
     specs: list[InputSpec] = []
     guesses: dict[str, Guess] = {}
     optional = exercised_optionals(sym, wanted)
-    for arg in sym.call_args:
+    for i, arg in enumerate(sym.call_args):
+        if arg.name in derived:
+            continue
         if arg.name in overrides:
             specs.append(overrides[arg.name])
             continue
         if arg.name in optional:
             arg = Arg(arg.name, arg.annotation, None, arg.kind, arg.location)
-        if not is_array_arg(arg):
-            if arg.required:
+        if not is_array_arg(arg, primary=i == 0):
+            if arg.required and not scalar_value(arg, (), [], "", primary=i == 0)[0]:
                 notes.append(f"{sym.name}: required argument '{arg.name}' ({arg.annotation}) is not an array; "
                              f"give it with --input {arg.name}=...")
             continue
@@ -185,7 +231,7 @@ def plan_inputs(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: 
         kind = f"ids in [0, {g.high})" if g.dtype.startswith("int") else g.dtype
         notes.append(f"input '{arg.name}': shape {g.shape} {kind}, {g.reason} (override with --input)")
         specs.append(InputSpec(arg.name, g.shape, g.dtype, 0, g.high, g.seq_axis))
-    fed = {s.name for s in specs}
+    fed = {s.name for s in specs} | set(derived)
     idle = [a.name for a in sym.call_args if a.name not in fed and a.kind in ("positional", "kwonly") and a.default]
     if idle:
         notes.append(f"{sym.name}: not exercised (left at their defaults): {', '.join(idle)}")

@@ -34,7 +34,7 @@ def lookup(fa: FileAnalysis, name: str) -> Symbol:
 def _similarity(a: Symbol, b: Symbol) -> float:
     if a.kind != b.kind:
         return 0.0
-    ops_a, ops_b = {o.op for o in a.ops}, {o.op for o in b.ops}
+    ops_a, ops_b = {o.op for o in a.ops if o.op != "call"}, {o.op for o in b.ops if o.op != "call"}
     union = ops_a | ops_b
     ops = len(ops_a & ops_b) / len(union) if union else 1.0
     arity = 1.0 if len(a.call_args) == len(b.call_args) else 0.5

@@ -74,6 +74,20 @@ def _counterpart(s: Setting, theirs: list[Setting]) -> Setting | None:
     return alike[0] if len(values) == 1 else None
 
 
+def _effective(found: list[Setting]) -> list[Setting]:
+    """Settings left None that a config resolves from others, as every transformers-style config does:
+    `num_key_value_heads=None` means one kv head per head, `head_dim=None` means hidden size / heads."""
+    by_role = {s.role: s.value for s in found if _number(s.value)}
+    out = []
+    for s in found:
+        if s.value is None and s.role == "kv_heads" and "heads" in by_role:
+            s = replace(s, value=by_role["heads"], origin="chosen")
+        elif s.value is None and s.role == "head_dim" and by_role.get("heads") and "dim" in by_role:
+            s = replace(s, value=by_role["dim"] // by_role["heads"], origin="chosen")
+        out.append(s)
+    return out
+
+
 def _set(init: dict[str, Any], path: str, value: Any) -> None:
     head, _, field = path.partition(".")
     if field:
@@ -91,13 +105,20 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
     value (in use both sides load one config file), a layer's own keyword default stays B's (callers that rely on
     it get B's behaviour, so the checks must see it)."""
     init_b = dict(init_b)
+    set_a = _effective(set_a)
     findings: list[tuple[str, dict]] = []
     changed: list[str] = []
     for s in set_b:
         if s.origin == "given":
             continue
         a = _counterpart(s, set_a)
-        if a is None or not (_number(a.value) and _number(s.value)) or a.value == s.value:
+        if a is None or not _number(a.value) or a.value == s.value:
+            continue
+        if s.value is None and "." in s.path:  # a config field B leaves unset (`rope_theta=None`) takes A's
+            _set(init_b, s.path, a.value)
+            changed.append(f"{s.path}={a.value!r}")
+            continue
+        if not _number(s.value):
             continue
         if isinstance(s.value, int) and isinstance(a.value, float) and not a.value.is_integer():
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from parity_skill.analyze.model import FileAnalysis, OpCall, Symbol
+from parity_skill.analyze.hierarchy import function_params
 from parity_skill.analyze.vocabulary import DEFAULT_EPS
 
 NORMS = ("layer_norm", "rms_norm", "group_norm", "batch_norm")
@@ -26,6 +27,10 @@ def _reachable(sym: Symbol, fa: FileAnalysis, seen: set[str] | None = None) -> l
         local = fa.symbol(sub.type_name)
         if local is not None and local.kind == "module":
             out += _reachable(local, fa, seen)
+    for op in sym.ops:  # helpers of the same file it calls: apply_rotary_pos_emb -> rotate_half
+        helper = fa.symbol(op.name) if op.op == "call" else None
+        if helper is not None and helper.kind == "function":
+            out += _reachable(helper, fa, seen)
     return out
 
 
@@ -41,13 +46,19 @@ def _finding(kind: str, message: str, a: str | None, b: str | None) -> dict:
     return {"kind": kind, "message": message, "a_location": a, "b_location": b}
 
 
-def _gelu_kind(op: OpCall) -> str:
+def _gelu_kind(op: OpCall) -> tuple[str, str]:
+    """(which GELU: exact | tanh | sigmoid, how the code says it)."""
     approx = (op.kwarg("approximate") or "").strip("'\"")
+    short = op.name if op.name.startswith("ACT2FN[") else op.name.rsplit(".", 1)[-1]
+    if op.name.startswith("ACT2FN["):
+        return approx or "exact", f"{approx + ' approximation' if approx else 'exact (erf)'} ({short})"
     if approx and approx != "none":
-        return f"tanh approximation ({op.name.rsplit('.', 1)[-1]}(approximate={approx!r}))"
-    if op.name.endswith(("gelu_approx", "gelu_fast_approx")):
-        return f"tanh/sigmoid approximation ({op.name.rsplit('.', 1)[-1]})"
-    return "exact (erf)"
+        return "tanh", f"tanh approximation ({short}(approximate={approx!r}))"
+    if op.name.endswith("gelu_fast_approx"):
+        return "sigmoid", f"sigmoid approximation ({short})"
+    if op.name.endswith("gelu_approx"):
+        return "tanh", f"tanh approximation ({short})"
+    return "exact", "exact (erf)"
 
 
 def _literal_float(text: str | None) -> float | None:
@@ -71,10 +82,32 @@ def _resolved(text: str | None, values: dict) -> tuple[float | None, str]:
 _CHOSEN_ACTIVATION = re.compile(r"ACT2FN\[|get_activation\(|ACT2CLS\[|getattr\(\s*(F|nn|torch|mx)\b")
 
 
-def _unseen_activation(syms: list[Symbol]) -> bool:
-    """An activation chosen by name at run time (`ACT2FN[config.hidden_act]`): which one is not known here, so a
-    side that uses one is never said to use none."""
-    return any(_CHOSEN_ACTIVATION.search(src) for s in syms for _, src in s.self_assigns)
+# transformers' ACT2FN names -> (op, approximate) as the static diff compares them
+NAMED_ACTIVATIONS = {"gelu": ("gelu", ""), "gelu_python": ("gelu", ""), "gelu_new": ("gelu", "tanh"),
+                     "gelu_pytorch_tanh": ("gelu", "tanh"), "gelu_fast": ("gelu", "tanh"),
+                     "gelu_python_tanh": ("gelu", "tanh"), "gelu_accurate": ("gelu", "tanh"),
+                     "quick_gelu": ("gelu", "sigmoid"), "silu": ("silu", ""), "swish": ("silu", ""),
+                     "relu": ("relu", ""), "tanh": ("tanh", ""), "sigmoid": ("sigmoid", "")}
+
+
+def _chosen_activations(syms: list[Symbol], values: dict) -> tuple[list[OpCall], bool]:
+    """Activations chosen by name (`self.act = ACT2FN[config.hidden_act]`), resolved through the values the side
+    is built with into ops; and whether one could not be resolved (then a side is never said to use none)."""
+    ops, unseen = [], False
+    for s in syms:
+        where = dict(s.assign_locations)
+        for attr, src in s.self_assigns:
+            if not _CHOSEN_ACTIVATION.search(src):
+                continue
+            m = re.search(r"\[\s*(?:[A-Za-z_][\w.]*\.)?(\w+)\s*\]|\[\s*['\"](\w+)['\"]\s*\]", src)
+            name = (values.get(m.group(1)) if m and m.group(1) else m.group(2) if m else None)
+            if isinstance(name, str) and name.lower() in NAMED_ACTIVATIONS:
+                op, approx = NAMED_ACTIVATIONS[name.lower()]
+                kwargs = (("approximate", repr(approx)),) if approx else ()
+                ops.append(OpCall(op, f"ACT2FN[{name!r}]", where.get(attr, s.location), (), kwargs))
+            else:
+                unseen = True
+    return ops, unseen
 
 
 def _eps_values(syms: list[Symbol], fw: str, values: dict | None = None) -> list[tuple[float, str, str]]:
@@ -101,16 +134,48 @@ def _eps_values(syms: list[Symbol], fw: str, values: dict | None = None) -> list
     return out
 
 
-def _rope_convention(syms: list[Symbol]) -> tuple[str, str] | None:
+MLX_ROPE_PARAMS = ("dims", "traditional", "base", "scale")  # mlx.nn.RoPE's positional order
+
+
+def _flag(text: str | None, values: dict) -> bool | None:
+    """True/False from a literal or from a config field the side is built with (`args.rope_traditional`)."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text and re.fullmatch(r"[A-Za-z_][\w.]*\.(\w+)", text):
+        v = values.get(text.rsplit(".", 1)[-1])
+        return v if isinstance(v, bool) else None
+    return None
+
+
+def _traditional(op: OpCall, values: dict) -> bool | None:
+    text = op.kwarg("traditional")
+    if text is None:
+        name = op.name.split(" ")[0]
+        root = name.split(".")[0]
+        if name.endswith("RoPE") and root == "mlx":
+            params: tuple[str, ...] | None = MLX_ROPE_PARAMS
+        else:
+            params = None if root in ("mlx", "torch", "<tensor>") else \
+                function_params(name, op.location.rsplit(":", 1)[0])
+        if params and "traditional" in params:
+            i = params.index("traditional")
+            text = op.args[i] if i < len(op.args) else ("False" if params is MLX_ROPE_PARAMS else None)
+    return _flag(text, values)
+
+
+def _rope_convention(syms: list[Symbol], values: dict | None = None) -> tuple[str, str] | None:
+    """(convention, location): `traditional` of a RoPE layer or helper (keyword, positional, or a config field),
+    a hand-written rotate-half/interleave, or a call to a `rotate_half` helper."""
     for op in _ops(syms):
         if op.op == "rope":
-            flag = (op.kwarg("traditional") or "False").strip()
-            return ("interleaved pairs (traditional=True)" if flag == "True" else "rotate-half (traditional=False)",
-                    op.location)
-    for s in syms:
-        for op in s.ops:
-            if op.name.endswith("rotate_half"):
-                return "rotate-half", op.location
+            flag = _traditional(op, values or {})
+            if flag is not None:
+                short = op.name.split(" ")[0].rsplit(".", 1)[-1]
+                return (f"interleaved pairs ({short}: traditional=True)" if flag else
+                        f"rotate-half ({short}: traditional=False)", op.location)
+    for op in _ops(syms):
+        if op.op == "call" and op.name.endswith("rotate_half"):
+            return "rotate-half (rotate_half)", op.location
     return None
 
 
@@ -119,20 +184,22 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
     """Findings between two symbols; `values_*` are the constructor settings each side is built with (by field
     name), so `eps=config.layer_norm_eps` is compared as the number it is."""
     syms_a, syms_b = _reachable(sa, fa_a), _reachable(sb, fa_b)
-    ops_a, ops_b = _ops(syms_a), _ops(syms_b)
+    named_a, unseen_a = _chosen_activations(syms_a, values_a or {})
+    named_b, unseen_b = _chosen_activations(syms_b, values_b or {})
+    ops_a, ops_b = _ops(syms_a) + named_a, _ops(syms_b) + named_b
     found: list[dict] = []
 
     gelu_a = [(o, _gelu_kind(o)) for o in ops_a if o.op == "gelu"]
     gelu_b = [(o, _gelu_kind(o)) for o in ops_b if o.op == "gelu"]
     for (oa, ka), (ob, kb) in zip(gelu_a, gelu_b):
-        if ka != kb:
-            found.append(_finding("approximation", f"GELU differs: A {ka} vs B {kb}", oa.location, ob.location))
+        if ka[0] != kb[0]:
+            found.append(_finding("approximation", f"GELU differs: A {ka[1]} vs B {kb[1]}", oa.location,
+                                  ob.location))
 
     acts_a = {o.op: o for o in ops_a if o.op in ACTIVATIONS}
     acts_b = {o.op: o for o in ops_b if o.op in ACTIVATIONS}
     only_a = [k for k in acts_a if k not in acts_b]
     only_b = [k for k in acts_b if k not in acts_a]
-    unseen_a, unseen_b = _unseen_activation(syms_a), _unseen_activation(syms_b)
     if (only_a or only_b) and not (only_b and not acts_a and unseen_a) and not (only_a and not acts_b and unseen_b):
         found.append(_finding("approximation", f"activations differ: A uses {', '.join(only_a) or '-'}, "
                                                f"B uses {', '.join(only_b) or '-'}",
@@ -145,7 +212,7 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
         vb, lb, hb = next(((v, l, h) for v, l, h in eps_b if v != va), eps_b[0])
         found.append(_finding("eps", f"eps differs: A {va:g} ({ha}) vs B {vb:g} ({hb})", la, lb))
 
-    rope_a, rope_b = _rope_convention(syms_a), _rope_convention(syms_b)
+    rope_a, rope_b = _rope_convention(syms_a, values_a), _rope_convention(syms_b, values_b)
     if rope_a and rope_b and rope_a[0].split(" ")[0] != rope_b[0].split(" ")[0]:
         found.append(_finding("permutation", f"RoPE convention differs: A {rope_a[0]} vs B {rope_b[0]}",
                               rope_a[1], rope_b[1]))

@@ -10,7 +10,7 @@ from parity_skill.runtime.adapters import get_adapter
 from parity_skill.runtime.adapters.base import Flat
 from parity_skill.runtime.inputs import inverse, permute
 from parity_skill.runtime.loading import UserCodeError, constructor_kwargs, describe, resolve
-from parity_skill.spec import Implementation
+from parity_skill.spec import Companion, Implementation
 
 
 MAX_KEPT = 16
@@ -36,9 +36,22 @@ class Side:
             self.model = factory if impl.kind == "function" else self.adapter.build(factory, self.kwargs)
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
+        self.adapter.derived = tuple(self._companion(c, module) for c in impl.companions) + \
+            tuple((name, lambda xs, v=value: v) for name, value in impl.fixed.items())
         self._models: dict[str, Any] = {"fp32": self.model}
         self._in_place, self._in_place_keep = "fp32", ()  # the dtype self.model is in right now
         self.kept_fp32: dict[str, list[str]] = {}  # dtype -> submodules that had to stay in float32
+
+    def _companion(self, c: Companion, module: Any) -> tuple[str, Any]:
+        """(argument, fn) for a module of this side's file that computes a forward argument (rotary cos/sin)."""
+        impl = Implementation(self.impl.file, c.symbol, self.impl.framework, "module", c.init)
+        try:
+            factory = getattr(module, c.symbol)
+            built = self.adapter.build(factory, constructor_kwargs(impl, factory, module))
+        except Exception as exc:  # noqa: BLE001
+            raise UserCodeError(f"{self.impl.display}: building {c.symbol} for its argument '{c.arg}' raised "
+                                f"{describe(exc)}") from exc
+        return c.arg, self.adapter.companion(built, c.call, c.source, c.seq_axis)
 
     @property
     def label(self) -> str:

@@ -9,7 +9,7 @@ Exit code: 0 parity holds, 1 a check fails, 2 could not check.
 import os
 
 from parity_skill.runtime import (
-    Checks, Config, Implementation, InputSpec, MapEntry, PairSpec, Ref, Tolerance, main,
+    Checks, Companion, Config, Implementation, InputSpec, MapEntry, PairSpec, Ref, Tolerance, main,
 )
 
 # file paths below are relative to ROOT, the directory parity-skill ran in

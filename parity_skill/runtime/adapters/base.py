@@ -28,12 +28,26 @@ class Adapter(Protocol):
               feed: dict[str, list] | None = None) -> list[list]: ...
 
 
-def invoke(model: Any, xs: list, names: tuple[str, ...]) -> Any:
-    """Call with inputs by keyword where a name is given, by position otherwise (in order)."""
+def invoke(model: Any, xs: list, names: tuple[str, ...], derived: tuple = ()) -> Any:
+    """Call with inputs by keyword where a name is given, by position otherwise (in order); each `derived`
+    (argument, fn) adds `argument=fn(xs)` (a rotary embedding's (cos, sin), computed as a caller would)."""
+    extra = {arg: fn(xs) for arg, fn in derived}
     if not any(names):
-        return model(*xs)
+        return model(*xs, **extra)
     positional = [x for x, n in zip(xs, names) if not n] + list(xs[len(names):])
-    return model(*positional, **{n: x for x, n in zip(xs, names) if n})
+    return model(*positional, **{n: x for x, n in zip(xs, names) if n}, **extra)
+
+
+def companion_fn(module: Any, call: tuple[str, ...], source: int, seq_axis: int,
+                 positions: Callable[[int, int], Any], frozen: Callable[[Callable[[], Any]], Any]) -> Callable:
+    """fn(xs) calling `module` as its caller would: "x" is input `source`, "position_ids" (batch, seq) positions
+    0..T-1 and "seq_len" T, with T read from that input's `seq_axis`; `frozen` runs it outside autograd."""
+    def fn(xs: list) -> Any:
+        x = xs[source]
+        batch, length = int(x.shape[0]), int(x.shape[seq_axis])
+        args = [x if c == "x" else positions(batch, length) if c == "position_ids" else length for c in call]
+        return frozen(lambda: module(*args))
+    return fn
 
 
 def flatten(obj: Any, is_array: Callable[[Any], bool], to_numpy: Callable[[Any], np.ndarray], key: str = "") -> Flat:

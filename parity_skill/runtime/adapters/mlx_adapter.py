@@ -7,9 +7,9 @@ from typing import Any, Callable
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
-from parity_skill.runtime.adapters.base import Flat, flatten, flatten_native, invoke
+from parity_skill.runtime.adapters.base import Flat, companion_fn, flatten, flatten_native, invoke
 
 DT = {"fp64": mx.float64, "fp32": mx.float32, "fp16": mx.float16, "bf16": mx.bfloat16}
 
@@ -27,9 +27,19 @@ def _is(a: Any) -> bool:
 
 class MLXAdapter:
     arg_names: tuple[str, ...] = ()  # per input: the keyword it is passed as ('' = by position)
+    derived: tuple = ()  # (argument, fn(inputs)) computed per call, e.g. a rotary embedding's (cos, sin)
     name = "mlx"
     differentiable = True
     dtypes = ("fp64", "fp32", "fp16", "bf16")
+
+    def companion(self, module: Any, call: tuple[str, ...], source: int, seq_axis: int) -> Callable:
+        def frozen(fn):
+            return tree_map(lambda v: mx.stop_gradient(v) if isinstance(v, mx.array) else v, fn())
+
+        if isinstance(module, nn.Module):
+            module.eval()
+        return companion_fn(module, call, source, seq_axis,
+                            lambda n, t: mx.broadcast_to(mx.arange(t)[None], (n, t)), frozen)
 
     def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
         model = factory(**kwargs)
@@ -72,7 +82,7 @@ class MLXAdapter:
         return [mx.array(a).astype(DT[dtype]) if np.issubdtype(a.dtype, np.floating) else mx.array(a) for a in args]
 
     def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
-        out = invoke(model, self._args(args, dtype), self.arg_names)
+        out = invoke(model, self._args(args, dtype), self.arg_names, self.derived)
         mx.eval(out)
         return flatten(out, _is, _np)
 
@@ -89,7 +99,7 @@ class MLXAdapter:
                 full[i] = f
             if is_module:
                 model.update(params)
-            flat = flatten_native(invoke(model, full, self.arg_names), _is)
+            flat = flatten_native(invoke(model, full, self.arg_names, self.derived), _is)
             outputs[:] = flat
             total = mx.array(0.0, dtype=mx.float32)
             for k, t in flat:
@@ -140,7 +150,7 @@ class MLXAdapter:
             mod.__class__ = type(cls.__name__, (cls,), {"__call__": call})
             swapped.append((mod, cls))
         try:
-            mx.eval(invoke(model, self._args(args, dtype), self.arg_names))
+            mx.eval(invoke(model, self._args(args, dtype), self.arg_names, self.derived))
         finally:
             for mod, cls in swapped:
                 mod.__class__ = cls

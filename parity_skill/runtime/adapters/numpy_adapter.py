@@ -22,6 +22,7 @@ def _np(a: Any) -> np.ndarray:
 
 class NumpyAdapter:
     arg_names: tuple[str, ...] = ()  # per input: the keyword it is passed as ('' = by position)
+    derived: tuple = ()  # (argument, fn(inputs)) computed per call
     name = "numpy"
     differentiable = False
     dtypes = ("fp64", "fp32", "fp16")
@@ -60,7 +61,7 @@ class NumpyAdapter:
     def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
         xs = [a.astype(DT[dtype]) if np.issubdtype(a.dtype, np.floating) else a for a in args]
         with np.errstate(all="ignore"):
-            return flatten(invoke(model, xs, self.arg_names), _is, _np)
+            return flatten(invoke(model, xs, self.arg_names, self.derived), _is, _np)
 
     def grads(self, model: Any, args, dtype, upstream):
         raise NotImplementedError("NumPy has no automatic differentiation")

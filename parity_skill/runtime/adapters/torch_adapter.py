@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from parity_skill.runtime.adapters.base import Flat, flatten, flatten_native, invoke
+from parity_skill.runtime.adapters.base import Flat, companion_fn, flatten, flatten_native, invoke
 
 DT = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -43,9 +43,20 @@ class _AsNumpy(Mapping):
 
 class TorchAdapter:
     arg_names: tuple[str, ...] = ()  # per input: the keyword it is passed as ('' = by position)
+    derived: tuple = ()  # (argument, fn(inputs)) computed per call, e.g. a rotary embedding's (cos, sin)
     name = "torch"
     differentiable = True
     dtypes = ("fp64", "fp32", "fp16", "bf16")
+
+    def companion(self, module: Any, call: tuple[str, ...], source: int, seq_axis: int) -> Callable:
+        def frozen(fn):
+            with torch.no_grad():
+                return fn()
+
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+        return companion_fn(module, call, source, seq_axis,
+                            lambda n, t: torch.arange(t).unsqueeze(0).expand(n, t), frozen)
 
     def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
         model = factory(**kwargs)
@@ -108,7 +119,7 @@ class TorchAdapter:
             handles.append(mod.register_forward_hook(lambda m, i, o: stack.pop()))
         try:
             with torch.no_grad():
-                invoke(model, self._args(args, dtype), self.arg_names)
+                invoke(model, self._args(args, dtype), self.arg_names, self.derived)
         except Exception:  # noqa: BLE001 - the failure is what we are locating
             failed = stack[-1:] or [""]  # "": the top-level forward itself
         finally:
@@ -129,14 +140,14 @@ class TorchAdapter:
 
     def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
         with torch.no_grad():
-            return flatten(invoke(model, self._args(args, dtype), self.arg_names), _is, _np)
+            return flatten(invoke(model, self._args(args, dtype), self.arg_names, self.derived), _is, _np)
 
     def grads(self, model: Any, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
         xs = self._args(args, dtype, grad=True)
         params = dict(model.named_parameters()) if isinstance(model, torch.nn.Module) else {}
         for p in params.values():
             p.grad = None
-        out = flatten_native(invoke(model, xs, self.arg_names), _is)
+        out = flatten_native(invoke(model, xs, self.arg_names, self.derived), _is)
         pairs = [(t, torch.tensor(upstream[k], dtype=t.dtype)) for k, t in out
                  if k in upstream and t.is_floating_point() and t.requires_grad]
         if pairs:  # sum(t * g) has the same gradient as backward(t, g), without autograd.backward's lazy imports
@@ -179,7 +190,7 @@ class TorchAdapter:
             handles.append(mod.register_forward_hook(post))
         try:
             with torch.no_grad():
-                invoke(model, self._args(args, dtype), self.arg_names)
+                invoke(model, self._args(args, dtype), self.arg_names, self.derived)
         finally:
             for h in handles:
                 h.remove()

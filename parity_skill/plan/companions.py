@@ -1,0 +1,95 @@
+"""Forward arguments a caller computes with another module of the same file: a rotary embedding's (cos, sin)
+passed as `position_embeddings` (transformers attention and decoder layers). The side builds that module with
+the layer's own config and calls it per forward, as the model around the layer would."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from parity_skill.analyze.model import FileAnalysis, Symbol
+from parity_skill.plan.construct import constructor_args, environment
+from parity_skill.spec import Companion, Config, InputSpec
+
+ROTARY_ARG = re.compile(r"^(position_embeddings?|pos_embs?|rotary_pos_emb|rotary_emb|freqs_cis|cos_sin)$")
+ROTARY_CLASS = re.compile(r"rotary|rope", re.I)
+POSITION_NAMES = re.compile(r"^(position_ids|positions|pos_ids|pos)$")
+LENGTH_NAMES = re.compile(r"^(seq_len|seqlen|seq_length|length|max_seq_len)$")
+HEAD_DIM_NAMES = re.compile(r"^(dim|head_dim|rotary_dim|dims|rope_dim)$")
+
+
+def _call_plan(rot: Symbol) -> tuple[str, ...] | None:
+    """What each of the rotary module's forward arguments gets, in order; None when one cannot be filled."""
+    plan: list[str] = []
+    for arg in rot.call_args:
+        if arg.kind not in ("positional", "kwonly"):
+            continue
+        if POSITION_NAMES.match(arg.name):
+            plan.append("position_ids")
+        elif LENGTH_NAMES.match(arg.name):
+            plan.append("seq_len")
+        elif arg.required:
+            if "x" in plan:
+                return None
+            plan.append("x")
+        else:
+            break
+    return tuple(plan) if plan else None
+
+
+def rotary_class(fa: FileAnalysis, sym: Symbol) -> Symbol | None:
+    """The file's module that computes (cos, sin): a rotary/rope class that takes no query or key; the one
+    sharing the longest name prefix with `sym` first."""
+    found = [s for s in fa.symbols if s.kind == "module" and s is not sym and ROTARY_CLASS.search(s.name)
+             and not any(a.name in ("q", "k", "query", "key") for a in s.call_args) and _call_plan(s)]
+    found.sort(key=lambda s: -len(os.path.commonprefix([s.name, sym.name])))
+    return found[0] if found else None
+
+
+def companion_args(sym: Symbol, fa: FileAnalysis, given: set[str]) -> dict[str, Symbol]:
+    """Argument -> rotary class, for the forward's position-embedding arguments the user did not give."""
+    if sym.kind != "module":
+        return {}
+    names = [a.name for a in sym.call_args if a.kind in ("positional", "kwonly") and ROTARY_ARG.match(a.name)
+             and a.name not in given]
+    rot = rotary_class(fa, sym) if names else None
+    return {n: rot for n in names} if rot is not None else {}
+
+
+def _init_for(rot: Symbol, fa: FileAnalysis, init: dict[str, Any], env: dict[str, Any],
+              overrides: dict[str, Any]) -> dict[str, Any]:
+    """The rotary module's constructor values: the layer's own config object where it takes one, the layer's
+    head size for its `dim`, and otherwise its defaults."""
+    rot_init = constructor_args(rot, fa, overrides, [])
+    configs = [v for v in init.values() if isinstance(v, Config)]
+    heads = next((v for k, v in env.items() if k.split(".")[-1] in ("head_dim", "head_size") and isinstance(v, int)),
+                 None)
+    for name, value in list(rot_init.items()):
+        if name in init:
+            rot_init[name] = init[name]
+        elif isinstance(value, Config) and configs:
+            same = [c for c in configs if c.cls == value.cls]
+            rot_init[name] = (same or configs)[0]
+        elif HEAD_DIM_NAMES.match(name) and heads:
+            rot_init[name] = heads
+    return rot_init
+
+
+def plan_companions(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], found: dict[str, Symbol],
+                    inputs: tuple[InputSpec, ...], overrides: dict[str, Any], notes: list[str]) -> tuple[Companion, ...]:
+    if not found:
+        return ()
+    floats = [i for i, s in enumerate(inputs) if s.is_float]
+    source = next((i for i in floats if inputs[i].seq_axis is not None), floats[0] if floats else None)
+    if source is None:
+        notes.append(f"{sym.name}: {', '.join(found)} not exercised: no floating input to derive positions from")
+        return ()
+    env = environment(sym, init)
+    out = []
+    for arg, rot in found.items():
+        call = _call_plan(rot)
+        out.append(Companion(arg, rot.name, _init_for(rot, fa, init, env, overrides), call, source,
+                             inputs[source].seq_axis or 1))
+        notes.append(f"{sym.name}: '{arg}' computed per call by {rot.name}({', '.join(call)}) from input "
+                     f"'{inputs[source].name}', as the model around it would ({rot.location})")
+    return tuple(out)
