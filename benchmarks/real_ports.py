@@ -62,8 +62,14 @@ PAIRS = [
     # nn.LayerNorm's default 1e-5 (with --init config.layer_norm_eps=1e-5 the pair passes)
     (f"{HF}.vit.modeling_vit", "ViTLayer", "mlxim.model.vit.vit", "EncoderBlock", "fail"),
     # transformers' Conv1D stores (in, out): found from its bias, mapped transposed. GPT2MLP takes its width as an
-    # argument (its block passes 4 * n_embd); mlx-lm's MLP computes 4 * n_embd itself: one hint
-    (f"{HF}.gpt2.modeling_gpt2", "GPT2MLP", "mlx_lm.models.gpt2", "MLP", "pass", ("--init", "intermediate_size=128")),
+    # argument (its block passes 4 * n_embd); mlx-lm's MLP derives 4 * n_embd itself: A is built with that width
+    (f"{HF}.gpt2.modeling_gpt2", "GPT2MLP", "mlx_lm.models.gpt2", "MLP", "pass"),
+    # OpenAI-style names on the port (query/key/value/out, attn_ln, mlp1/mlp2); its MLP width is 4 * n_state,
+    # hard-coded: A's config.encoder_ffn_dim follows. Attention returns (out, (k, v), qk) vs (out, probs)
+    (f"{HF}.whisper.modeling_whisper", "WhisperAttention", "mlx_audio.stt.models.whisper.whisper",
+     "MultiHeadAttention", "pass"),
+    (f"{HF}.whisper.modeling_whisper", "WhisperEncoderLayer", "mlx_audio.stt.models.whisper.whisper",
+     "ResidualAttentionBlock", "pass"),
     # transformers >= 4.48 layers take position_embeddings=(cos, sin) from the model's rotary module and a required
     # Optional mask; mlx-lm applies RoPE inside the layer: cos/sin come from the file's own rotary class
     (f"{HF}.llama.modeling_llama", "LlamaAttention", "mlx_lm.models.llama", "Attention", "pass"),
@@ -77,6 +83,11 @@ PAIRS = [
     (f"{HF}.granite.modeling_granite", "GraniteAttention", "mlx_lm.models.granite", "Attention", "pass"),
     # a real difference: Gemma's config chooses ACT2FN["gelu_pytorch_tanh"], mlx-lm's gemma MLP calls exact nn.gelu
     (f"{HF}.gemma.modeling_gemma", "GemmaMLP", "mlx_lm.models.gemma", "MLP", "fail"),
+    # mlx-vlm's DINOv2: a fused qkv against separate query/key/value one level deeper (attention.attention.*),
+    # LayerScale's lambda1 vs gamma, a patchifying conv (kernel 14) in each layout
+    (f"{HF}.dinov2.modeling_dinov2", "Dinov2Layer", "mlx_vlm.models.dinov2.dinov2", "Block", "pass"),
+    (f"{HF}.dinov2.modeling_dinov2", "Dinov2Attention", "mlx_vlm.models.dinov2.dinov2", "Attention", "pass"),
+    (f"{HF}.dinov2.modeling_dinov2", "Dinov2PatchEmbeddings", "mlx_vlm.models.dinov2.dinov2", "PatchEmbed", "pass"),
     # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
     (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
      ("--init", "out_channels=16")),

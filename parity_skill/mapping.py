@@ -39,6 +39,8 @@ def transform_for(a: tuple[int, ...] | None, b: tuple[int, ...] | None, layout_c
     """The transform that turns an A-shaped array into a B-shaped one, or None if none applies."""
     if a is None or b is None or a == b:
         return "identity"
+    if len(a) != len(b):
+        return None
     if layout_change and len(a) >= 3 and b == (a[0], *a[2:], a[1]):
         return "conv_to_channels_last"
     if layout_change and len(a) >= 3 and a == (b[0], *b[2:], b[1]):
@@ -169,6 +171,7 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
         if pb is not None and pb in rest_b:
             take(pa, pb, "name")
 
+    _match_fused(rest_a, rest_b, entries, exclusive=True)  # q, k, v -> qkv before modules align one to one
     aligned = _match_modules(rest_a, rest_b, order_a, order_b, take, layout_change) \
         if order_a and order_b else set()
     for pa in list(rest_a):  # declaration order + shape, same leaf kind (weight <-> weight)
@@ -180,6 +183,7 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
 
     _match_fused(rest_a, rest_b, entries)
     _match_recurrent(rest_a, rest_b, entries)
+    _match_last_in_module(rest_a, rest_b, take)
     entries = [MapEntry(e.a, e.b, "transpose", e.how) if e.transform == "identity" and
                (e.a in flips[0]) != (e.b in flips[1]) else e for e in entries]
     entries = [MapEntry(normed[e.a], e.b, f"weight_norm>{e.transform}", e.how) if e.a in normed else e
@@ -188,11 +192,25 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
     return entries, left_a, [p.name for p in rest_b]
 
 
-def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list[MapEntry]) -> None:
-    """One fused projection (e.g. qkv of 3*d rows) on one side vs consecutive separate ones on the other."""
+def _match_last_in_module(rest_a: list[ParamInfo], rest_b: list[ParamInfo], take) -> None:
+    """The one parameter left in a module on each side, where the two modules have the same name (or are both
+    the top level): `lambda1` vs `gamma` of a LayerScale."""
+    for pa in list(rest_a):
+        mine = [p for p in rest_a if owner(p.name) == owner(pa.name)]
+        theirs = [p for p in rest_b if owner(p.name) == owner(pa.name)]
+        if len(mine) == 1 and len(theirs) == 1 and pa.shape is not None and pa.shape == theirs[0].shape:
+            take(pa, theirs[0], "last in module")
+
+
+def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list[MapEntry],
+                 exclusive: bool = False) -> None:
+    """One fused projection (e.g. qkv of 3*d rows) on one side vs consecutive separate ones on the other;
+    `exclusive`: only where no parameter on the other side has the fused one's shape."""
     for big_side, small_side, flip in ((rest_a, rest_b, False), (rest_b, rest_a, True)):
         for big in list(big_side):
             if not big.shape:
+                continue
+            if exclusive and any(p.shape == big.shape for p in small_side):
                 continue
             same_leaf = [p for p in small_side if leaf(p.name) == leaf(big.name) and p.shape
                          and same_block(p.name, big.name)]
@@ -245,12 +263,30 @@ def _match_recurrent(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: 
             rest_b.remove(bias)
 
 
+FUSED_ROLES = (("q", "k", "v"), ("k", "v"), ("gate", "up"))
+
+
 def _consecutive_group(big: ParamInfo, candidates: list[ParamInfo]) -> list[ParamInfo] | None:
+    """The parameters of one module's projections that `big` stacks: by role in fused order (q, k, v; gate,
+    up), whatever order the names come in; else role-less ones of equal shapes, consecutive."""
+    parents: dict[str, list[ParamInfo]] = {}
+    for c in candidates:
+        parents.setdefault(c.name.rsplit(".", 2)[0] if c.name.count(".") >= 2 else "", []).append(c)
+    for members in parents.values():
+        roles = {module_role(owner(m.name)): m for m in members}
+        for combo in FUSED_ROLES:
+            group = [roles[r] for r in combo if r in roles]
+            if len(group) == len(combo) and _stacks(big, group):
+                return group
     for k in (3, 2):
         for start in range(len(candidates) - k + 1):
             group = candidates[start:start + k]
-            parents = {g.name.rsplit(".", 2)[0] if g.name.count(".") >= 2 else "" for g in group}  # one module
-            if len(parents) == 1 and sum(g.shape[0] for g in group) == big.shape[0] \
-                    and all(g.shape[1:] == big.shape[1:] for g in group):
+            one_parent = len({g.name.rsplit(".", 2)[0] if g.name.count(".") >= 2 else "" for g in group}) == 1
+            if one_parent and len({g.shape for g in group}) == 1 and not any(module_role(owner(g.name))
+                                                                            for g in group) and _stacks(big, group):
                 return group
     return None
+
+
+def _stacks(big: ParamInfo, group: list[ParamInfo]) -> bool:
+    return sum(g.shape[0] for g in group) == big.shape[0] and all(g.shape[1:] == big.shape[1:] for g in group)

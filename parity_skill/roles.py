@@ -16,7 +16,7 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"vocab|num_embeddings|num_classes|n_vocab|codebook", "vocab", 64),
     (r"hidden_dim|hidden_features|intermediate|ffn|d_ff|mlp_dim|inner|^hidden$|mlp_hidden", "hidden", 64),
     (r"out_features|out_dim|dim_out|out_channels|output_dim", "out", 24),
-    (r"in_channels|^channels$|num_channels|n_channels|^in_?planes$|^inplanes$", "channels", 16),
+    (r"in_channels|^in_chans$|^channels$|num_channels|n_channels|^in_?planes$|^inplanes$", "channels", 16),
     (r"^(out_)?planes$", "out", 24),
     (r"token_id$|token_ids$|^padding_idx$|^pad_id$|^(bos|eos|pad|unk|sep|cls|mask)_id$", "token_id", 0),
     (r"^(start_pos|offset|start|past_length|cache_offset|position_offset|past_key_values_length)$", "offset", 0),

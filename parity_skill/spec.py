@@ -20,6 +20,7 @@ class Config:
     cls: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict, compare=False)  # the class's own, read by the plan
 
     def __repr__(self) -> str:  # the literal generated scripts are written in
         extra = f", attrs={self.attrs!r}" if self.attrs else ""

@@ -54,7 +54,7 @@ def test_rotary_attention_vs_mlx_port_passes_and_a_traditional_rope_fails_at_its
 def test_scalar_and_optional_forward_arguments_get_values(tmp_path):
     src = ("from typing import Optional\nimport torch\nfrom torch import nn\n\n\nclass Block(nn.Module):\n"
            "    def __init__(self, dim: int):\n        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n\n"
-           "    def forward(self, x, start_pos: int, mask: Optional[torch.Tensor]):\n"
+           "    def forward(self, x, start_pos: int, mask: Optional[torch.Tensor], head_mask: torch.Tensor):\n"
            "        out = self.fc(x)\n        return out if mask is None else out + mask\n\n\n"
            "def sinusoids(length, channels, max_timescale=10000):\n"
            "    inc = torch.log(torch.tensor(float(max_timescale))) / (channels // 2 - 1)\n"
@@ -64,7 +64,8 @@ def test_scalar_and_optional_forward_arguments_get_values(tmp_path):
     path = tmp_path / "layers.py"
     path.write_text(src)
     spec = build_plan(Target(str(path), "Block"), Target(str(path), "Block"), PlanOptions()).pairs[0]
-    assert [i.name for i in spec.inputs] == ["x"] and spec.a.fixed == {"start_pos": 0, "mask": None}
+    # a required mask is passed None (random numbers are never a mask), whatever its annotation says
+    assert [i.name for i in spec.inputs] == ["x"] and spec.a.fixed == {"start_pos": 0, "mask": None, "head_mask": None}
     fn = build_plan(Target(str(path), "sinusoids"), Target(str(path), "sinusoids"), PlanOptions()).pairs[0]
     assert not fn.inputs and fn.a.fixed == {"length": 6, "channels": 16}
     run = parity(f"{path}::sinusoids", "vs", f"{path}::sinusoids", "--json", "--quick")

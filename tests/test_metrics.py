@@ -47,18 +47,23 @@ def test_shape_mismatch_and_scaled_atol():
     assert scaled_atol(1e-5, np.array([1e-6])) == 1e-5
 
 
-def test_outputs_match_by_shape_when_counts_differ():
+def test_outputs_match_first_by_shape_and_the_rest_by_key_when_counts_differ():
     out = np.ones((2, 3))
     qk = np.ones((2, 2))
+    # (out, probs) vs (out, (k, v), qk): probs and qk share a shape but are different quantities; never compared
     pairs, extra_a, extra_b = match_outputs([("[0]", out), ("[1]", qk)], [("[0]", out), ("[1]", np.ones(5)), ("[2]", qk)])
-    assert [(ka, kb) for ka, _, kb, _ in pairs] == [("[0]", "[0]"), ("[1]", "[2]")]
-    assert extra_a == [] and extra_b == ["[1]"]
+    assert [(ka, kb) for ka, _, kb, _ in pairs] == [("[0]", "[0]")]
+    assert extra_a == ["[1]"] and extra_b == ["[1]", "[2]"]
+    pairs, _, _ = match_outputs([("", out)], [("[0]", out), ("[1]", qk)])  # the first output pairs by shape
+    assert [(ka, kb) for ka, _, kb, _ in pairs] == [("", "[0]")]
+    pairs, _, _ = match_outputs([("[0]", out), ("[1]", qk)], [("[0]", out), ("[1]", qk), ("[2]", qk)])
+    assert [(ka, kb) for ka, _, kb, _ in pairs] == [("[0]", "[0]"), ("[1]", "[1]")]  # same key and shape
     j = judge([("[0]", out)], [("[0]", out), ("[1]", qk)], Tolerance(1e-5, 0), cosine_min=0.99)
     assert j["ok"] and j["notes"] == ["B has extra outputs [1] (not compared)"]
     extra = judge([("[0]", out), ("[1]", np.ones(7))], [("[0]", out), ("[1]", qk), ("[2]", qk)], Tolerance(1e-5, 0))
     assert extra["ok"] and extra["uncompared"] == ["[1]"]  # (out, attn) vs out: reported, not judged
     missing = judge([("[0]", np.ones(7)), ("[1]", out)], [("[0]", out)], Tolerance(1e-5, 0))
-    assert not missing["ok"] and missing["missing_outputs"] == ["[0]"]  # A's first output must have a counterpart
+    assert not missing["ok"] and missing["missing_outputs"][0] == "[0]"  # A's first output must have a counterpart
 
 
 def test_reported_minimum_atol_is_on_the_user_scale_and_exact():

@@ -48,9 +48,10 @@ def _is_dtype_text(text: str) -> bool:
 class BodyVisitor(cst.CSTVisitor):
     """Walks one class or function. `inputs` are the forward/call argument names to collect hints for."""
 
-    def __init__(self, ctx: Context, inputs: tuple[str, ...] = ()):
+    def __init__(self, ctx: Context, inputs: tuple[str, ...] = (), layers: frozenset[str] = frozenset()):
         self.ctx = ctx
         self.inputs = set(inputs)
+        self.layers = layers  # attributes holding submodules
         self.ops: list[OpCall] = []
         self.findings: list[Finding] = []
         self.hints: list[InputHint] = []
@@ -144,7 +145,12 @@ class BodyVisitor(cst.CSTVisitor):
             self.hints.append(InputHint(arg, "op", op, self.ctx.loc(node)))
 
     def leave_Assign(self, original_node: cst.Assign) -> None:
-        """Once `x = self.fc(x)` rebinds an argument, later uses of the name say nothing about the input."""
+        """Once `x = self.fc(x)` rebinds an argument to a layer's output, later uses of the name say nothing about
+        the input (`x = self._pad(x)` or `x = x.float()` keep its features: still followed)."""
+        value = original_node.value
+        name = dotted(value.func) if isinstance(value, cst.Call) else None
+        if not (name and name.startswith("self.") and name[5:] in self.layers):
+            return
         for t in original_node.targets:
             if isinstance(t.target, cst.Name):
                 self.inputs.discard(t.target.value)

@@ -85,7 +85,22 @@ def config_class(name: str, path: str) -> ConfigClass | None:
     if read is None or not read[1]:
         return None
     fields, _, varkw = read
-    return ConfigClass(found.name, f"{found.path}:{found.node.lineno}", tuple(fields.values()), varkw)
+    return ConfigClass(found.name, f"{found.path}:{found.node.lineno}", tuple(fields.values()), varkw,
+                       _attribute_map(found.node))
+
+
+def _attribute_map(node: ast.ClassDef) -> tuple[tuple[str, str], ...]:
+    """transformers' `attribute_map = {"hidden_size": "n_embd"}`: names that read another field."""
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "attribute_map"
+                                                for t in stmt.targets):
+            try:
+                mapping = ast.literal_eval(stmt.value)
+            except (ValueError, SyntaxError, TypeError, RecursionError):
+                return ()
+            if isinstance(mapping, dict):
+                return tuple((str(k), str(v)) for k, v in mapping.items())
+    return ()
 
 
 def file_config_class(path: str) -> str | None:

@@ -109,6 +109,7 @@ class ConfigClass:
     location: str
     fields: tuple[Arg, ...] = ()
     accepts_any: bool = False  # its constructor takes **kwargs
+    aliases: tuple[tuple[str, str], ...] = ()  # attribute_map: (name read, field it reads)
 
 
 @dataclass(frozen=True)

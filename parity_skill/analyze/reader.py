@@ -180,7 +180,10 @@ class _InitVisitor(cst.CSTVisitor):
         last = resolved.rsplit(".", 1)[-1]
         is_layer = self.ctx.framework_of(resolved) is not None and last[:1].isupper()
         if not is_layer and resolved not in self.local_modules:
-            return None
+            imported = last[:1].isupper() and resolved != name.split(".")[-1] and \
+                hierarchy.framework_of(name, self.ctx.path) is not None  # Conv1D from transformers.pytorch_utils
+            if not imported:
+                return None
         args = tuple(self.ctx.code(a.value) for a in call.args if a.keyword is None and not a.star)
         kwargs = tuple((a.keyword.value, self.ctx.code(a.value)) for a in call.args if a.keyword is not None)
         children: list[Submodule] = []
@@ -200,6 +203,11 @@ class _InitVisitor(cst.CSTVisitor):
             name = dotted(t.target)
             if name and "." not in name:  # a local (`embed_dim = config.hidden_size`) later lines build with
                 self.locals.append((name, self.ctx.code(node.value)))
+            elif isinstance(t.target, cst.Tuple) and isinstance(node.value, cst.Tuple) and \
+                    len(t.target.elements) == len(node.value.elements):  # `c, d = config.num_channels, config.d`
+                for el, val in zip(t.target.elements, node.value.elements):
+                    if isinstance(el.value, cst.Name):
+                        self.locals.append((el.value.value, self.ctx.code(val.value)))
             if not (name and name.startswith("self.") and name.count(".") == 1):
                 continue
             attr, value = name[5:], node.value
@@ -350,12 +358,12 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
     call_args = _args(call.params, ctx, True) if call else ()
     body = BodyVisitor(ctx)
     cls.visit(body)
-    hints = BodyVisitor(ctx, tuple(a.name for a in call_args))
-    if call is not None:
-        call.visit(hints)
     iv = _InitVisitor(ctx, fw, local_modules)
     if init is not None:
         init.visit(iv)
+    hints = BodyVisitor(ctx, tuple(a.name for a in call_args), frozenset(sub.attr for sub in iv.submodules))
+    if call is not None:
+        call.visit(hints)
     bases = tuple(dotted(b.value) or "" for b in cls.bases)
     params = {a.name for a in init_args}
     uses = _ConfigUses(ctx, params, {attr: src for attr, src in iv.assigns if src in params})
@@ -385,3 +393,22 @@ def _lines(node: cst.CSTNode | None, ctx: Context) -> tuple[int, int]:
         return (0, 0)
     span = ctx.positions[node]
     return (span.start.line, span.end.line)
+
+
+def module_class(fa: FileAnalysis, type_name: str) -> tuple[Symbol, FileAnalysis] | None:
+    """The module class a submodule is built from: one of `fa`'s, or one imported from another file (read and
+    analysed the same way), or None (a framework layer)."""
+    local = fa.symbol(type_name)
+    if local is not None:
+        return (local, fa) if local.kind == "module" else None
+    if type_name.split(".")[0] in V.FRAMEWORK_ROOTS:
+        return None
+    found = hierarchy.find_class(type_name, fa.path)
+    if found is None or os.path.abspath(found.path) == os.path.abspath(fa.path):
+        return None
+    try:
+        other = analyze_file(found.path)
+    except InputError:
+        return None
+    sym = other.symbol(found.name)
+    return (sym, other) if sym is not None and sym.kind == "module" else None

@@ -8,14 +8,14 @@ from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
 from parity_skill.errors import InputError
 from parity_skill.mapping import match_parameters
 from parity_skill.plan.companions import companion_args, plan_companions
-from parity_skill.plan.construct import constructor_args, environment
+from parity_skill.plan.construct import constructor_args, environment, read_fields
 from parity_skill.plan.inputs import fixed_args, is_array_arg, plan_inputs
 from parity_skill.plan.pairing import pair_symbols
 from parity_skill.plan.params import static_parameters
-from parity_skill.plan.settings import harmonize, settings
+from parity_skill.plan.settings import harmonize, match_widths, settings
 from parity_skill.plan.static_diff import static_diff
 from parity_skill.plan.tolerances import tolerance_table
-from parity_skill.spec import ALL_EDGES, DEFAULT_DTYPES, Checks, Implementation, InputSpec, PairSpec
+from parity_skill.spec import ALL_EDGES, DEFAULT_DTYPES, Checks, Config, Implementation, InputSpec, PairSpec
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,13 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     values_a = {x.name: x.value for x in set_a}
     values_b: dict = {}
     if sb.kind == "module":
-        init_b, setting_findings, more = harmonize(set_a, settings(sb, fa_b, init_b, opts.init), init_b, sb.name)
-        values_b = {x.name: x.value for x in settings(sb, fa_b, init_b, opts.init)}
+        init_b, setting_findings, more = harmonize(set_a, settings(sb, fa_b, init_b, opts.init), init_b, sb.name,
+                                                   _read(sa, fa_a, init_a))
         notes += more
+        if sa.kind == "module":
+            init_a, init_b = _match_widths(sa, fa_a, init_a, sb, fa_b, init_b, opts, notes)
+            a = replace(a, init=init_a)
+        values_b = {x.name: x.value for x in settings(sb, fa_b, init_b, opts.init)}
     findings = static_diff(sa, fa_a, sb, fa_b, values_a, values_b)
     reported = {f["kind"] for f in findings}
     setting_findings = [f for role, f in setting_findings if role not in reported]  # one finding per role
@@ -118,6 +122,24 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         entries = tuple(matched)
     findings += tuple(setting_findings)
     return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)))
+
+
+def _read(sym: Symbol, fa: FileAnalysis, init: dict) -> set[str]:
+    """The config fields `sym`'s code reads (through the objects it builds)."""
+    return {f for arg, v in init.items() if isinstance(v, Config) for f in read_fields(sym, arg, fa)}
+
+
+def _match_widths(sa: Symbol, fa_a: FileAnalysis, init_a: dict, sb: Symbol, fa_b: FileAnalysis, init_b: dict,
+                  opts: PlanOptions, notes: list[str]) -> tuple[dict, dict]:
+    params_a = static_parameters(sa, fa_a, environment(sa, init_a))
+    params_b = static_parameters(sb, fa_b, environment(sb, init_b))
+    init_a, more = match_widths(settings(sa, fa_a, init_a, opts.init), init_a, params_a, params_b, sa.name,
+                                _read(sa, fa_a, init_a))
+    if not more:
+        init_b, more = match_widths(settings(sb, fa_b, init_b, opts.init), init_b, params_b, params_a, sb.name,
+                                    _read(sb, fa_b, init_b))
+    notes += more
+    return init_a, init_b
 
 
 def _with_layout(inputs: tuple[InputSpec, ...], ga: dict, gb: dict, forced: tuple[int, ...] | None,

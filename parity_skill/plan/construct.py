@@ -66,7 +66,16 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
         if include:
             kwargs[f.name] = value
     _fix_divisibility(kwargs)
-    return Config(cfg.name, kwargs)
+    defaults = {}
+    for f in cfg.fields:
+        ok, value = literal(f.default)
+        if ok and f.name not in kwargs:
+            defaults[f.name] = value
+    for alias, target in cfg.aliases:  # config.hidden_size reads n_embd
+        value = kwargs.get(target, defaults.get(target))
+        if value is not None and alias not in kwargs:
+            defaults[alias] = value
+    return Config(cfg.name, kwargs, defaults=defaults)
 
 
 def _fix_divisibility(kwargs: dict[str, Any]) -> None:
@@ -172,7 +181,7 @@ def environment(sym: Symbol, init: dict[str, Any]) -> dict[str, Any]:
         if ok:
             env[arg.name] = value
     for key, value in init.items():
-        env[key] = value.kwargs if isinstance(value, Config) else value
+        env[key] = {**value.kwargs, **value.defaults} if isinstance(value, Config) else value
     for name, source in sym.init_locals:
         value = evaluate(source, env)
         if value is not None and name not in env:

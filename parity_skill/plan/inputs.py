@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from parity_skill.analyze import module_class
 from parity_skill.analyze.model import Arg, FileAnalysis, Symbol
 from parity_skill.analyze.vocabulary import op_for
 from parity_skill.plan.construct import BATCH, SEQ, choose, environment, evaluate, role_of
@@ -24,20 +25,23 @@ class Guess:
     seq_axis: int | None = None
     layout: str = ""  # "channels_first" | "channels_last" for conv-consumed inputs
     reason: str = ""
+    fallback: bool = False  # no code said anything about this input: the default shape
 
 
 def _sizes(env: dict[str, Any]) -> dict[str, int]:
-    """Role -> value among the constructor's known names (dim, heads, vocab...)."""
+    """Role -> value among the constructor's known names (dim, heads, vocab...): its own arguments and
+    attributes first, then the fields of a config object it takes."""
     out: dict[str, int] = {}
     for key, value in env.items():
+        r = role_of(key.split(".")[-1])
+        if r and isinstance(value, int) and not isinstance(value, bool):
+            out.setdefault(r[0], value)
+    for value in env.values():
         if isinstance(value, dict):
             for k, v in value.items():
                 r = role_of(k)
                 if r and isinstance(v, int) and not isinstance(v, bool):
                     out.setdefault(r[0], v)
-        r = role_of(key.split(".")[-1])
-        if r and isinstance(value, int) and not isinstance(value, bool):
-            out.setdefault(r[0], value)
     return out
 
 
@@ -76,7 +80,10 @@ def _from_layer(type_name: str, args: tuple[str, ...], kwargs: dict[str, str], f
     if op in ("conv1d", "conv_transpose1d", "conv2d", "batch_norm", "group_norm"):
         c = size(1 if op == "group_norm" else 0, "in_channels", "num_features", "num_channels", "dims")
         if c:
-            spatial = (12,) if op in ("conv1d", "conv_transpose1d", "batch_norm", "group_norm") else (10, 12)
+            k = size(2, "kernel_size") if op.startswith("conv") else None
+            lo = (max(12, 3 * k),) if k else (12,)  # a patchifying conv (kernel 14) needs several patches
+            spatial = lo if op in ("conv1d", "conv_transpose1d", "batch_norm", "group_norm") else \
+                ((max(10, 2 * k), max(12, 3 * k)) if k else (10, 12))
             if fw == "mlx":
                 return Guess((BATCH, *spatial, c), seq_axis=1, layout="channels_last",
                              reason=f"channels-last input of {where} ({c} channels)")
@@ -96,8 +103,9 @@ def guess_module_input(sym: Symbol, fa: FileAnalysis, arg: str, env: dict[str, A
                 continue
             if sub.children:
                 sub = sub.children[0]
-            local = fa.symbol(sub.type_name)
-            if local is not None and local.kind == "module" and depth < 4:
+            found = module_class(fa, sub.type_name)
+            if found is not None and depth < 4:
+                local, sub_fa = found
                 bound = {}
                 positional = [a for a in local.init_args if a.kind == "positional"]
                 for a, src in zip(positional, sub.args):
@@ -106,8 +114,8 @@ def guess_module_input(sym: Symbol, fa: FileAnalysis, arg: str, env: dict[str, A
                 child_env = environment(local, {k: v for k, v in bound.items() if v is not None})
                 first = next((a.name for a in local.call_args if a.kind == "positional"), None)
                 if first:
-                    g = guess_module_input(local, fa, first, child_env, depth + 1)
-                    if g:
+                    g = guess_module_input(local, sub_fa, first, child_env, depth + 1)
+                    if g and not g.fallback:  # a submodule that says nothing leaves it to this module's sizes
                         return g
                 continue
             g = _from_layer(sub.type_name, sub.args, dict(sub.kwargs), sym.framework, env, f"self.{sub.attr} ({h.location})")
@@ -132,12 +140,18 @@ def _by_name_and_rank(arg: str, rank: int | None, sizes: dict[str, int], functio
         return Guess((BATCH, dim), reason="rank 2 from the code (batch, features)")
     if rank is not None and rank != 3:
         return Guess((BATCH, *([SEQ] * (rank - 2)), dim), reason=f"rank {rank} from the code")
-    return Guess((BATCH, SEQ, dim), seq_axis=1, reason="(batch, seq, features)" + ("" if rank else " by default"))
+    return Guess((BATCH, SEQ, dim), seq_axis=1, reason="(batch, seq, features)" + ("" if rank else " by default"),
+                 fallback=not rank)
+
+
+# required arguments a caller passes None to in the plain run: masks (random numbers are never a mask) and caches
+NONE_NAMES = re.compile(r"(^|_)mask$|^key_padding_mask$|(^|_)(cache|kv_cache|past_key_values?|layer_past)$")
 
 
 def _optional_annotation(arg: Arg) -> bool:
     ann = (arg.annotation or "").replace(" ", "")
-    return ann.startswith("Optional[") or ann.endswith("|None") or ann.startswith("None|")
+    return ann.startswith("Optional[") or ann.endswith("|None") or ann.startswith("None|") or \
+        bool(NONE_NAMES.search(arg.name))
 
 
 def scalar_value(arg: Arg, siblings: tuple[str, ...], notes: list[str], where: str, primary: bool = False

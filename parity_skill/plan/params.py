@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from parity_skill.analyze import module_class
 from parity_skill.analyze.model import FileAnalysis, Submodule, Symbol
 from parity_skill.analyze.vocabulary import op_for
 from parity_skill.mapping import ParamInfo
@@ -78,11 +79,12 @@ def _tensor_shape(init: str, env: dict[str, Any]) -> tuple[int, ...] | None:
     for ctor in ("ones(", "zeros(", "randn(", "rand(", "empty(", "full("):
         if ctor in inner:
             args = inner[inner.index(ctor) + len(ctor):]
-            depth, end = 1, 0
-            for end, ch in enumerate(args):
+            depth, end = 1, len(args)  # no closing parenthesis left: rstrip above took it
+            for i, ch in enumerate(args):
                 depth += ch == "("
                 depth -= ch == ")"
                 if depth == 0:
+                    end = i
                     break
             args = args[:end]
             if ctor == "full(":
@@ -117,8 +119,9 @@ def _submodule_params(sub: Submodule, fw: str, fa: FileAnalysis, env: dict[str, 
     if sub.children:
         return [p for child in sub.children
                 for p in _submodule_params(child, fw, fa, env, f"{prefix}{child.attr}.")]
-    local = fa.symbol(sub.type_name)
-    if local is not None and local.kind == "module":
+    found = module_class(fa, sub.type_name)
+    if found is not None:
+        local, fa = found
         bound: dict[str, Any] = {}
         positional = [a for a in local.init_args if a.kind == "positional"]
         for arg, src in zip(positional, sub.args):

@@ -61,7 +61,9 @@ def settings(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], overrides: dic
     return out
 
 
-def _counterpart(s: Setting, theirs: list[Setting]) -> Setting | None:
+def _counterpart(s: Setting, theirs: list[Setting], read: set[str] = frozenset()) -> Setting | None:
+    """A's setting for B's `s`: same path, same name, else the one A setting of the same role (among the config
+    fields A's code reads, when it reads several of that role: d_model, not classifier_proj_size)."""
     same = [t for t in theirs if t.path == s.path] or [t for t in theirs if t.name == s.name and
                                                        ("." in t.path) == ("." in s.path)] or \
         [t for t in theirs if t.name == s.name]
@@ -70,6 +72,7 @@ def _counterpart(s: Setting, theirs: list[Setting]) -> Setting | None:
     if not s.role:
         return None
     alike = [t for t in theirs if t.role == s.role]
+    alike = [t for t in alike if t.name in read] or alike
     values = {repr(t.value) for t in alike}
     return alike[0] if len(values) == 1 else None
 
@@ -98,7 +101,7 @@ def _set(init: dict[str, Any], path: str, value: Any) -> None:
 
 
 def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any],
-              sym_b: str) -> tuple[dict[str, Any], list[tuple[str, dict]], list[str]]:
+              sym_b: str, read_a: set[str] = frozenset()) -> tuple[dict[str, Any], list[tuple[str, dict]], list[str]]:
     """(B's constructor values with A's where they correspond, (role, finding) pairs, notes).
 
     Values the tool chose take A's. Declared defaults that differ are findings; a config object's field takes A's
@@ -111,7 +114,7 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
     for s in set_b:
         if s.origin == "given":
             continue
-        a = _counterpart(s, set_a)
+        a = _counterpart(s, set_a, read_a)
         if a is None or not _number(a.value) or a.value == s.value:
             continue
         if s.value is None and "." in s.path:  # a config field B leaves unset (`rope_theta=None`) takes A's
@@ -137,3 +140,26 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
         changed.append(f"{s.path}={a.value!r}")
     notes = [f"{sym_b}: built with A's values for {', '.join(changed)}"] if changed else []
     return init_b, findings, notes
+
+
+def _dims(params) -> set[int] | None:
+    shapes = [p.shape for p in params]
+    if not shapes or any(shape is None for shape in shapes):
+        return None
+    return {d for shape in shapes for d in shape}
+
+
+def match_widths(set_x: list[Setting], init_x: dict[str, Any], params_x, params_y, sym_x: str,
+                 read_x: set[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+    """A feed-forward width the tool chose on side X, where side Y derives its own from the model width
+    (`n_mlp = n_state * 4`): X takes Y's, so both build the same layer (else no weight could map)."""
+    dims_x, dims_y = _dims(params_x), _dims(params_y)
+    if dims_x is None or dims_y is None or len(dims_y - dims_x) != 1:
+        return init_x, []
+    width = next(iter(dims_y - dims_x))
+    for s in sorted(set_x, key=lambda s: "." in s.path and s.name not in read_x):  # fields the code reads first
+        if s.role == "hidden" and s.origin == "chosen" and s.value in dims_x - dims_y:
+            init_x = dict(init_x)
+            _set(init_x, s.path, width)
+            return init_x, [f"{sym_x}: {s.path}={width}, the width the other side derives for the same layer"]
+    return init_x, []

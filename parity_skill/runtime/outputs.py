@@ -9,14 +9,19 @@ from parity_skill.spec import Tolerance
 
 
 def match_outputs(fa: Flat, fb: Flat) -> tuple[list[tuple[str, np.ndarray, str, np.ndarray]], list[str], list[str]]:
-    """[(key A, A, key B, B)], unmatched A keys, unmatched B keys."""
+    """[(key A, A, key B, B)], unmatched A keys, unmatched B keys.
+
+    Structures of the same size pair up in order. Otherwise the first outputs pair up (by shape), and the others
+    only with the same key and shape: `(out, probs)` vs `(out, (k, v), qk)` compares `out` alone, never A's
+    probabilities with B's raw scores because their shapes happen to agree."""
     if [k for k, _ in fa] == [k for k, _ in fb] or len(fa) == len(fb):
         return [(ka, a, kb, b) for (ka, a), (kb, b) in zip(fa, fb)], [], []
     pairs, rest_b = [], list(fb)
     extra_a = []
-    for ka, a in fa:
-        hit = next(((kb, b) for kb, b in rest_b if kb == ka and b.shape == a.shape), None) or \
-            next(((kb, b) for kb, b in rest_b if b.shape == a.shape), None)
+    for i, (ka, a) in enumerate(fa):
+        hit = next(((kb, b) for kb, b in rest_b if kb == ka and b.shape == a.shape), None)
+        if hit is None and i == 0:
+            hit = next(((kb, b) for kb, b in rest_b if b.shape == a.shape), None)
         if hit is None:
             extra_a.append(ka)
             continue

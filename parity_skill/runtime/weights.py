@@ -56,15 +56,14 @@ def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str], ord
     shapes_a = {k: tuple(state_a[k].shape) for k in state_a}
     shapes_b = {k: tuple(v.shape) for k, v in state_b.items()}
     fixed = []
-    if orders[0] and orders[1]:
-        planned = tuple(e for e in planned if e.how != "order+shape")
+    if orders[0] and orders[1]:  # the plan's guesses by position or by summed shapes are redone on live trees
+        planned = tuple(e for e in planned if e.how not in ("order+shape", "fused"))
     flips = (set(a.in_out_weights()), set(b.in_out_weights()))
     planned = tuple(e for e in planned if not ({*e.a.split("+")} & flips[0] or {*e.b.split("+")} & flips[1]))
     for e in planned:
         names_a, names_b = e.a.split("+"), e.b.split("+")
         if not all(n in shapes_a for n in names_a) or not all(n in shapes_b for n in names_b):
-            notes.append(f"weight map entry {e.a} -> {e.b} names a parameter that does not exist; re-matched")
-            continue
+            continue  # the plan read `bias=config.attention_bias` as present: the live module decides
         if len(names_a) == 1 and len(names_b) == 1 and apply_shape(e.transform, shapes_a[e.a]) != shapes_b[e.b]:
             notes.append(f"weight map entry {e.a} {shapes_a[e.a]} -> {e.b} {shapes_b[e.b]} ({e.transform}) "
                          "does not fit; re-matched")

@@ -58,6 +58,9 @@ PAIRS = [
         ),
         # A parameter -> B parameter. Parameters left out are matched at run time by name, then order + shape.
         weight_map=(
+            MapEntry('w1.weight', 'gate_proj.weight', 'identity', 'order+shape'),
+            MapEntry('w2.weight', 'down_proj.weight', 'identity', 'order+shape'),
+            MapEntry('w3.weight', 'up_proj.weight', 'identity', 'order+shape'),
         ),
         checks=CHECKS,
         notes=(

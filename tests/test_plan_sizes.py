@@ -1,0 +1,107 @@
+"""Sizes both sides are built with, read from real code: config defaults and transformers' attribute_map, module
+classes imported from another file, widths one side derives itself, the config fields a layer really reads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from parity_skill.plan import PlanOptions, Target, build_plan
+
+
+def _write(folder: Path, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+CONFIG = '''
+class PretrainedConfig:
+    def __init__(self, **kwargs):
+        pass
+
+
+class NetConfig(PretrainedConfig):
+    attribute_map = {"hidden_size": "n_embd"}
+
+    def __init__(self, n_embd=48, n_inner=None, classifier_proj_size=256, d_model=40, **kwargs):
+        super().__init__(**kwargs)
+        self.n_embd = n_embd
+        self.d_model = d_model
+        self.classifier_proj_size = classifier_proj_size
+'''
+
+LAYERS = '''
+import torch
+from torch import nn
+
+
+class Conv1D(nn.Module):
+    """Stores its weight (in, out), like transformers.pytorch_utils.Conv1D."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.empty(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(*x.shape[:-1], self.nf)
+'''
+
+
+def test_width_a_layer_takes_follows_the_width_the_other_side_derives(tmp_path):
+    """GPT2MLP(intermediate_size, config) with an imported Conv1D vs a port that derives 4 * dim: A is built
+    with the port's width (read from its static parameter shapes), so every weight maps."""
+    (tmp_path / "pkg").mkdir()
+    _write(tmp_path / "pkg", "__init__.py", "")
+    _write(tmp_path / "pkg", "configuration_net.py", CONFIG)
+    _write(tmp_path / "pkg", "layers.py", LAYERS)
+    a = _write(tmp_path / "pkg", "modeling_net.py",
+               "from torch import nn\nfrom .configuration_net import NetConfig\nfrom .layers import Conv1D\n\n\n"
+               "class NetMLP(nn.Module):\n    config_class = NetConfig\n\n"
+               "    def __init__(self, intermediate_size, config):\n        super().__init__()\n"
+               "        embed_dim = config.hidden_size\n        self.c_fc = Conv1D(intermediate_size, embed_dim)\n"
+               "        self.c_proj = Conv1D(embed_dim, intermediate_size)\n\n"
+               "    def forward(self, hidden_states):\n"
+               "        return self.c_proj(nn.functional.gelu(self.c_fc(hidden_states)))\n")
+    b = _write(tmp_path, "port.py",
+               "from torch import nn\n\n\nclass MLP(nn.Module):\n    def __init__(self, n_embd: int):\n"
+               "        super().__init__()\n        n_mlp = n_embd * 4\n        self.fc = nn.Linear(n_embd, n_mlp)\n"
+               "        self.proj = nn.Linear(n_mlp, n_embd)\n\n    def forward(self, x):\n"
+               "        return self.proj(nn.functional.gelu(self.fc(x)))\n")
+    spec = build_plan(Target(a, "NetMLP"), Target(b, "MLP"), PlanOptions()).pairs[0]
+    dim = spec.a.init["config"].kwargs.get("n_embd", 48)
+    assert spec.b.init["n_embd"] == dim  # config.hidden_size is n_embd through attribute_map
+    assert spec.a.init["intermediate_size"] == 4 * dim
+    assert [i.shape[-1] for i in spec.inputs] == [dim]
+    # the imported Conv1D's parameters are known statically ((in, out) storage is found later, on the live module)
+    assert {e.a for e in spec.weight_map} == {"c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias"}
+
+
+def test_b_takes_the_config_field_a_reads_when_several_share_a_role(tmp_path):
+    """d_model (read by the layer), not classifier_proj_size (also a 'dim' by name), sizes the port."""
+    (tmp_path / "pkg").mkdir()
+    _write(tmp_path / "pkg", "__init__.py", "")
+    _write(tmp_path / "pkg", "configuration_net.py", CONFIG)
+    a = _write(tmp_path / "pkg", "modeling_net.py",
+               "from torch import nn\nfrom .configuration_net import NetConfig\n\n\nclass Layer(nn.Module):\n"
+               "    config_class = NetConfig\n\n    def __init__(self, config):\n        super().__init__()\n"
+               "        self.embed_dim = config.d_model\n        self.norm = nn.LayerNorm(self.embed_dim)\n\n"
+               "    def forward(self, hidden_states):\n        return self.norm(hidden_states)\n")
+    b = _write(tmp_path, "port.py",
+               "from torch import nn\n\n\nclass Layer(nn.Module):\n    def __init__(self, n_state: int):\n"
+               "        super().__init__()\n        self.ln = nn.LayerNorm(n_state)\n\n    def forward(self, x):\n"
+               "        return self.ln(x)\n")
+    spec = build_plan(Target(a, "Layer"), Target(b, "Layer"), PlanOptions()).pairs[0]
+    assert spec.b.init["n_state"] == 40 and [i.shape for i in spec.inputs] == [(3, 6, 40)]
+
+
+def test_layer_rebinding_ends_input_hints_but_padding_does_not(tmp_path):
+    path = _write(tmp_path, "conv.py",
+                  "from torch import nn\n\n\nclass Conv(nn.Module):\n    def __init__(self, in_channels: int):\n"
+                  "        super().__init__()\n        self.conv = nn.Conv1d(in_channels, 24, 3)\n"
+                  "        self.fc = nn.Linear(24, 8)\n\n    def _pad(self, x):\n        return nn.functional.pad(x, (1, 1))\n\n"
+                  "    def forward(self, hidden_states):\n        hidden_states = self._pad(hidden_states)\n"
+                  "        hidden_states = self.conv(hidden_states)\n"
+                  "        return self.fc(hidden_states.transpose(1, 2))\n")
+    spec = build_plan(Target(path, "Conv"), Target(path, "Conv"), PlanOptions()).pairs[0]
+    assert [i.shape for i in spec.inputs] == [(3, 16, 12)]  # the conv's channels, not the linear's 24 features
