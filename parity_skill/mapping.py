@@ -174,11 +174,15 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
     _match_fused(rest_a, rest_b, entries, exclusive=True)  # q, k, v -> qkv before modules align one to one
     aligned = _match_modules(rest_a, rest_b, order_a, order_b, take, layout_change) \
         if order_a and order_b else set()
-    for pa in list(rest_a):  # declaration order + shape, same leaf kind (weight <-> weight)
-        for pb in rest_b:
-            if leaf(pa.name) == leaf(pb.name) and pa.shape is not None and pb.shape is not None \
-                    and same_block(pa.name, pb.name) and f"a:{owner(pa.name)}" not in aligned \
-                    and f"b:{owner(pb.name)}" not in aligned and take(pa, pb, "order+shape"):
+    for pa in list(rest_a):  # declaration order + shape, same leaf kind (weight <-> weight), never across roles
+        role = module_role(owner(pa.name))
+        fits = [pb for pb in rest_b if leaf(pa.name) == leaf(pb.name) and pa.shape is not None
+                and pb.shape is not None and same_block(pa.name, pb.name) and f"a:{owner(pa.name)}" not in aligned
+                and f"b:{owner(pb.name)}" not in aligned
+                and not (role and module_role(owner(pb.name)) and module_role(owner(pb.name)) != role)]
+        fits.sort(key=lambda pb: not (role and module_role(owner(pb.name)) == role))  # same role first
+        for pb in fits:
+            if take(pa, pb, "order+shape"):
                 break
 
     _match_fused(rest_a, rest_b, entries)

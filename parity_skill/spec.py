@@ -66,6 +66,7 @@ class Implementation:
     init: dict[str, Any] = field(default_factory=dict)
     companions: tuple[Companion, ...] = ()
     fixed: dict[str, Any] = field(default_factory=dict)  # forward arguments given one value (None, an int...)
+    aliases: dict[str, int] = field(default_factory=dict)  # forward arguments given input i again (keys=x)
 
     @property
     def display(self) -> str:

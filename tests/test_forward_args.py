@@ -104,3 +104,36 @@ def test_activation_chosen_by_config_name_is_compared(tmp_path):
     found = [f for f in spec.static_findings if f["kind"] == "approximation"]
     assert found and "ACT2FN['gelu_pytorch_tanh']" in found[0]["message"] and "exact" in found[0]["message"]
     assert found[0]["a_location"].endswith("a.py:17")
+
+
+def test_self_attention_vs_attention_taking_queries_keys_values(tmp_path):
+    """`SelfAttention(hidden_states)` vs `Attention(queries, keys, values)` (mlx-image's ViT): B's keys and
+    values get A's one input, and projections map by role even when declared in another order."""
+    a = tmp_path / "a.py"
+    a.write_text("import torch\nfrom torch import nn\n\n\nclass SelfAttention(nn.Module):\n"
+                 "    def __init__(self, dim: int, heads: int):\n        super().__init__()\n        self.heads = heads\n"
+                 "        self.query = nn.Linear(dim, dim)\n        self.key = nn.Linear(dim, dim)\n"
+                 "        self.value = nn.Linear(dim, dim)\n\n    def forward(self, hidden_states):\n"
+                 "        b, t, d = hidden_states.shape\n"
+                 "        def split(x):\n            return x.view(b, t, self.heads, -1).transpose(1, 2)\n"
+                 "        q, k, v = split(self.query(hidden_states)), split(self.key(hidden_states)), "
+                 "split(self.value(hidden_states))\n"
+                 "        p = torch.softmax(q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5, dim=-1)\n"
+                 "        return (p @ v).transpose(1, 2).reshape(b, t, d)\n")
+    b = tmp_path / "b.py"
+    b.write_text("import torch\nfrom torch import nn\n\n\nclass Attention(nn.Module):\n"
+                 "    def __init__(self, dims: int, num_heads: int):\n        super().__init__()\n"
+                 "        self.num_heads = num_heads\n        self.value_proj = nn.Linear(dims, dims)\n"
+                 "        self.key_proj = nn.Linear(dims, dims)\n        self.query_proj = nn.Linear(dims, dims)\n\n"
+                 "    def forward(self, queries, keys, values, mask=None):\n        b, t, d = queries.shape\n"
+                 "        def split(x):\n            return x.view(b, -1, self.num_heads, d // self.num_heads).transpose(1, 2)\n"
+                 "        q, k, v = split(self.query_proj(queries)), split(self.key_proj(keys)), "
+                 "split(self.value_proj(values))\n"
+                 "        p = torch.softmax(q @ k.transpose(-1, -2) * (d // self.num_heads) ** -0.5, dim=-1)\n"
+                 "        return (p @ v).transpose(1, 2).reshape(b, t, d)\n")
+    spec = build_plan(Target(str(a), "SelfAttention"), Target(str(b), "Attention"), PlanOptions()).pairs[0]
+    assert spec.b.aliases == {"keys": 0, "values": 0}
+    run = parity(f"{a}::SelfAttention", "vs", f"{b}::Attention", "--json", "--quick")
+    assert run.report["verdict"] == "pass", run.stderr
+    mapped = {e["a"]: e["b"] for e in run.pair["weight_map"]}
+    assert mapped["key.weight"] == "key_proj.weight" and mapped["query.bias"] == "query_proj.bias"

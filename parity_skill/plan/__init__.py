@@ -9,7 +9,7 @@ from parity_skill.errors import InputError
 from parity_skill.mapping import match_parameters
 from parity_skill.plan.companions import companion_args, plan_companions
 from parity_skill.plan.construct import constructor_args, environment, read_fields
-from parity_skill.plan.inputs import fixed_args, is_array_arg, plan_inputs
+from parity_skill.plan.inputs import QKV_NAMES, fixed_args, is_array_arg, plan_inputs
 from parity_skill.plan.pairing import pair_symbols
 from parity_skill.plan.params import static_parameters
 from parity_skill.plan.settings import harmonize, match_widths, settings
@@ -114,6 +114,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [], set(), set(derived_b))[1],
                           opts.layout_b, notes)
     inputs = _keywords(inputs, sa, sb, set(derived_b))
+    b = replace(b, aliases=_self_attention(sb, inputs, set(derived_b) | set(b.fixed), notes))
     entries = ()
     if sa.kind == "module" and sb.kind == "module":
         params_a = static_parameters(sa, fa_a, environment(sa, init_a))
@@ -187,6 +188,22 @@ def _keywords(inputs: tuple[InputSpec, ...], sa: Symbol, sb: Symbol, derived_b: 
             names_b.append("")
     names_a, names_b = _prefix_positional(names_a), _prefix_positional(names_b)
     return tuple(replace(i, arg_a=na, arg_b=nb) for i, na, nb in zip(inputs, names_a, names_b))
+
+
+def _self_attention(sb: Symbol, inputs: tuple[InputSpec, ...], derived: set[str], notes: list[str]) -> dict:
+    """B's required keys/values that no input reaches, when A takes one sequence: self-attention, so they get
+    the input B's queries get (`Attention(queries, keys, values)` vs `SelfAttention(hidden_states)`)."""
+    positional = iter([x.name for x in sb.call_args if x.kind == "positional"])
+    fed = {i.arg_b or next(positional, "") for i in inputs}
+    unfed = [x.name for k, x in enumerate(sb.call_args) if is_array_arg(x, k == 0) and x.name not in fed | derived]
+    if not unfed or not all(QKV_NAMES.match(n.lower()) for n in unfed):
+        return {}
+    source = next((k for k, i in enumerate(inputs) if i.is_float), None)
+    if source is None:
+        return {}
+    notes.append(f"{sb.name}: {', '.join(unfed)} get input '{inputs[source].name}' too (self-attention, as A "
+                 f"takes one sequence)")
+    return {n: source for n in unfed}
 
 
 def _unmatched_init(opts: PlanOptions, used: set[str], specs: list[PairSpec]) -> None:

@@ -37,7 +37,8 @@ class Side:
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
         self.adapter.derived = tuple(self._companion(c, module) for c in impl.companions) + \
-            tuple((name, lambda xs, v=value: v) for name, value in impl.fixed.items())
+            tuple((name, lambda xs, v=value: v) for name, value in impl.fixed.items()) + \
+            tuple((name, lambda xs, i=i: xs[i]) for name, i in impl.aliases.items())
         self._models: dict[str, Any] = {"fp32": self.model}
         self._in_place, self._in_place_keep = "fp32", ()  # the dtype self.model is in right now
         self.kept_fp32: dict[str, list[str]] = {}  # dtype -> submodules that had to stay in float32
