@@ -188,6 +188,7 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
     _match_fused(rest_a, rest_b, entries)
     _match_recurrent(rest_a, rest_b, entries)
     _match_last_in_module(rest_a, rest_b, take)
+    _match_unique_shape(rest_a, rest_b, take)
     entries = [MapEntry(e.a, e.b, "transpose", e.how) if e.transform == "identity" and
                (e.a in flips[0]) != (e.b in flips[1]) else e for e in entries]
     entries = [MapEntry(normed[e.a], e.b, f"weight_norm>{e.transform}", e.how) if e.a in normed else e
@@ -204,6 +205,17 @@ def _match_last_in_module(rest_a: list[ParamInfo], rest_b: list[ParamInfo], take
         theirs = [p for p in rest_b if owner(p.name) == owner(pa.name)]
         if len(mine) == 1 and len(theirs) == 1 and pa.shape is not None and pa.shape == theirs[0].shape:
             take(pa, theirs[0], "last in module")
+
+
+def _match_unique_shape(rest_a: list[ParamInfo], rest_b: list[ParamInfo], take) -> None:
+    """Last resort: a shape that one parameter left on each side has, and no other (`embeddings.
+    position_embeddings` (1, 5, 32) vs `pos_embed`), in the same block."""
+    for pa in list(rest_a):
+        if pa.shape is None or sum(p.shape == pa.shape for p in rest_a) != 1:
+            continue
+        fits = [pb for pb in rest_b if pb.shape == pa.shape]
+        if len(fits) == 1 and same_block(pa.name, fits[0].name):
+            take(pa, fits[0], "unique shape")
 
 
 def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list[MapEntry],

@@ -29,7 +29,8 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"padding", "padding", 1),
     (r"num_groups|n_groups", "groups", 4),
     (r"^groups$", "conv_groups", 1),
-    (r"layers|depth|n_layer|num_blocks|n_blocks", "layers", 2),
+    (r"(^|_)layers$|^depth$|n_layer|num_blocks|n_blocks|num_hidden_layers|num_layers", "layers", 2),
+    (r"^(img|image)_size$|^(img|image)_res(olution)?$", "image_size", 28),
     (r"multiple_of", "multiple_of", 16),
     (r"eps|epsilon", "eps", 1e-5),
     (r"base|theta", "base", 10000.0),
@@ -39,7 +40,7 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"dim|d_model|embed|n_embd|hidden_size|features|width|normalized_shape|size|dims|n_state", "dim", 32),
 )
 SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channels": 256, "out": 512,
-              "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64,
+              "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64, "image_size": 64,
               "vocab_small": 64}  # defaults above these are shrunk
 
 

@@ -136,6 +136,9 @@ class BodyVisitor(cst.CSTVisitor):
             self.hints.append(InputHint(func.value.value, "index", self.ctx.code(node.args[0].value), self.ctx.loc(node)))
             return
         first = node.args[0].value
+        while isinstance(first, cst.Call) and isinstance(first.func, cst.Attribute) and \
+                first.func.attr.value in ("to", "float", "type", "contiguous", "half", "double", "astype"):
+            first = first.func.value  # self.proj(x.to(dtype)) consumes x
         if not (isinstance(first, cst.Name) and first.value in self.inputs):
             return
         arg = first.value

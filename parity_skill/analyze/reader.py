@@ -129,11 +129,18 @@ def _args(params: cst.Parameters, ctx: Context, skip_self: bool) -> tuple[Arg, .
     return tuple(out[1:] if skip_self and out else out)
 
 
-def _method(cls: cst.ClassDef, *names: str) -> cst.FunctionDef | None:
+def _method(cls: cst.ClassDef, *names: str, classes: dict[str, cst.ClassDef] | None = None,
+            depth: int = 0) -> cst.FunctionDef | None:
+    """The first of `names` the class defines, else inherits from a base class of the same file (`classes`)."""
     for name in names:
         for stmt in cls.body.body:
             if isinstance(stmt, cst.FunctionDef) and stmt.name.value == name:
                 return stmt
+    for base in cls.bases if classes and depth < 8 else ():
+        parent = classes.get(dotted(base.value) or "")
+        found = _method(parent, *names, classes=classes, depth=depth + 1) if parent is not None else None
+        if found is not None:
+            return found
     return None
 
 
@@ -213,6 +220,8 @@ class _InitVisitor(cst.CSTVisitor):
             attr, value = name[5:], node.value
             self.assigns.append((attr, self.ctx.code(value)))
             self.where.append((attr, self.ctx.loc(node)))
+            if isinstance(value, cst.IfExp) and isinstance(value.body, cst.Call):  # `Pooler(c) if flag else None`
+                value = value.body
             if not isinstance(value, cst.Call):
                 continue
             callee = self.ctx.resolve(dotted(value.func) or "")
@@ -337,7 +346,8 @@ def _analyze(path: str) -> FileAnalysis:
         if isinstance(stmt, cst.ClassDef):
             name = stmt.name.value
             if name in module_fw:
-                symbols.append(_module_symbol(stmt, ctx, module_fw[name], set(module_fw)))
+                symbols.append(_module_symbol(stmt, ctx, module_fw[name], set(module_fw),
+                                              {c.name.value: c for c in classes}))
             else:
                 cfg = _config(stmt, ctx)
                 if cfg:
@@ -351,9 +361,11 @@ def _analyze(path: str) -> FileAnalysis:
                         tuple(helpers))
 
 
-def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[str]) -> Symbol:
-    init = _method(cls, "__init__")
-    call = _method(cls, "forward", "__call__") if fw == "torch" else _method(cls, "__call__", "forward")
+def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[str],
+                   classes: dict[str, cst.ClassDef] | None = None) -> Symbol:
+    init = _method(cls, "__init__", classes=classes)
+    names = ("forward", "__call__") if fw == "torch" else ("__call__", "forward")
+    call = _method(cls, *names, classes=classes)
     init_args = _args(init.params, ctx, True) if init else ()
     call_args = _args(call.params, ctx, True) if call else ()
     body = BodyVisitor(ctx)
@@ -368,6 +380,10 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
     params = {a.name for a in init_args}
     uses = _ConfigUses(ctx, params, {attr: src for attr, src in iv.assigns if src in params})
     cls.visit(uses)
+    own = {id(stmt) for stmt in cls.body.body}
+    for inherited in (init, call):  # methods a same-file base class defines read the config too
+        if inherited is not None and id(inherited) not in own:
+            inherited.visit(uses)
     if init is not None:
         uses.record_calls(init)
     return Symbol(cls.name.value, "module", fw, ctx.loc(cls), init_args, call_args, tuple(iv.submodules),

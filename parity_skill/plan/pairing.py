@@ -31,14 +31,53 @@ def lookup(fa: FileAnalysis, name: str) -> Symbol:
     raise InputError(f"{fa.path}::{name}: no such class or function{hint}")
 
 
-def _similarity(a: Symbol, b: Symbol) -> float:
+def _words(name: str) -> list[str]:
+    """CamelCase words, digits kept with the word before them: GPT2MLP -> GPT2, MLP; Qwen2Model -> Qwen2, Model."""
+    return re.findall(r"[A-Z]+(?![a-z])\d*|[A-Z]?[a-z]+\d*|\d+", name)
+
+
+def model_prefix(fa: FileAnalysis) -> str:
+    """The model name most module classes of a file start with (`Llama` in LlamaAttention, LlamaMLP...)."""
+    firsts = [w[0] for s in fa.symbols if s.kind == "module" and len(w := _words(s.name)) > 1]
+    if len(firsts) < 2:
+        return ""
+    best = max(sorted(set(firsts)), key=firsts.count)
+    return best if firsts.count(best) >= 2 and firsts.count(best) * 2 >= len(firsts) else ""
+
+
+def _bare(name: str, *prefixes: str) -> str:
+    """The name without a model prefix (either file's: LlamaModel on an mlx-lm side is `model` too)."""
+    for prefix in prefixes:
+        if prefix and name.startswith(prefix) and name != prefix:
+            return normalise(name[len(prefix):])
+    return normalise(name)
+
+
+def _jaccard(a: set, b: set) -> float | None:
+    return len(a & b) / len(a | b) if a | b else None
+
+
+_NOISE = {"dropout", "call", "cast", "identity"}
+
+
+def _signature(sym: Symbol, prefixes: tuple[str, ...]) -> set[str]:
+    """What a module is made of: the kinds of layers it builds (its own file's classes without the model name)
+    and the ops it calls, spelled alike (`RMSNorm` layer, `rms_norm` op)."""
+    kinds = {_bare(s.type_name.rsplit(".", 1)[-1], *prefixes) for s in sym.submodules}
+    ops = {normalise(o.op) for o in sym.ops}
+    return (kinds | ops) - _NOISE
+
+
+def _similarity(a: Symbol, b: Symbol, prefix_a: str = "", prefix_b: str = "") -> float:
+    """Structure: the layers and ops it is made of, helped by the children's attribute names when they agree
+    (renamed children still pair on what they are)."""
     if a.kind != b.kind:
         return 0.0
-    ops_a, ops_b = {o.op for o in a.ops if o.op != "call"}, {o.op for o in b.ops if o.op != "call"}
-    union = ops_a | ops_b
-    ops = len(ops_a & ops_b) / len(union) if union else 1.0
-    arity = 1.0 if len(a.call_args) == len(b.call_args) else 0.5
-    return ops * arity
+    made = _jaccard(_signature(a, (prefix_a, prefix_b)), _signature(b, (prefix_b, prefix_a))) or 0.0
+    attrs = _jaccard({s.attr.lower() for s in a.submodules}, {s.attr.lower() for s in b.submodules})
+    score = max(made, (made + attrs) / 2) if attrs is not None else made
+    required = sum(x.required for x in a.call_args), sum(x.required for x in b.call_args)
+    return score * (1.0 if required[0] == required[1] else 0.8)
 
 
 def pair_symbols(fa_a: FileAnalysis, fa_b: FileAnalysis, name_a: str | None,
@@ -50,19 +89,32 @@ def pair_symbols(fa_a: FileAnalysis, fa_b: FileAnalysis, name_a: str | None,
         return [(sa, sb, "explicit")]
     rest_a = [s for s in fa_a.symbols if not s.name.startswith("_")]
     rest_b = [s for s in fa_b.symbols if not s.name.startswith("_")]
+    pa, pb = model_prefix(fa_a), model_prefix(fa_b)
+    prefixes = tuple(dict.fromkeys(p for p in (pa, pb, pa.rstrip("0123456789"), pb.rstrip("0123456789")) if p))
     pairs: list[tuple[Symbol, Symbol, str]] = []
-    for sa in list(rest_a):
-        match = next((sb for sb in rest_b if sb.name == sa.name), None) or \
-            next((sb for sb in rest_b if normalise(sb.name) == normalise(sa.name) and sb.kind == sa.kind), None)
-        if match:
-            pairs.append((sa, match, "name"))
-            rest_a.remove(sa)
-            rest_b.remove(match)
-    for sa in [s for s in rest_a if s.kind == "module"]:
-        scored = sorted(((_similarity(sa, sb), sb) for sb in rest_b), key=lambda t: -t[0])
-        if scored and scored[0][0] >= 0.6 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
-            pairs.append((sa, scored[0][1], "structure"))
-            rest_b.remove(scored[0][1])
+    for same in (lambda x, y: x.name == y.name,
+                 lambda x, y: x.kind == y.kind and normalise(x.name) == normalise(y.name),
+                 lambda x, y: x.kind == y.kind and _bare(x.name, *prefixes) == _bare(y.name, *prefixes)):  # LlamaMLP ~ MLP
+        for sa in list(rest_a):
+            match = next((sb for sb in rest_b if same(sa, sb)), None)
+            if match:
+                pairs.append((sa, match, "name"))
+                rest_a.remove(sa)
+                rest_b.remove(match)
+    # by structure, best pairs first whatever the classes' order; a pair must be clearly the best for both
+    scored = sorted(((round(_similarity(sa, sb, pa, pb), 6), sa.name, sb.name, sa, sb)
+                     for sa in rest_a if sa.kind == "module" for sb in rest_b if sb.kind == "module"),
+                    key=lambda t: (-t[0], t[1], t[2]))
+    taken: set[str] = set()
+    for score, na, nb, sa, sb in scored:
+        if score < 0.6 or f"a:{na}" in taken or f"b:{nb}" in taken:
+            continue
+        rivals = [t for t in scored if t[0] == score and (t[1] == na) != (t[2] == nb)
+                  and f"a:{t[1]}" not in taken and f"b:{t[2]}" not in taken]
+        if rivals:  # as good a match elsewhere: ambiguous, left unpaired
+            continue
+        pairs.append((sa, sb, "structure"))
+        taken |= {f"a:{na}", f"b:{nb}"}
     if not pairs:
         names_a = ", ".join(s.name for s in fa_a.symbols) or "nothing"
         names_b = ", ".join(s.name for s in fa_b.symbols) or "nothing"

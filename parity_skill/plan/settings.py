@@ -115,6 +115,16 @@ def harmonize(set_a: list[Setting], set_b: list[Setting], init_b: dict[str, Any]
         if s.origin == "given":
             continue
         a = _counterpart(s, set_a, read_a)
+        if a is not None and isinstance(a.value, bool) and isinstance(s.value, bool) and a.value != s.value \
+                and a.name == s.name and "." in s.path:  # tie_word_embeddings, attention_bias: one config file
+            if s.origin == "default" and a.origin == "default":
+                findings.append((s.name, {"kind": "setting", "message": f"{s.name} differs: A declares "
+                                          f"{a.path}={a.value!r}, B declares {s.path}={s.value!r}; both ran with "
+                                          "A's value (load one config into both if this is not intended)",
+                                          "a_location": a.location or None, "b_location": s.location or None}))
+            _set(init_b, s.path, a.value)
+            changed.append(f"{s.path}={a.value!r}")
+            continue
         if a is None or not _number(a.value) or a.value == s.value:
             continue
         if s.value is None and "." in s.path:  # a config field B leaves unset (`rope_theta=None`) takes A's

@@ -236,7 +236,8 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
     for side, syms in (("A", syms_a), ("B", syms_b)):
         for s in syms:
             for f in s.findings:
-                if f.kind in ("device", "dtype") or (f.kind == "random" and "dropout" not in f.message):
+                if f.kind in ("device", "dtype") or (f.kind == "random" and "dropout" not in f.message
+                                                       and s.in_call(f.location)):  # not a parameter's init
                     kind = {"random": "nondeterministic"}.get(f.kind, f.kind)
                     found.append(_finding(kind, f"{side}: {f.message}", f.location if side == "A" else None,
                                           f.location if side == "B" else None))

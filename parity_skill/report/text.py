@@ -45,8 +45,9 @@ def _precision(cs):
     if c.get("b_error") is None:
         return c["message"]
     where = f" at {c['scale']}" if c.get("scale") and c["status"] == "fail" else ""
+    ratio = f"{c['ratio']:.2f}" if c.get("ratio") is not None else "n/a (A exact)"
     return (f"B err {c['b_error']:.2e} vs A err {c['a_error']:.2e}{where} against {c.get('reference', 'fp64')}, "
-            f"ratio {c['ratio']:.2f}")
+            f"ratio {ratio}")
 
 
 def _names(cs):

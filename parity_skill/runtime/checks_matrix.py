@@ -225,6 +225,8 @@ def check_batch(run: PairRun) -> dict:
     n = max(run.checks.batch_sizes)
     if n < 2:
         return result("batch", "skip", "needs a batch size above 1 (--batch-sizes)")
+    if not run.inputs:
+        return result("batch", "skip", "the call takes no array input to batch")
     tol = run.checks.tolerances["fp32"]
     xs = batch_inputs(run.inputs, n, run.checks.seed)
     try:

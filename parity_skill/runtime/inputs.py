@@ -45,6 +45,8 @@ def batch_inputs(specs: tuple[InputSpec, ...], n: int, seed: int) -> list[np.nda
 def edge_inputs(edge: str, specs: tuple[InputSpec, ...], base: list[np.ndarray]) -> tuple[list[np.ndarray] | None, str]:
     """Inputs for `edge:<edge>`, or (None, reason) when the edge case does not apply."""
     floats = [s.is_float for s in specs]
+    if not specs:
+        return None, "the call takes no array input to vary"
     if edge == "seq_len_1":
         if not any(s.seq_axis is not None for s in specs):
             return None, "no sequence axis is known for any input (give one with --input)"

@@ -1,6 +1,7 @@
 """The adapter interface every framework implements, and helpers they share."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -58,6 +59,9 @@ def flatten(obj: Any, is_array: Callable[[Any], bool], to_numpy: Callable[[Any],
         return [(key, to_numpy(obj))]
     if isinstance(obj, dict):
         return [kv for k in obj for kv in flatten(obj[k], is_array, to_numpy, f"{key}[{k!r}]")]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # BaseModelOutput(last_hidden_state=...)
+        return [kv for f in dataclasses.fields(obj)
+                for kv in flatten(getattr(obj, f.name), is_array, to_numpy, f"{key}[{f.name!r}]")]
     if isinstance(obj, (tuple, list)):
         return [kv for i, v in enumerate(obj) for kv in flatten(v, is_array, to_numpy, f"{key}[{i}]")]
     if isinstance(obj, (int, float, np.number)) and not isinstance(obj, bool):

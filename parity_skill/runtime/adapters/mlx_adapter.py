@@ -107,6 +107,8 @@ class MLXAdapter:
                     total = total + (t * mx.array(upstream[k]).astype(t.dtype)).astype(mx.float32).sum()
             return total
 
+        if not float_idx and not tree_flatten(params):  # sinusoids(length, channels): nothing to differentiate
+            return self.call(model, args, dtype), {}, {}
         argnums = tuple(range(1 + len(float_idx)))
         grads = mx.grad(loss, argnums=argnums)(params, *[xs[i] for i in float_idx])
         if len(argnums) == 1:  # a single argnum returns the gradient itself, not a tuple
