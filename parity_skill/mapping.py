@@ -181,8 +181,10 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
                 and f"b:{owner(pb.name)}" not in aligned
                 and not (role and module_role(owner(pb.name)) and module_role(owner(pb.name)) != role)]
         fits.sort(key=lambda pb: not (role and module_role(owner(pb.name)) == role))  # same role first
-        for pb in fits:
-            if take(pa, pb, "order+shape"):
+        for k, pb in enumerate(fits):
+            rival = next((r for r in fits[k + 1:] if r.shape == pb.shape and
+                          (module_role(owner(r.name)) == role) == (module_role(owner(pb.name)) == role)), None)
+            if take(pa, pb, "order+shape" + (f"; ambiguous: {rival.name} fits as well" if rival else "")):
                 break
 
     _match_fused(rest_a, rest_b, entries)

@@ -134,3 +134,4 @@ class PairSpec:
     checks: Checks | None = None
     static_findings: tuple[dict, ...] = ()
     notes: tuple[str, ...] = ()
+    map_rules: tuple[str, ...] = ()  # --map FILE lines, expanded on the live parameter names (map_rules.py)

@@ -46,6 +46,7 @@ class PlanOptions:
     seed: int = 0
     layout_b: tuple[int, ...] | None = None  # () = same as A; (0, 2, 1) = B takes channels-last
     isolate: bool = False
+    map_rules: tuple[str, ...] = ()  # --map FILE, one rule per line
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
     findings += tuple(setting_findings)
-    return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)))
+    return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)), opts.map_rules)
 
 
 def _read(sym: Symbol, fa: FileAnalysis, init: dict) -> set[str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from parity_skill.map_rules import expand, parse_rules
 from parity_skill.mapping import ParamInfo, apply_shape, match_parameters
 from parity_skill.runtime.init import fresh_state
 from parity_skill.runtime.side import Side
@@ -49,15 +50,23 @@ def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[s
     return out
 
 
-def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str], orders: tuple[list, list] = ([], [])):
+def resolve_map(planned: tuple[MapEntry, ...], a, b: Side, notes: list[str], orders: tuple[list, list] = ([], []),
+                rules: tuple[str, ...] = ()):
     """Validate the planned table against the real parameters; match whatever it leaves out. With the modules'
-    call orders, positional guesses of the plan are redone on the aligned module trees."""
+    call orders, positional guesses of the plan are redone on the aligned module trees. The user's --map rules
+    come first and are never second-guessed (a rule that does not fit is an error)."""
     state_a, state_b = a.state(), b.state()
     shapes_a = {k: tuple(state_a[k].shape) for k in state_a}
     shapes_b = {k: tuple(v.shape) for k, v in state_b.items()}
-    fixed = []
+    user = expand(parse_rules("\n".join(rules)), shapes_a, shapes_b) if rules else []
+    for e in user:
+        if "+" not in e.a + e.b and apply_shape(e.transform, shapes_a[e.a]) != shapes_b[e.b]:
+            raise ValueError(f"--map: {e.a} {shapes_a[e.a]} -> {e.b} {shapes_b[e.b]} ({e.transform}) does not fit")
+    taken = {n for e in user for n in e.a.split("+") + e.b.split("+")}
+    planned = tuple(e for e in planned if not taken & {*e.a.split("+"), *e.b.split("+")})
+    fixed = list(user)
     if orders[0] and orders[1]:  # the plan's guesses by position or by summed shapes are redone on live trees
-        planned = tuple(e for e in planned if e.how not in ("order+shape", "fused"))
+        planned = tuple(e for e in planned if not e.how.startswith(("order+shape", "fused")))
     flips = (set(a.in_out_weights()), set(b.in_out_weights()))
     planned = tuple(e for e in planned if not ({*e.a.split("+")} & flips[0] or {*e.b.split("+")} & flips[1]))
     for e in planned:
@@ -94,10 +103,10 @@ def fresh(side: Side, seed: int, notes: list[str], only: set[str] | None = None)
 
 
 def load_b(a, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str],
-           orders: tuple[list, list] = ([], [])):
+           orders: tuple[list, list] = ([], []), rules: tuple[str, ...] = ()):
     """A's values (live or from its artifact) copied through the map into B; B's unmapped entries get fresh
     values of their own. Returns (entries, unmapped A names, unmapped B names)."""
-    state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes, orders)
+    state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes, orders, rules)
     if left_b:
         fresh(b, seed, notes, only=set(left_b))
     for e in entries:  # one entry at a time: A's weights may be read from disk as they are needed

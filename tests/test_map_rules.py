@@ -1,0 +1,68 @@
+"""--map FILE: the user's weight-map rules ({i} placeholders, [q,k,v] splits, transforms), parsed at the CLI
+and expanded on the live parameter names."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import fx, parity
+from parity_skill.map_rules import expand, parse_rules
+
+MAPPED = "realcode/mapped/"
+
+
+def test_rules_expand_placeholders_splits_and_concatenations():
+    rules = parse_rules("# fused attention\nh.{i}.attn.c_attn.weight -> layers.{i}.attn.[q,k,v].weight\n"
+                        "h.{i}.mlp.[w1,w3].weight -> layers.{i}.mlp.gate_up.weight\n"
+                        "h.{i}.mlp.c_proj.weight -> layers.{i}.mlp.down.weight transpose\n")
+    shapes_a = {f"h.{i}.{n}": s for i in (0, 1) for n, s in (("attn.c_attn.weight", (24, 8)),
+                                                             ("mlp.w1.weight", (16, 8)), ("mlp.w3.weight", (16, 8)),
+                                                             ("mlp.c_proj.weight", (16, 8)))}
+    shapes_b = {f"layers.{i}.{n}": s for i in (0, 1) for n, s in (("attn.q.weight", (8, 8)), ("attn.k.weight", (8, 8)),
+                                                                  ("attn.v.weight", (8, 8)),
+                                                                  ("mlp.gate_up.weight", (32, 8)),
+                                                                  ("mlp.down.weight", (8, 16)))}
+    entries = {(e.a, e.b, e.transform) for e in expand(rules, shapes_a, shapes_b)}
+    assert ("h.1.attn.c_attn.weight", "layers.1.attn.q.weight+layers.1.attn.k.weight+layers.1.attn.v.weight",
+            "split0:8,8,8") in entries
+    assert ("h.0.mlp.w1.weight+h.0.mlp.w3.weight", "layers.0.mlp.gate_up.weight", "concat0:16,16") in entries
+    assert ("h.0.mlp.c_proj.weight", "layers.0.mlp.down.weight", "transpose") in entries and len(entries) == 6
+    with pytest.raises(ValueError, match="do not stack"):
+        expand(parse_rules("h.{i}.attn.c_attn.weight -> layers.{i}.attn.[q,k].weight"), shapes_a, shapes_b)
+    with pytest.raises(ValueError, match="matches no parameter of A"):
+        expand(parse_rules("wte.weight -> embed.weight"), shapes_a, shapes_b)
+
+
+@pytest.mark.parametrize("text, message", [("a.weight => b.weight", "expected 'A_NAME -> B_NAME"),
+                                           ("a.weight -> b.weight flip", "unknown transform"),
+                                           ("a.weight -> b.{i}.weight", "placeholders")])
+def test_malformed_rules_name_the_line(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_rules("# header\n" + text, "map.txt")
+
+
+def test_map_file_makes_an_unmappable_port_comparable_and_a_wrong_rule_is_an_error(tmp_path):
+    a, b = fx(MAPPED + "stored_in_out.py::Net"), fx(MAPPED + "linear_port.py::Net")
+    alone = parity(a, "vs", b, "--json", "--quick")
+    assert alone.status("weights") == "fail"  # (in, out) parameters without a bias: nothing to infer from
+    mapped = parity(a, "vs", b, "--json", "--quick", "--map", fx(MAPPED + "map.txt"))
+    assert mapped.report["verdict"] == "pass", mapped.stderr
+    assert {(e["a"], e["b"], e["transform"], e["how"]) for e in mapped.pair["weight_map"]} >= {
+        ("blocks.1.w_in", "layers.1.fc1.weight", "transpose", "user")}
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("blocks.{i}.w_in -> layers.{i}.fc9.weight transpose\n")
+    run = parity(a, "vs", b, "--quick", "--map", str(wrong))
+    assert run.code == 2 and "layers.0.fc9.weight is not a parameter of B" in run.stderr
+    typo = tmp_path / "typo.txt"
+    typo.write_text("blocks.{i}.w_in => x\n")
+    run = parity(a, "vs", b, "--quick", "--map", str(typo))
+    assert run.code == 2 and "typo.txt:1" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_positional_guess_with_an_equal_rival_says_ambiguous():
+    from parity_skill.mapping import ParamInfo, match_parameters
+
+    a = [ParamInfo("l.a.weight", (8, 8)), ParamInfo("l.b.weight", (8, 8))]
+    b = [ParamInfo("m.x.weight", (8, 8)), ParamInfo("m.y.weight", (8, 8))]
+    first, second = match_parameters(a, b)[0]
+    assert first.how == "order+shape; ambiguous: m.y.weight fits as well"  # the choice, and the other one
+    assert second.how == "order+shape"  # nothing else was left for it
