@@ -86,7 +86,7 @@ def _map_rules(path: str | None) -> tuple[str, ...]:
 
 
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
-             isolate, map_file=None):
+             isolate, map_file=None, convert=""):
     from parity_skill.plan import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
 
@@ -122,7 +122,7 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
         raise InputError(f"unknown dtype or edge case: {', '.join(bad)}")
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
-                       layout_b=layout_b, isolate=isolate, map_rules=_map_rules(map_file))
+                       layout_b=layout_b, isolate=isolate, map_rules=_map_rules(map_file), convert=convert)
 
 
 def _emit_error(message: str, as_json: bool, code: int = EXIT_ERROR) -> int:
@@ -235,6 +235,8 @@ PLAN_OPTIONS = _options_of(
     click.option("--no-backward", is_flag=True, help="Skip gradient checks."),
     click.option("--quick", is_flag=True, help="Forward and backward only."),
     click.option("--layout", help="B's input layout when it differs from A's, e.g. b=nlc."),
+    click.option("--convert", default="", help="B's converter for A's state dict: sanitize (a method of B's "
+                 "model or a function of its file) or file.py::fn."),
     click.option("--map", "map_file", type=click.Path(dir_okay=False),
                  help="Weight-map rules, one per line: 'h.{i}.attn.c_attn.weight -> layers.{i}.attn.[q,k,v].weight'."),
     click.option("--isolate", is_flag=True,

@@ -135,3 +135,4 @@ class PairSpec:
     static_findings: tuple[dict, ...] = ()
     notes: tuple[str, ...] = ()
     map_rules: tuple[str, ...] = ()  # --map FILE lines, expanded on the live parameter names (map_rules.py)
+    convert: str = ""  # --convert: B's own function that turns A's state dict into B's (runtime/convert.py)

@@ -66,3 +66,32 @@ def test_a_positional_guess_with_an_equal_rival_says_ambiguous():
     first, second = match_parameters(a, b)[0]
     assert first.how == "order+shape; ambiguous: m.y.weight fits as well"  # the choice, and the other one
     assert second.how == "order+shape"  # nothing else was left for it
+
+
+CONVERTER = '''
+def convert(weights):
+    out = {}
+    for name, value in weights.items():
+        block, i, leaf = name.split(".")
+        out["layers." + i + (".fc1" if leaf == "w_in" else ".fc2") + ".weight"] = value.T{bug}
+    return out
+'''
+
+
+def test_the_ports_own_converter_is_used_and_put_under_test(tmp_path):
+    """--convert file.py::fn turns A's state dict into B's; the values are traced back to A (transposed here) so
+    gradients still compare; a converter bug fails the checks."""
+    a, b = fx(MAPPED + "stored_in_out.py::Net"), fx(MAPPED + "linear_port.py::Net")
+    good = tmp_path / "convert_ok.py"
+    good.write_text(CONVERTER.replace("{bug}", ""))
+    run = parity(a, "vs", b, "--json", "--quick", "--convert", f"{good}::convert")
+    assert run.report["verdict"] == "pass", run.stderr
+    assert ("blocks.0.w_in", "layers.0.fc1.weight", "transpose", "convert") in {
+        (e["a"], e["b"], e["transform"], e["how"]) for e in run.pair["weight_map"]}
+    bad = tmp_path / "convert_bad.py"  # scales the second layer's weights by 1.01
+    bad.write_text(CONVERTER.replace("{bug}", " * (1.0 if leaf == 'w_in' else 1.01)"))
+    broken = parity(a, "vs", b, "--json", "--quick", "--convert", f"{bad}::convert")
+    assert broken.code == 1 and broken.status("forward") == "fail"
+    assert any("no converted value equals A's blocks.0.w_out" in n for n in broken.pair["notes"])
+    missing = parity(a, "vs", b, "--quick", "--convert", "nope")
+    assert missing.code == 2 and "--convert nope" in missing.stderr

@@ -47,6 +47,7 @@ class PlanOptions:
     layout_b: tuple[int, ...] | None = None  # () = same as A; (0, 2, 1) = B takes channels-last
     isolate: bool = False
     map_rules: tuple[str, ...] = ()  # --map FILE, one rule per line
+    convert: str = ""  # --convert sanitize: B's own state-dict converter
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
     findings += tuple(setting_findings)
-    return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)), opts.map_rules)
+    return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)), opts.map_rules,
+                    opts.convert)
 
 
 def _read(sym: Symbol, fa: FileAnalysis, init: dict) -> set[str]:

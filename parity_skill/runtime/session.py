@@ -209,7 +209,7 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     settle_layout(a, b, spec, notes)
     try:
         entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes,
-                                         (a.call_order, _call_order(b, spec)), spec.map_rules)
+                                         (a.call_order, _call_order(b, spec)), spec.map_rules, spec.convert)
     except Exception as exc:  # noqa: BLE001 - an unloadable weight map: could not check
         entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
         return entry

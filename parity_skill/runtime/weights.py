@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.map_rules import expand, parse_rules
+from parity_skill.runtime.convert import convert_state
 from parity_skill.mapping import ParamInfo, apply_shape, match_parameters
 from parity_skill.runtime.init import fresh_state
 from parity_skill.runtime.side import Side
@@ -103,9 +104,17 @@ def fresh(side: Side, seed: int, notes: list[str], only: set[str] | None = None)
 
 
 def load_b(a, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str],
-           orders: tuple[list, list] = ([], []), rules: tuple[str, ...] = ()):
-    """A's values (live or from its artifact) copied through the map into B; B's unmapped entries get fresh
-    values of their own. Returns (entries, unmapped A names, unmapped B names)."""
+           orders: tuple[list, list] = ([], []), rules: tuple[str, ...] = (), convert: str = ""):
+    """A's values (live or from its artifact) copied through the map into B (or through B's own converter); B's
+    unmapped entries get fresh values of their own. Returns (entries, unmapped A names, unmapped B names)."""
+    if convert:
+        values, entries, _ = convert_state(convert, a, b, notes)
+        left_b = [k for k in b.state() if k not in values]
+        if left_b:
+            fresh(b, seed, notes, only=set(left_b))
+        b.adapter.load(b.model, values)
+        b.refresh()
+        return entries, [], left_b
     state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes, orders, rules)
     if left_b:
         fresh(b, seed, notes, only=set(left_b))

@@ -47,6 +47,12 @@ class MLXAdapter:
             model.eval()
         return model
 
+    def native(self, value: np.ndarray) -> Any:
+        return mx.array(value)
+
+    def numpy(self, value: Any) -> np.ndarray:
+        return _np(value) if isinstance(value, mx.array) else np.asarray(value)
+
     def state(self, model: Any) -> dict[str, np.ndarray]:
         if not isinstance(model, nn.Module):
             return {}

@@ -36,6 +36,12 @@ class NumpyAdapter:
             return {}
         return {k: v for k, v in vars(model).items() if isinstance(v, np.ndarray) and not k.startswith("_")}
 
+    def native(self, value: np.ndarray) -> Any:
+        return value
+
+    def numpy(self, value: Any) -> np.ndarray:
+        return np.asarray(value)
+
     def state(self, model: Any) -> dict[str, np.ndarray]:
         return {k: _np(v) for k, v in self._arrays(model).items()}
 

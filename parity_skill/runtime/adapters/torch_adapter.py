@@ -64,6 +64,12 @@ class TorchAdapter:
             model.eval()
         return model
 
+    def native(self, value: np.ndarray) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(value))
+
+    def numpy(self, value: Any) -> np.ndarray:
+        return _np(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+
     def state(self, model: Any) -> dict[str, np.ndarray]:
         if not isinstance(model, torch.nn.Module):
             return {}

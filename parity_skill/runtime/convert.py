@@ -1,0 +1,98 @@
+"""`--convert NAME`: B's own conversion function (`Model.sanitize(weights)`, a module-level `convert(weights)`)
+turns A's state dict into B's, which puts that function under test too. Which A parameter each converted value
+came from is found by value (A's parameters are distinct random draws), so gradients still compare."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from parity_skill.runtime.loading import UserCodeError, describe, load_file
+from parity_skill.spec import MapEntry
+
+# how a converted value can come from one A parameter, tried in this order
+_LAYOUTS: tuple[tuple[str, Callable[[np.ndarray], np.ndarray]], ...] = (
+    ("identity", lambda v: v),
+    ("transpose", lambda v: v.T),
+    ("conv_to_channels_last", lambda v: np.moveaxis(v, 1, -1)),
+    ("conv_to_channels_first", lambda v: np.moveaxis(v, -1, 1)),
+)
+
+
+def converter(name: str, b) -> Callable:
+    """`sanitize` (a method of B's model, else a function of B's file) or `file.py::fn`."""
+    path, _, attr = name.rpartition("::")
+    if not path and hasattr(b.model, attr):
+        return getattr(b.model, attr)
+    module = load_file(path) if path else load_file(b.impl.file) if b.impl.file else None
+    fn = getattr(module, attr, None) if module is not None else None
+    if not callable(fn):
+        raise UserCodeError(f"--convert {name}: neither B's model nor {path or b.impl.file} has a callable {attr!r}")
+    return fn
+
+
+def _source(value: np.ndarray, state_a, by_size: dict[int, list[str]]) -> tuple[str, str] | None:
+    for name in by_size.get(value.size, []):
+        a = np.asarray(state_a[name])
+        for transform, move in _LAYOUTS:
+            if a.ndim == value.ndim and (transform == "identity" or a.ndim >= 2):
+                moved = move(a)
+                if moved.shape == value.shape and np.array_equal(moved, value):
+                    return name, transform
+    return None
+
+
+def _stacked(value: np.ndarray, state_a, names: list[str]) -> list[str] | None:
+    """The A parameters whose concatenation along axis 0 is `value` (a fused qkv built by the converter)."""
+    parts = [n for n in names if np.asarray(state_a[n]).shape[1:] == value.shape[1:]
+             and 0 < np.asarray(state_a[n]).shape[0] < value.shape[0]]
+    found, offset = [], 0
+    while offset < value.shape[0]:
+        hit = next((n for n in parts if n not in found and offset + np.asarray(state_a[n]).shape[0] <= value.shape[0]
+                    and np.array_equal(np.asarray(state_a[n]), value[offset:offset + np.asarray(state_a[n]).shape[0]])),
+                   None)
+        if hit is None:
+            return None
+        found.append(hit)
+        offset += np.asarray(state_a[hit]).shape[0]
+    return found if len(found) > 1 else None
+
+
+def convert_state(name: str, a, b, notes: list[str]) -> tuple[dict[str, np.ndarray], list[MapEntry], list[str]]:
+    """(B's values by name, the entries traced back to A, A parameters no converted value comes from)."""
+    state_a = a.state()
+    fn = converter(name, b)
+    native = {k: b.adapter.native(np.asarray(state_a[k])) for k in state_a}
+    try:
+        out = fn(native)
+    except Exception as exc:  # noqa: BLE001 - the port's converter failed on A's names: that is the finding
+        raise UserCodeError(f"--convert {name} raised {describe(exc)} on A's state dict") from exc
+    if not isinstance(out, dict):
+        raise UserCodeError(f"--convert {name} returned {type(out).__name__}, not a dict of weights")
+    values = {k: b.adapter.numpy(v) for k, v in out.items()}
+    params_b = set(b.state())
+    extra = sorted(set(values) - params_b)
+    if extra:
+        notes.append(f"--convert {name} produced names B has no parameter for (not loaded): {', '.join(extra[:8])}"
+                     + (" ..." if len(extra) > 8 else ""))
+    by_size: dict[int, list[str]] = {}
+    for k in state_a:
+        by_size.setdefault(int(np.asarray(state_a[k]).size), []).append(k)
+    entries, traced = [], set()
+    for k in sorted(set(values) & params_b):
+        found = _source(values[k], state_a, by_size)
+        if found:
+            entries.append(MapEntry(found[0], k, found[1], "convert"))
+            traced.add(found[0])
+        elif values[k].ndim >= 1:
+            group = _stacked(values[k], state_a, [n for n in state_a if n not in traced])
+            if group:
+                sizes = ",".join(str(np.asarray(state_a[n]).shape[0]) for n in group)
+                entries.append(MapEntry("+".join(group), k, f"concat0:{sizes}", "convert"))
+                traced.update(group)
+    untraced = [k for k in state_a if k not in traced]
+    if untraced:
+        notes.append(f"--convert {name}: no converted value equals A's {', '.join(untraced[:8])}"
+                     + (" ..." if len(untraced) > 8 else "") + " (combined or dropped by the converter: their "
+                     "gradients are not compared)")
+    return {k: v for k, v in values.items() if k in params_b}, entries, untraced
