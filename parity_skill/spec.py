@@ -67,6 +67,7 @@ class Implementation:
     companions: tuple[Companion, ...] = ()
     fixed: dict[str, Any] = field(default_factory=dict)  # forward arguments given one value (None, an int...)
     aliases: dict[str, int] = field(default_factory=dict)  # forward arguments given input i again (keys=x)
+    masks: dict[str, str] = field(default_factory=dict)  # argument -> "causal:RANK": an additive causal mask
 
     @property
     def display(self) -> str:
@@ -136,3 +137,4 @@ class PairSpec:
     notes: tuple[str, ...] = ()
     map_rules: tuple[str, ...] = ()  # --map FILE lines, expanded on the live parameter names (map_rules.py)
     convert: str = ""  # --convert: B's own function that turns A's state dict into B's (runtime/convert.py)
+    variant: str = ""  # what this extra run of a pair changes (e.g. a causal mask); "" for the plain run

@@ -29,8 +29,13 @@ class Run:
 
     @property
     def pair(self) -> dict:
-        (pair,) = self.report["pairs"]
+        """The one plain run (extra runs such as a causal-mask variant are in `variants`)."""
+        (pair,) = [p for p in self.report["pairs"] if not p.get("variant")]
         return pair
+
+    @property
+    def variants(self) -> list[dict]:
+        return [p for p in self.report["pairs"] if p.get("variant")]
 
     def check(self, name: str) -> dict:
         return next(c for c in self.pair["checks"] if c["name"] == name)

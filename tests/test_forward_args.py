@@ -137,3 +137,19 @@ def test_self_attention_vs_attention_taking_queries_keys_values(tmp_path):
     assert run.report["verdict"] == "pass", run.stderr
     mapped = {e["a"]: e["b"] for e in run.pair["weight_map"]}
     assert mapped["key.weight"] == "key_proj.weight" and mapped["query.bias"] == "query_proj.bias"
+
+
+@needs_mlx
+def test_attention_runs_again_with_a_causal_mask_and_a_port_that_drops_it_fails(tmp_path):
+    run = parity(fx(f"{ROPE_HF}::TinyRopeAttention"), "vs", fx(f"{ROPE_PORT}::TinyRopeAttention"), "--json", "--quick")
+    (variant,) = run.variants
+    assert variant["verdict"] == "pass" and "causal mask (attention_mask / mask)" == variant["variant"]
+    assert run.report["verdict"] == "pass"
+    source = Path(fx(ROPE_PORT)).read_text()
+    dropped = tmp_path / "port_no_mask.py"
+    dropped.write_text(source.replace("scale=self.scale, mask=mask)", "scale=self.scale, mask=None)"))
+    bad = parity(fx(f"{ROPE_HF}::TinyRopeAttention"), "vs", f"{dropped}::TinyRopeAttention", "--json", "--quick")
+    assert bad.pair["verdict"] == "pass"  # unmasked, the two agree: only the masked run can tell
+    assert bad.variants[0]["verdict"] == "fail" and bad.report["verdict"] == "fail"
+    assert "Variant: causal mask" in parity(fx(f"{ROPE_HF}::TinyRopeAttention"), "vs",
+                                            f"{dropped}::TinyRopeAttention", "--quick").stdout

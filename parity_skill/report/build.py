@@ -7,7 +7,9 @@ SCHEMA = "parity-report/1"
 
 
 def overall(pairs: list[dict]) -> str:
-    verdicts = {p["verdict"] for p in pairs}
+    """fail if any run fails; error if a plain run could not check (a variant that could not run, e.g. a mask
+    of a shape the layer does not take, is a limitation of its pair, not an error)."""
+    verdicts = {p["verdict"] for p in pairs if not (p.get("variant") and p["verdict"] == "error")}
     if "fail" in verdicts:
         return "fail"
     if "error" in verdicts or not pairs:
@@ -32,6 +34,8 @@ def report(pairs: list[dict], error: str | None = None) -> dict:
         error = next((p["error"] for p in pairs if p.get("error")), "nothing could be checked")
     limits = [f"{p['a']['symbol']} vs {p['b']['symbol']}: {line}" if len(pairs) > 1 else line
               for p in pairs for line in p.get("limitations", [])]
+    limits += [f"{p['a']['symbol']} vs {p['b']['symbol']} with {p['variant']}: not run ({p.get('error')})"
+               for p in pairs if p.get("variant") and p["verdict"] == "error"]
     return {"schema": SCHEMA, "verdict": verdict, "error": error, "limitations": limits, "pairs": clean(pairs)}
 
 

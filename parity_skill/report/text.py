@@ -107,6 +107,8 @@ def pair_text(p: dict) -> list[str]:
     lines = ["=== Numerical Parity Report ===",
              f"Implementation A: {a['path'] + '::' if a['path'] else ''}{a['symbol']} ({a['framework']})",
              f"Implementation B: {b['path'] + '::' if b['path'] else ''}{b['symbol']} ({b['framework']})"]
+    if p.get("variant"):
+        lines.append(f"Variant: {p['variant']} (forward and backward)")
     if p.get("error"):
         lines.append(f"Error: {p['error']}")
     if p["checks"] and all(c["name"].startswith("stage:") for c in p["checks"]):

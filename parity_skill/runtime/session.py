@@ -174,7 +174,8 @@ def new_entry(spec: PairSpec, error: str | None = None) -> dict:
     """A pair's report entry before any check ran (verdict error until the checks say otherwise)."""
     return {"a": _side_json(spec.a), "b": _side_json(spec.b), "verdict": "error", "error": error, "checks": [],
             "diagnosis": [], "first_divergence": None, "static_findings": list(spec.static_findings),
-            "notes": list(spec.notes), "limitations": [], "inputs": [asdict(i) for i in spec.inputs]}
+            "notes": list(spec.notes), "limitations": [], "inputs": [asdict(i) for i in spec.inputs],
+            **({"variant": spec.variant} if spec.variant else {})}
 
 
 def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_marker=None) -> dict:

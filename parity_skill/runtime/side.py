@@ -38,7 +38,8 @@ class Side:
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
         self.adapter.derived = tuple(self._companion(c, module) for c in impl.companions) + \
             tuple((name, lambda xs, v=value: v) for name, value in impl.fixed.items()) + \
-            tuple((name, lambda xs, i=i: xs[i]) for name, i in impl.aliases.items())
+            tuple((name, lambda xs, i=i: xs[i]) for name, i in impl.aliases.items()) + \
+            tuple((name, self.adapter.mask(form, *self._mask_source(impl))) for name, form in impl.masks.items())
         self._models: dict[str, Any] = {"fp32": self.model}
         self._in_place, self._in_place_keep = "fp32", ()  # the dtype self.model is in right now
         self.kept_fp32: dict[str, list[str]] = {}  # dtype -> submodules that had to stay in float32
@@ -53,6 +54,12 @@ class Side:
             raise UserCodeError(f"{self.impl.display}: building {c.symbol} for its argument '{c.arg}' raised "
                                 f"{describe(exc)}") from exc
         return c.arg, self.adapter.companion(built, c.call, c.source, c.seq_axis)
+
+    @staticmethod
+    def _mask_source(impl: Implementation) -> tuple[int, int]:
+        """(input index, sequence axis) a mask takes its length from: a companion's source, else input 0."""
+        c = impl.companions[0] if impl.companions else None
+        return (c.source, c.seq_axis) if c else (0, 1)
 
     @property
     def label(self) -> str:

@@ -73,3 +73,14 @@ def flatten_native(obj: Any, is_array: Callable[[Any], bool], key: str = "") -> 
     """Like `flatten` but keeps the framework arrays (for building a loss)."""
     return flatten(obj, is_array, lambda a: a, key)  # type: ignore[arg-type]
 
+
+
+def causal_mask_fn(form: str, source: int, seq_axis: int, build: Callable[[int, int, Any], Any]) -> Callable:
+    """fn(xs) giving an additive causal mask for input `source`'s sequence length: 0 where a position may attend,
+    the dtype's lowest value above the diagonal; `form` is "causal:2" (T, T) or "causal:4" (1, 1, T, T)."""
+    rank = int(form.split(":")[1])
+
+    def fn(xs: list) -> Any:
+        x = xs[source]
+        return build(int(x.shape[seq_axis]), rank, x.dtype)
+    return fn

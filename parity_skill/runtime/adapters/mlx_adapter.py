@@ -9,7 +9,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
-from parity_skill.runtime.adapters.base import Flat, companion_fn, flatten, flatten_native, invoke
+from parity_skill.runtime.adapters.base import Flat, causal_mask_fn, companion_fn, flatten, flatten_native, invoke
 
 DT = {"fp64": mx.float64, "fp32": mx.float32, "fp16": mx.float16, "bf16": mx.bfloat16}
 
@@ -46,6 +46,13 @@ class MLXAdapter:
         if isinstance(model, nn.Module):
             model.eval()
         return model
+
+    def mask(self, form: str, source: int, seq_axis: int) -> Callable:
+        def build(t: int, rank: int, dtype):
+            dtype = dtype if mx.issubdtype(dtype, mx.floating) else mx.float32
+            m = mx.triu(mx.full((t, t), mx.finfo(dtype).min, dtype=dtype), k=1)
+            return m[None, None] if rank == 4 else m
+        return causal_mask_fn(form, source, seq_axis, build)
 
     def native(self, value: np.ndarray) -> Any:
         return mx.array(value)

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from parity_skill.runtime.adapters.base import Flat, companion_fn, flatten, flatten_native, invoke
+from parity_skill.runtime.adapters.base import Flat, causal_mask_fn, companion_fn, flatten, flatten_native, invoke
 
 DT = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -63,6 +63,13 @@ class TorchAdapter:
         if isinstance(model, torch.nn.Module):
             model.eval()
         return model
+
+    def mask(self, form: str, source: int, seq_axis: int) -> Callable:
+        def build(t: int, rank: int, dtype):
+            dtype = dtype if dtype.is_floating_point else torch.float32
+            m = torch.triu(torch.full((t, t), torch.finfo(dtype).min, dtype=dtype), diagonal=1)
+            return m[None, None] if rank == 4 else m
+        return causal_mask_fn(form, source, seq_axis, build)
 
     def native(self, value: np.ndarray) -> Any:
         return torch.from_numpy(np.ascontiguousarray(value))
