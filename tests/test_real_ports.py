@@ -131,3 +131,18 @@ def test_injected_rope_convention_fails_at_the_rope_line(tmp_path):
     correct = parity(a, "vs", f"{package_file('mlx_lm.models.llama')}::Attention", "--json", "--quick")
     assert correct.report["verdict"] == "pass" and not [f for f in correct.pair["static_findings"]
                                                         if f["kind"] == "permutation"]
+
+
+def test_injected_dropped_mask_fails_only_in_the_causal_mask_variant(tmp_path):
+    """mlx-lm's Llama attention giving its attention `mask=None`: unmasked the two agree; the variant run with a
+    causal mask on both sides fails."""
+    if not _installed("mlx_lm"):
+        pytest.skip("mlx_lm is not installed")
+    source = Path(package_file("mlx_lm.models.llama")).read_text().replace("from .", "from mlx_lm.models.")
+    before = "queries, keys, values, cache=cache, scale=self.scale, mask=mask"
+    assert before in source
+    patched = tmp_path / "llama_port.py"
+    patched.write_text(source.replace(before, before.replace("mask=mask", "mask=None"), 1))
+    a = f"{package_file('transformers.models.llama.modeling_llama')}::LlamaAttention"
+    run = parity(a, "vs", f"{patched}::Attention", "--json", "--quick")
+    assert run.pair["verdict"] == "pass" and run.variants[0]["verdict"] == "fail" and run.code == 1
