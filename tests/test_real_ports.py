@@ -146,3 +146,23 @@ def test_injected_dropped_mask_fails_only_in_the_causal_mask_variant(tmp_path):
     a = f"{package_file('transformers.models.llama.modeling_llama')}::LlamaAttention"
     run = parity(a, "vs", f"{patched}::Attention", "--json", "--quick")
     assert run.pair["verdict"] == "pass" and run.variants[0]["verdict"] == "fail" and run.code == 1
+
+
+def test_injected_ignored_cross_attention_memory_fails_only_in_the_cross_variant(tmp_path):
+    """mlx-audio's Whisper attention reading its keys from x even when given xa: self-attention agrees; the
+    variant run with a memory (transformers' key_value_states, the port's xa) fails."""
+    if not _installed("mlx_audio"):
+        pytest.skip("mlx_audio is not installed")
+    source = Path(package_file("mlx_audio.stt.models.whisper.whisper")).read_text()
+    source = source.replace("from .", "from mlx_audio.stt.models.whisper.")
+    before = "        elif kv_cache is None:\n            k = self.key(xa)"
+    assert before in source
+    patched = tmp_path / "whisper_port.py"
+    patched.write_text(source.replace(before, "        elif kv_cache is None:\n            k = self.key(x)", 1))
+    a = f"{package_file('transformers.models.whisper.modeling_whisper')}::WhisperAttention"
+    run = parity(a, "vs", f"{patched}::MultiHeadAttention", "--json", "--quick")
+    cross = [v for v in run.variants if v["variant"].startswith("cross-attention")]
+    assert run.pair["verdict"] == "pass" and cross and cross[0]["verdict"] == "fail", run.stderr
+    good = parity(a, "vs", f"{package_file('mlx_audio.stt.models.whisper.whisper')}::MultiHeadAttention", "--json",
+                  "--quick")
+    assert good.report["verdict"] == "pass" and len(good.variants) == 2

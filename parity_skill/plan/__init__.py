@@ -15,7 +15,7 @@ from parity_skill.plan.params import static_parameters
 from parity_skill.plan.settings import harmonize, match_widths, settings
 from parity_skill.plan.static_diff import static_diff
 from parity_skill.plan.tolerances import tolerance_table
-from parity_skill.plan.variants import mask_variant
+from parity_skill.plan.variants import cross_variant, mask_variant
 from parity_skill.spec import ALL_EDGES, DEFAULT_DTYPES, Checks, Config, Implementation, InputSpec, PairSpec
 
 
@@ -243,8 +243,6 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
         if unpaired:
             spec = replace(spec, notes=spec.notes + (unpaired,))
         specs.append(spec)
-        variant = mask_variant(spec, sa, sb)
-        if variant is not None:
-            specs.append(variant)
+        specs += [v for v in (mask_variant(spec, sa, sb), cross_variant(spec, sa, sb)) if v is not None]
     _unmatched_init(opts, used, specs)
     return ParityPlan(tuple(specs))

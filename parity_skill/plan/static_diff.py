@@ -8,6 +8,7 @@ import re
 from parity_skill.analyze.model import FileAnalysis, OpCall, Symbol
 from parity_skill.analyze.hierarchy import function_params
 from parity_skill.analyze.vocabulary import DEFAULT_EPS
+from parity_skill.mapping import module_role
 
 NORMS = ("layer_norm", "rms_norm", "group_norm", "batch_norm")
 ACTIVATIONS = ("gelu", "silu", "relu", "tanh", "sigmoid")
@@ -283,9 +284,20 @@ def _bias_flags(syms_a: list[Symbol], syms_b: list[Symbol]) -> list[dict]:
         return out
 
     found = []
-    for sa, sb in zip(layers(syms_a), layers(syms_b)):
+    la, lb = layers(syms_a), layers(syms_b)
+    pairs = []
+    for x in list(la):  # q with q, k with k (declaration orders differ), the rest in order
+        role = module_role(x.attr)
+        y = next((y for y in lb if role and module_role(y.attr) == role), None)
+        if y is not None:
+            pairs.append((x, y))
+            la.remove(x)
+            lb.remove(y)
+    if not any(module_role(x.attr) for x in la + lb):
+        pairs += list(zip(la, lb))
+    for sa, sb in pairs:
         ba, bb = dict(sa.kwargs).get("bias", "True"), dict(sb.kwargs).get("bias", "True")
-        if (ba == "False") != (bb == "False"):
+        if {ba, bb} <= {"True", "False"} and ba != bb:  # `bias=config.attention_bias` is not known here
             found.append(_finding("missing_parameter", f"bias flag differs: A self.{sa.attr} bias={ba}, "
                                                        f"B self.{sb.attr} bias={bb}", sa.location, sb.location))
     return found

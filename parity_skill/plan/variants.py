@@ -1,6 +1,6 @@
 """Extra runs of a pair that exercise an optional argument the plain run leaves at None: an attention layer run
-again with a causal mask on both sides (forward and backward), so a port that ignores or misreads its mask
-fails even though the unmasked run agrees."""
+again with a causal mask on both sides, or with a cross-attention memory (forward and backward), so a port that
+ignores or misreads it fails even though the plain run agrees."""
 from __future__ import annotations
 
 import re
@@ -8,15 +8,18 @@ from dataclasses import replace
 
 from parity_skill.analyze.model import Symbol
 from parity_skill.safe_io import read_source
-from parity_skill.spec import PairSpec
+from parity_skill.roles import BATCH
+from parity_skill.spec import InputSpec, PairSpec
 
 MASK_ARG = re.compile(r"^(attention_mask|attn_mask|mask)$")
+CROSS_ARG = re.compile(r"^(encoder_hidden_states|key_value_states|xa|context|memory|cross_states|encoder_out|encoder_outputs)$")
+MEMORY_LEN = 5  # not the queries' length: a memory read along the wrong axis cannot hide
 
 
-def _mask_arg(sym: Symbol, fed: set[str]) -> str | None:
-    """The forward's mask argument when the plain run leaves it None (a default, or passed None)."""
+def _mask_arg(sym: Symbol, fed: set[str], pattern: re.Pattern = MASK_ARG) -> str | None:
+    """The forward's mask (or memory) argument when the plain run leaves it None (a default, or passed None)."""
     for arg in sym.call_args:
-        if MASK_ARG.match(arg.name) and arg.name not in fed and arg.kind in ("positional", "kwonly"):
+        if pattern.match(arg.name) and arg.name not in fed and arg.kind in ("positional", "kwonly"):
             return arg.name
     return None
 
@@ -48,3 +51,23 @@ def mask_variant(spec: PairSpec, sa: Symbol, sb: Symbol) -> PairSpec | None:
             f"{form_b.split(':')[1]}-d): 0 where a position may attend, the dtype's lowest value above the diagonal")
     return replace(spec, a=a, b=b, checks=checks, notes=spec.notes + (note,),
                    variant=f"causal mask ({ma} / {mb})")
+
+
+def cross_variant(spec: PairSpec, sa: Symbol, sb: Symbol) -> PairSpec | None:
+    """The pair again with a memory of another length given to both sides' cross-attention argument
+    (`encoder_hidden_states` / `xa`), the model width of the queries; None when either side has none."""
+    if sa.kind != "module" or sb.kind != "module" or not spec.inputs or not spec.inputs[0].is_float:
+        return None
+    ca = _mask_arg(sa, {i.arg_a or i.name for i in spec.inputs}, CROSS_ARG)
+    cb = _mask_arg(sb, {i.arg_b for i in spec.inputs} | set(spec.b.aliases), CROSS_ARG)
+    first = spec.inputs[0]
+    if ca is None or cb is None or len(first.shape) != 3:
+        return None
+    # by keyword after the others (positional inputs may lead); its sequence axis shrinks with edge:seq_len_1 too
+    memory = InputSpec(ca, (BATCH, MEMORY_LEN, first.shape[-1]), "float32", seq_axis=1, arg_a=ca, arg_b=cb)
+    inputs = spec.inputs
+    checks = replace(spec.checks, names=tuple(n for n in ("forward", "backward") if n in spec.checks.names))
+    note = (f"variant: both sides attend to a memory of {MEMORY_LEN} positions (A {ca}, B {cb}), as cross-attention; "
+            "the plain run leaves it None (self-attention)")
+    return replace(spec, inputs=inputs + (memory,), checks=checks, notes=spec.notes + (note,),
+                   variant=f"cross-attention memory ({ca} / {cb})")

@@ -219,6 +219,10 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     run = PairRun(a, b, spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed), entries, left_a,
                   left_b, notes=notes)
     entry["error"] = _first_forward(run, spec)
+    if entry["error"] and spec.variant and "fp32_a" in run.cache:  # A takes the variant's input, B raises on it
+        entry["checks"] = [result("forward", "fail", f"B raises where A runs ({spec.variant}): {entry['error']}")]
+        entry.update(verdict="fail", error=None, diagnosis=run.diagnosis)
+        return entry
     if entry["error"]:
         entry["diagnosis"] = run.diagnosis
         return entry
