@@ -67,26 +67,9 @@ def _literal(text: str):
         return text
 
 
-def _map_rules(path: str | None) -> tuple[str, ...]:
-    """The --map file's rule lines, checked now so a typo is one line naming file:line, exit 2."""
-    if not path:
-        return ()
-    from parity_skill.map_rules import parse_rules
-
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--map {path}: cannot read ({exc.__class__.__name__})") from None
-    try:
-        rules = parse_rules(text, path)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    lines = text.splitlines()
-    return tuple(lines[r.line - 1].split("#", 1)[0].strip() for r in rules)
-
-
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
              isolate, map_file=None, convert=""):
+    from parity_skill.map_rules import read_rules
     from parity_skill.plan import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
 
@@ -122,7 +105,7 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
         raise InputError(f"unknown dtype or edge case: {', '.join(bad)}")
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
-                       layout_b=layout_b, isolate=isolate, map_rules=_map_rules(map_file), convert=convert)
+                       layout_b=layout_b, isolate=isolate, map_rules=read_rules(map_file), convert=convert)
 
 
 def _emit_error(message: str, as_json: bool, code: int = EXIT_ERROR) -> int:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from parity_skill.errors import InputError
 from parity_skill.spec import MapEntry
 
 TRANSFORMS = ("identity", "transpose", "conv_to_channels_last", "conv_to_channels_first")
@@ -99,3 +101,19 @@ def expand(rules: tuple[Rule, ...], shapes_a: dict[str, tuple], shapes_b: dict[s
                 transform = f"{kind}:" + ",".join(str(s[0]) for s in shapes)
             entries.append(MapEntry("+".join(names_a), "+".join(names_b), transform, "user"))
     return entries
+
+
+def read_rules(path: str | None) -> tuple[str, ...]:
+    """The --map file's rule lines, checked now so a typo is one line naming file:line (exit 2)."""
+    if not path:
+        return ()
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--map {path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        rules = parse_rules(text, path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    lines = text.splitlines()
+    return tuple(lines[r.line - 1].split("#", 1)[0].strip() for r in rules)

@@ -12,11 +12,11 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from parity_skill.analyze import hierarchy
 from parity_skill.analyze import vocabulary as V
 from parity_skill.analyze.body import BodyVisitor, Context, dotted
-from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Submodule, Symbol, Tensor
+from parity_skill.analyze.init_body import ConfigUses, InitVisitor
+from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Symbol
 from parity_skill.errors import InputError
 from parity_skill.safe_io import read_source
 
-CONTAINERS = {"ModuleList", "Sequential", "ModuleDict"}
 
 
 MAX_DEPTH = 300  # syntax-tree nesting; real code stays far below, a generated 10,000-term sum does not
@@ -168,125 +168,6 @@ def _config(cls: cst.ClassDef, ctx: Context) -> ConfigClass | None:
     return ConfigClass(cls.name.value, ctx.loc(cls), tuple(fields))
 
 
-class _InitVisitor(cst.CSTVisitor):
-    """`self.x = ...` and `self.register_buffer(...)` inside `__init__`."""
-
-    def __init__(self, ctx: Context, framework: str, local_modules: set[str]):
-        self.ctx, self.framework, self.local_modules = ctx, framework, local_modules
-        self.submodules: list[Submodule] = []
-        self.tensors: list[Tensor] = []
-        self.assigns: list[tuple[str, str]] = []
-        self.locals: list[tuple[str, str]] = []
-        self.where: list[tuple[str, str]] = []
-
-    def _submodule(self, attr: str, call: cst.Call) -> Submodule | None:
-        name = dotted(call.func)
-        if name is None:
-            return None
-        resolved = self.ctx.resolve(name)
-        last = resolved.rsplit(".", 1)[-1]
-        is_layer = self.ctx.framework_of(resolved) is not None and last[:1].isupper()
-        if not is_layer and resolved not in self.local_modules:
-            imported = last[:1].isupper() and resolved != name.split(".")[-1] and \
-                hierarchy.framework_of(name, self.ctx.path) is not None  # Conv1D from transformers.pytorch_utils
-            if not imported:
-                return None
-        args = tuple(self.ctx.code(a.value) for a in call.args if a.keyword is None and not a.star)
-        kwargs = tuple((a.keyword.value, self.ctx.code(a.value)) for a in call.args if a.keyword is not None)
-        children: list[Submodule] = []
-        if last in CONTAINERS:
-            items = [a.value for a in call.args if a.keyword is None]
-            if len(items) == 1 and isinstance(items[0], (cst.List, cst.Tuple)):
-                items = [e.value for e in items[0].elements]
-            for i, item in enumerate(items):
-                if isinstance(item, cst.Call):
-                    child = self._submodule(str(i), item)
-                    if child:
-                        children.append(child)
-        return Submodule(attr, resolved, self.ctx.loc(call), args, kwargs, tuple(children))
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for t in node.targets:
-            name = dotted(t.target)
-            if name and "." not in name:  # a local (`embed_dim = config.hidden_size`) later lines build with
-                self.locals.append((name, self.ctx.code(node.value)))
-            elif isinstance(t.target, cst.Tuple) and isinstance(node.value, cst.Tuple) and \
-                    len(t.target.elements) == len(node.value.elements):  # `c, d = config.num_channels, config.d`
-                for el, val in zip(t.target.elements, node.value.elements):
-                    if isinstance(el.value, cst.Name):
-                        self.locals.append((el.value.value, self.ctx.code(val.value)))
-            if not (name and name.startswith("self.") and name.count(".") == 1):
-                continue
-            attr, value = name[5:], node.value
-            self.assigns.append((attr, self.ctx.code(value)))
-            self.where.append((attr, self.ctx.loc(node)))
-            if isinstance(value, cst.IfExp) and isinstance(value.body, cst.Call):  # `Pooler(c) if flag else None`
-                value = value.body
-            if not isinstance(value, cst.Call):
-                continue
-            callee = self.ctx.resolve(dotted(value.func) or "")
-            if callee.endswith("Parameter"):
-                self.tensors.append(Tensor(attr, "parameter", self.ctx.loc(node), True, self.ctx.code(value)))
-            elif (self.framework == "mlx" and callee.startswith("mlx.core") and not attr.startswith("_")):
-                self.tensors.append(Tensor(attr, "parameter", self.ctx.loc(node), True, self.ctx.code(value)))
-            else:
-                sub = self._submodule(attr, value)
-                if sub:
-                    self.submodules.append(sub)
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if dotted(node.func) != "self.register_buffer" or len(node.args) < 2:
-            return
-        name = self.ctx.code(node.args[0].value).strip("'\"")
-        persistent = True
-        for a in node.args:
-            if a.keyword is not None and a.keyword.value == "persistent":
-                persistent = self.ctx.code(a.value) != "False"
-        if len(node.args) >= 3 and node.args[2].keyword is None:
-            persistent = self.ctx.code(node.args[2].value) != "False"
-        self.tensors.append(Tensor(name, "buffer", self.ctx.loc(node), persistent, self.ctx.code(node.args[1].value)))
-
-
-class _ConfigUses(cst.CSTVisitor):
-    """`config.field` reads of constructor arguments (also through `self.config = config`), and the classes the
-    constructor builds with their argument sources."""
-
-    def __init__(self, ctx: Context, params: set[str], aliases: dict[str, str]):
-        self.ctx, self.params, self.aliases = ctx, params, aliases  # aliases: self attr -> parameter
-        self.uses: list[tuple[str, str]] = []
-        self.constructs: list[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]] = []
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        base = dotted(node.value)
-        param = base if base in self.params else self.aliases.get(base[5:]) if base and base.startswith("self.") \
-            else None
-        if param:
-            self.uses.append((param, node.attr.value))
-
-    def record_calls(self, init: cst.FunctionDef) -> None:
-        for call in _calls(init):
-            name = dotted(call.func)
-            if not name or not name.split(".")[-1][:1].isupper():
-                continue
-            resolved = self.ctx.resolve(name)
-            if self.ctx.framework_of(resolved):
-                continue
-            args = tuple(self.ctx.code(a.value) for a in call.args if a.keyword is None and not a.star)
-            kwargs = tuple((a.keyword.value, self.ctx.code(a.value)) for a in call.args if a.keyword is not None)
-            self.constructs.append((name, args, kwargs))
-
-
-def _calls(node: cst.CSTNode) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class _V(cst.CSTVisitor):
-        def visit_Call(self, call: cst.Call) -> None:
-            found.append(call)
-
-    node.visit(_V())
-    return found
-
-
 def _module_framework(cls: cst.ClassDef, ctx: Context, known: dict[str, str]) -> str | None:
     for base in cls.bases:
         name = dotted(base.value)
@@ -370,7 +251,7 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
     call_args = _args(call.params, ctx, True) if call else ()
     body = BodyVisitor(ctx)
     cls.visit(body)
-    iv = _InitVisitor(ctx, fw, local_modules)
+    iv = InitVisitor(ctx, fw, local_modules)
     if init is not None:
         init.visit(iv)
     hints = BodyVisitor(ctx, tuple(a.name for a in call_args), frozenset(sub.attr for sub in iv.submodules))
@@ -378,7 +259,7 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
         call.visit(hints)
     bases = tuple(dotted(b.value) or "" for b in cls.bases)
     params = {a.name for a in init_args}
-    uses = _ConfigUses(ctx, params, {attr: src for attr, src in iv.assigns if src in params})
+    uses = ConfigUses(ctx, params, {attr: src for attr, src in iv.assigns if src in params})
     cls.visit(uses)
     own = {id(stmt) for stmt in cls.body.body}
     for inherited in (init, call):  # methods a same-file base class defines read the config too
@@ -410,21 +291,3 @@ def _lines(node: cst.CSTNode | None, ctx: Context) -> tuple[int, int]:
     span = ctx.positions[node]
     return (span.start.line, span.end.line)
 
-
-def module_class(fa: FileAnalysis, type_name: str) -> tuple[Symbol, FileAnalysis] | None:
-    """The module class a submodule is built from: one of `fa`'s, or one imported from another file (read and
-    analysed the same way), or None (a framework layer)."""
-    local = fa.symbol(type_name)
-    if local is not None:
-        return (local, fa) if local.kind == "module" else None
-    if type_name.split(".")[0] in V.FRAMEWORK_ROOTS:
-        return None
-    found = hierarchy.find_class(type_name, fa.path)
-    if found is None or os.path.abspath(found.path) == os.path.abspath(fa.path):
-        return None
-    try:
-        other = analyze_file(found.path)
-    except InputError:
-        return None
-    sym = other.symbol(found.name)
-    return (sym, other) if sym is not None and sym.kind == "module" else None

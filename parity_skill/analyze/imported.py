@@ -1,0 +1,29 @@
+"""Module classes a submodule is built from when they live in another file (read and analysed, never imported)."""
+from __future__ import annotations
+
+import os
+
+from parity_skill.analyze import hierarchy
+from parity_skill.analyze import vocabulary as V
+from parity_skill.analyze.model import FileAnalysis, Symbol
+from parity_skill.analyze.reader import analyze_file
+from parity_skill.errors import InputError
+
+
+def module_class(fa: FileAnalysis, type_name: str) -> tuple[Symbol, FileAnalysis] | None:
+    """The module class a submodule is built from: one of `fa`'s, or one imported from another file (read and
+    analysed the same way), or None (a framework layer)."""
+    local = fa.symbol(type_name)
+    if local is not None:
+        return (local, fa) if local.kind == "module" else None
+    if type_name.split(".")[0] in V.FRAMEWORK_ROOTS:
+        return None
+    found = hierarchy.find_class(type_name, fa.path)
+    if found is None or os.path.abspath(found.path) == os.path.abspath(fa.path):
+        return None
+    try:
+        other = analyze_file(found.path)
+    except InputError:
+        return None
+    sym = other.symbol(found.name)
+    return (sym, other) if sym is not None and sym.kind == "module" else None
