@@ -24,14 +24,29 @@ def _mask_arg(sym: Symbol, fed: set[str], pattern: re.Pattern = MASK_ARG) -> str
     return None
 
 
-def _rank(path: str, name: str) -> int:
-    """How the file slices its mask: `mask[:n, :n]` is (T, T); `attention_mask[:, :, :, :k]` (B, 1, T, T)."""
+def _form(path: str, name: str) -> str:
+    """`causal:RANK:KIND` as the file uses its mask. RANK: `mask[:n, :n]` is (T, T), else (1, 1, T, T). KIND:
+    `masked_fill(mask == 0, ...)` keeps where the mask is 1 (`keep`), `masked_fill(mask, ...)` masks where it
+    is True (`masked`), anything else adds it to the scores (`additive`, which SDPA also takes)."""
     try:
         text = read_source(path)
     except (OSError, ValueError):
-        return 4
-    slices = [m.group(1).count(",") + 1 for m in re.finditer(rf"\b{re.escape(name)}\[([^\]\n]*)\]", text)]
-    return 2 if slices and max(set(slices), key=slices.count) == 2 else 4
+        return "causal:4:additive"
+    n = re.escape(name)
+    slices = [m.group(1).count(",") + 1 for m in re.finditer(rf"\b{n}\[([^\]\n]*)\]", text)]
+    rank = 2 if slices and max(set(slices), key=slices.count) == 2 else 4
+    if re.search(rf"masked_fill_?\(\s*\(?\s*{n}\s*==\s*0", text):
+        return f"causal:{rank}:keep"
+    if re.search(rf"masked_fill_?\(\s*{n}\s*,", text):
+        return f"causal:{rank}:masked"
+    return f"causal:{rank}:additive"
+
+
+def _say(form: str) -> str:
+    _, rank, kind = form.split(":")
+    shape = "(T, T)" if rank == "2" else "(1, 1, T, T)"
+    return {"additive": f"additive {shape}, 0 or the dtype's lowest value", "keep": f"{shape}, True where kept",
+            "masked": f"{shape}, True where masked"}[kind]
 
 
 def mask_variant(spec: PairSpec, sa: Symbol, sb: Symbol) -> PairSpec | None:
@@ -43,12 +58,12 @@ def mask_variant(spec: PairSpec, sa: Symbol, sb: Symbol) -> PairSpec | None:
     mb = _mask_arg(sb, {i.arg_b for i in spec.inputs} | set(spec.b.aliases))
     if ma is None or mb is None:
         return None
-    form_a, form_b = f"causal:{_rank(spec.a.file, ma)}", f"causal:{_rank(spec.b.file, mb)}"
+    form_a, form_b = _form(spec.a.file, ma), _form(spec.b.file, mb)
     a = replace(spec.a, fixed={k: v for k, v in spec.a.fixed.items() if k != ma}, masks={ma: form_a})
     b = replace(spec.b, fixed={k: v for k, v in spec.b.fixed.items() if k != mb}, masks={mb: form_b})
     checks = replace(spec.checks, names=tuple(n for n in ("forward", "backward") if n in spec.checks.names))
-    note = (f"variant: both sides get an additive causal mask (A {ma}, {form_a.split(':')[1]}-d; B {mb}, "
-            f"{form_b.split(':')[1]}-d): 0 where a position may attend, the dtype's lowest value above the diagonal")
+    note = (f"variant: both sides get a causal mask in the form their code uses it (A {ma}: {_say(form_a)}; "
+            f"B {mb}: {_say(form_b)})")
     return replace(spec, a=a, b=b, checks=checks, notes=spec.notes + (note,),
                    variant=f"causal mask ({ma} / {mb})")
 

@@ -219,7 +219,7 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     run = PairRun(a, b, spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed), entries, left_a,
                   left_b, notes=notes)
     entry["error"] = _first_forward(run, spec)
-    if entry["error"] and spec.variant and "fp32_a" in run.cache:  # A takes the variant's input, B raises on it
+    if entry["error"] and spec.variant and "fp32_a" in run.cache and "fp32_b" not in run.cache:  # B raises, A runs
         entry["checks"] = [result("forward", "fail", f"B raises where A runs ({spec.variant}): {entry['error']}")]
         entry.update(verdict="fail", error=None, diagnosis=run.diagnosis)
         return entry

@@ -75,12 +75,13 @@ def flatten_native(obj: Any, is_array: Callable[[Any], bool], key: str = "") -> 
 
 
 
-def causal_mask_fn(form: str, source: int, seq_axis: int, build: Callable[[int, int, Any], Any]) -> Callable:
-    """fn(xs) giving an additive causal mask for input `source`'s sequence length: 0 where a position may attend,
-    the dtype's lowest value above the diagonal; `form` is "causal:2" (T, T) or "causal:4" (1, 1, T, T)."""
-    rank = int(form.split(":")[1])
+def causal_mask_fn(form: str, source: int, seq_axis: int, build: Callable[[int, int, str, Any], Any]) -> Callable:
+    """fn(xs) giving a causal mask for input `source`'s sequence length. `form` is "causal:RANK:KIND": RANK 2 is
+    (T, T), 4 is (1, 1, T, T); KIND `additive` (0 where a position may attend, the dtype's lowest value above
+    the diagonal), `keep` (True where it may attend) or `masked` (True above the diagonal)."""
+    _, rank, *kind = form.split(":")
 
     def fn(xs: list) -> Any:
         x = xs[source]
-        return build(int(x.shape[seq_axis]), rank, x.dtype)
+        return build(int(x.shape[seq_axis]), int(rank), kind[0] if kind else "additive", x.dtype)
     return fn

@@ -48,9 +48,12 @@ class MLXAdapter:
         return model
 
     def mask(self, form: str, source: int, seq_axis: int) -> Callable:
-        def build(t: int, rank: int, dtype):
+        def build(t: int, rank: int, kind: str, dtype):
             dtype = dtype if mx.issubdtype(dtype, mx.floating) else mx.float32
-            m = mx.triu(mx.full((t, t), mx.finfo(dtype).min, dtype=dtype), k=1)
+            above = mx.triu(mx.ones((t, t), dtype=mx.bool_), k=1)
+            m = {"keep": mx.logical_not(above), "masked": above}.get(kind)
+            if m is None:
+                m = mx.where(above, mx.array(mx.finfo(dtype).min, dtype=dtype), mx.array(0, dtype=dtype))
             return m[None, None] if rank == 4 else m
         return causal_mask_fn(form, source, seq_axis, build)
 

@@ -65,9 +65,12 @@ class TorchAdapter:
         return model
 
     def mask(self, form: str, source: int, seq_axis: int) -> Callable:
-        def build(t: int, rank: int, dtype):
+        def build(t: int, rank: int, kind: str, dtype):
             dtype = dtype if dtype.is_floating_point else torch.float32
-            m = torch.triu(torch.full((t, t), torch.finfo(dtype).min, dtype=dtype), diagonal=1)
+            above = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)
+            m = {"keep": ~above, "masked": above}.get(kind)
+            if m is None:
+                m = torch.zeros(t, t, dtype=dtype).masked_fill(above, torch.finfo(dtype).min)
             return m[None, None] if rank == 4 else m
         return causal_mask_fn(form, source, seq_axis, build)
 
