@@ -1,6 +1,7 @@
 """Module classes a submodule is built from when they live in another file (read and analysed, never imported)."""
 from __future__ import annotations
 
+import functools
 import os
 
 from parity_skill.analyze import hierarchy
@@ -21,9 +22,17 @@ def module_class(fa: FileAnalysis, type_name: str) -> tuple[Symbol, FileAnalysis
     found = hierarchy.find_class(type_name, fa.path)
     if found is None or os.path.abspath(found.path) == os.path.abspath(fa.path):
         return None
-    try:
-        other = analyze_file(found.path)
-    except InputError:
+    other = _other_file(found.path)
+    if other is None:
         return None
     sym = other.symbol(found.name)
     return (sym, other) if sym is not None and sym.kind == "module" else None
+
+
+@functools.lru_cache(maxsize=64)
+def _other_file(path: str) -> FileAnalysis | None:
+    """Another file's analysis, read once per run (every Conv1D of a 12-layer GPT-2 asks for the same file)."""
+    try:
+        return analyze_file(path)
+    except InputError:
+        return None
