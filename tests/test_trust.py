@@ -209,9 +209,12 @@ def test_analyzer_sweep_raises_on_no_valid_file():
 # ---- processes ------------------------------------------------------------------------------------------------
 def _start(marker: str, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PARITY_TEST_MARKER=marker)
+    # as from a terminal: a test run started in the background (`bash .ci/run &`) inherits SIGINT ignored, and a
+    # Python started with SIGINT ignored keeps ignoring it
     proc = subprocess.Popen([sys.executable, "-m", "parity_skill", FFN, "vs", fx("adversarial/spawns_child.py"),
                              "--quick", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while alive(marker) == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
