@@ -20,7 +20,12 @@ def test_silu_instead_of_gelu_localised_to_the_mlp(b):
         pytest.importorskip("mlx.core")
     run = parity(fx(D + "block_gelu.py::Block"), "vs", fx(D + b + "::Block"), "--json", "--quick")
     assert run.code == 1
-    assert run.pair["first_divergence"] == "mlp"
+    assert run.pair["first_divergence"] == "mlp.fc2"  # where the difference is first seen: it only carries it
+    cause = run.pair["root_cause"]
+    assert (cause["a"], cause["b"], cause["where"], cause["a_class"]) == ("mlp", "mlp", "own code", "MLP")
+    assert "fc1 agree" in cause["evidence"] and "fc2 only carries the difference" in cause["evidence"]
+    assert cause["a_location"] == fx(D + "block_gelu.py") + ":22"
+    assert [f["kind"] for f in cause["findings"]] == ["approximation"]
     rows = {r["a"]: r for r in run.pair["submodules"]}
     for agreeing in ("norm1", "attn", "attn.qkv", "norm2", "mlp.fc1"):
         assert not rows[agreeing]["differs"], agreeing

@@ -234,6 +234,26 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
                               op.location if side == "B" else None))
 
     found += _bias_flags(syms_a, syms_b)
+    found += _side_findings(syms_a, syms_b)
+    return tuple(_with_owners(f, syms_a, syms_b) for f in found)
+
+
+def _owner(location: str | None, syms: list[Symbol]) -> str | None:
+    """The class (or function) of `syms` whose code holds `location`: the last one defined above it."""
+    if not location:
+        return None
+    path, line = location.rsplit(":", 1)
+    above = [s for s in syms if s.location.rsplit(":", 1)[0] == path and int(s.location.rsplit(":", 1)[1]) <= int(line)]
+    return max(above, key=lambda s: int(s.location.rsplit(":", 1)[1])).name if above else None
+
+
+def _with_owners(f: dict, syms_a: list[Symbol], syms_b: list[Symbol]) -> dict:
+    """`a_symbol`/`b_symbol`: the classes the finding lies in, so a root-cause module can claim it."""
+    return {**f, "a_symbol": _owner(f["a_location"], syms_a), "b_symbol": _owner(f["b_location"], syms_b)}
+
+
+def _side_findings(syms_a: list[Symbol], syms_b: list[Symbol]) -> list[dict]:
+    found = []
     for side, syms in (("A", syms_a), ("B", syms_b)):
         for s in syms:
             for f in s.findings:
@@ -242,7 +262,7 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
                     kind = {"random": "nondeterministic"}.get(f.kind, f.kind)
                     found.append(_finding(kind, f"{side}: {f.message}", f.location if side == "A" else None,
                                           f.location if side == "B" else None))
-    return tuple(found)
+    return found
 
 
 def _attention_scale(ops: list[OpCall]) -> OpCall | bool | None:

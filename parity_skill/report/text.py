@@ -127,6 +127,7 @@ def pair_text(p: dict) -> list[str]:
     ):
         if line:
             lines.append(line)
+    lines += likely_causes(p)
     if p["checks"]:
         lines += ["", "Checks:"]
         width = max(len(c["name"]) for c in p["checks"])
@@ -156,11 +157,9 @@ def pair_text(p: dict) -> list[str]:
         lines += ["", "Per-submodule error (A's names, execution order):"]
         lines += [f"  {row}" for row in p["profile"]]
     if p.get("first_divergence"):
-        lines.append(f"First divergence: {p['first_divergence']}")
-    if p.get("diagnosis"):
-        lines += ["", "Diagnosis:"]
-        for d in p["diagnosis"]:
-            lines.append(f"  [{d['kind']}] {d['message']}" + (f" ({d['location']})" if d.get("location") else ""))
+        lines.append(f"First divergence: {p['first_divergence']}"
+                     + (" (where a difference is first seen; see the root cause)"
+                        if (p.get("root_cause") or {}).get("a") not in (None, p["first_divergence"]) else ""))
     mapped = p.get("weight_map") or []
     if mapped:
         renamed = [e for e in mapped if e["a"] != e["b"] or e["transform"] != "identity"]
@@ -177,6 +176,41 @@ def pair_text(p: dict) -> list[str]:
     if built:
         lines += ["", "Built with:"] + built
     lines += ["", verdict_line(p)]
+    return lines
+
+
+def cause_lines(cause: dict) -> list[str]:
+    """The text report's lines for a root cause."""
+    out = [f"Root cause{' (backward)' if cause.get('direction') == 'backward' else ''}: {cause['message']}"]
+    where = [f"{s} {cause[f'{s.lower()}_class']} at {cause[f'{s.lower()}_location']}" for s in ("A", "B")
+             if cause.get(f"{s.lower()}_location")]
+    if where:
+        out.append("  code: " + "; ".join(where))
+    for f in cause["findings"]:
+        locs = " / ".join(x for x in (f.get("a_location"), f.get("b_location")) if x)
+        out.append(f"  [{f['kind']}] {f['message']}" + (f" ({locs})" if locs else ""))
+    if cause["carried"]:
+        shown = cause["carried"][:6]
+        out.append(f"  only carried downstream by: {', '.join(shown)}"
+                   + (f" and {len(cause['carried']) - 6} more" if len(cause["carried"]) > 6 else ""))
+    return out
+
+
+
+def likely_causes(p: dict) -> list[str]:
+    """The root cause first, then the diagnoses that name a line, then the other symptoms."""
+    causes = [c for c in (p.get("root_cause"), p.get("backward_root_cause")) if c]
+    diagnosis = sorted(p.get("diagnosis") or [], key=lambda d: not d.get("location"))
+    if not causes and not diagnosis:
+        return []
+    lines = ["", "Likely causes (most likely first):"]
+    for c in causes:
+        lines += [f"  {line}" for line in cause_lines(c)]
+    shown = {loc for c in causes for f in c["findings"] for loc in (f.get("a_location"), f.get("b_location")) if loc}
+    for d in diagnosis:
+        if d.get("location") in shown:
+            continue
+        lines.append(f"  [{d['kind']}] {d['message']}" + (f" ({d['location']})" if d.get("location") else ""))
     return lines
 
 

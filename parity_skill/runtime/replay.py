@@ -188,6 +188,7 @@ class ReplaySide:
         self._dtypes = tuple(side["dtypes"])
         self.kept_fp32 = side.get("kept_fp32", {})
         self._modules = side.get("modules", [])
+        self._classes = side.get("module_classes", {})
         self._trainable = side.get("trainable", [])
         self._weights = side.get("weights", [])
         self._in_out = side.get("in_out_weights", [])
@@ -223,6 +224,9 @@ class ReplaySide:
 
     def module_names(self) -> list[str]:
         return list(self._modules)
+
+    def module_classes(self) -> dict[str, dict]:
+        return dict(self._classes)
 
     def _lookup(self, kind: str, dtype: str, args, upstream: dict | None = None) -> tuple[str, dict]:
         hit = self._calls.get(call_key(kind, dtype, args, upstream))

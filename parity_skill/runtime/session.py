@@ -45,16 +45,21 @@ def _dispatch(run: PairRun, name: str) -> dict:
 
 def _locate(run: PairRun, entry: dict) -> None:
     try:
-        found = trace.locate(run, run.checks.isolate)
+        found = trace.locate(run, run.checks.isolate, entry["static_findings"])
     except Exception as exc:  # noqa: BLE001 - localisation is a bonus; never lose the verdict over it
         run.notes.append(f"could not trace submodules: {describe(exc)}")
         return
     if found is None:
         return
     entry["first_divergence"] = found["first_divergence"]
+    if found["root_cause"]:
+        entry["root_cause"] = found["root_cause"]
     entry["submodules"] = found["rows"]
     entry["profile"] = [f"({found['mode']})"] + found["profile"]
     unmatched = [n for n in run.a.module_names() if n not in {r["a"].split("#")[0] for r in found["rows"]}]
+    if found["root_cause"] is None and any(r["differs"] for r in found["rows"]):
+        run.notes.append("no submodule both receives agreeing inputs and returns a differing output: the first "
+                         "difference is in a submodule without a counterpart or in the top-level forward code")
     if found["first_divergence"] is None and not any(r["differs"] for r in found["rows"]):
         run.notes.append("every matched submodule agrees: the difference is in the top-level forward code itself"
                          + (f" or in A's unmatched submodules {', '.join(unmatched)}" if unmatched else ""))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import inspect
+import os
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,16 @@ from parity_skill.spec import Companion, Implementation
 
 
 MAX_KEPT = 16
+
+
+def class_of(obj: Any) -> dict:
+    cls = type(obj)
+    try:
+        path, line = inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
+    except (TypeError, OSError):
+        return {"class": cls.__name__, "location": None}
+    rel = os.path.relpath(path)
+    return {"class": cls.__name__, "location": f"{path if rel.startswith('..') else rel}:{line}"}
 _DTYPE_WORDS = ("dtype", "scalar type", "half", "bfloat16", "float", "double")
 
 
@@ -150,6 +162,10 @@ class Side:
 
     def module_names(self) -> list[str]:
         return [n for n, _ in self.adapter.submodules(self.model)]
+
+    def module_classes(self) -> dict[str, dict]:
+        """submodule -> {class, location (path:line of its class)}, read from the live objects."""
+        return {n: class_of(m) for n, m in self.adapter.submodules(self.model)}
 
     # ---- what the checks ask of a side (a replayed side answers the same from an artifact) ----------------
     @property

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from parity_skill.runtime import rootcause
 from parity_skill.runtime.context import PairRun
 from parity_skill.runtime.metrics import compare, scaled_atol
 from parity_skill.runtime.outputs import match_outputs
@@ -63,8 +64,8 @@ def _differs(fa, fb, tol) -> tuple[bool, float | None]:
     return bad, worst
 
 
-def locate(run: PairRun, isolate: bool) -> dict | None:
-    """{first_divergence, rows, profile, mode} or None when either side has no submodules to compare."""
+def locate(run: PairRun, isolate: bool, findings: list[dict] = ()) -> dict | None:
+    """{first_divergence, root_cause, rows, profile, mode} or None when either side has no submodules to compare."""
     pairs = counterparts(run)
     if not pairs:
         return None
@@ -90,32 +91,28 @@ def locate(run: PairRun, isolate: bool) -> dict | None:
             continue
         inp_b, out_b = calls_b[b_name][k]
         bad, err = _differs(out, out_b, tol)
-        in_bad, _ = _differs(inp, inp_b, tol) if inp and inp_b else (False, None)
+        in_bad, in_err = _differs(inp, inp_b, tol) if inp and inp_b else (False, 0.0 if not inp else None)
         rows.append({"a": name + (f"#{k}" if k else ""), "b": b_name, "max_abs_diff": err, "differs": bad,
-                     "input_differs": in_bad})
-    first = _first(rows)
-    profile = [f"{r['a']:<28} {_num(r['max_abs_diff'])} |{log_bar(r['max_abs_diff'])}| "
-               f"{'DIFFERS' if r['differs'] else 'ok'}{' (input already differed)' if r['input_differs'] else ''}"
-               for r in rows[:MAX_PROFILE]]
+                     "input_differs": in_bad, "input_max_abs_diff": in_err})
+    cause = rootcause.find(rows, run.a.module_classes(), run.b.module_classes(), findings)
+    return {"first_divergence": rootcause.first_symptom(rows), "root_cause": cause, "rows": rows,
+            "profile": profile(rows, cause), "mode": "teacher-forced" if isolate else "accumulated"}
+
+
+def profile(rows: list[dict], cause: dict | None) -> list[str]:
+    """One line per submodule call: error, a log bar, and whether it starts or only carries a difference."""
+    def state(r):
+        if not r["differs"]:
+            return "ok"
+        if r["input_differs"]:
+            return "differs (carried: its input already differed)"
+        return "DIFFERS <- root cause" if cause and rootcause.base(r["a"]) == cause["a"] else "DIFFERS"
+    out = [f"{r['a']:<28} {_num(r['max_abs_diff'])} |{log_bar(r['max_abs_diff'])}| {state(r)}"
+           for r in rows[:MAX_PROFILE]]
     if len(rows) > MAX_PROFILE:
-        profile.append(f"... {len(rows) - MAX_PROFILE} more submodules")
-    return {"first_divergence": first, "rows": rows, "profile": profile,
-            "mode": "teacher-forced" if isolate else "accumulated"}
+        out.append(f"... {len(rows) - MAX_PROFILE} more submodules")
+    return out
 
 
 def _num(x: float | None) -> str:
     return f"{x:9.2e}" if x is not None and np.isfinite(x) else "      n/a"
-
-
-def _first(rows: list[dict]) -> str | None:
-    """The first submodule (call order) whose output differs from an agreeing input; then its deepest such
-    descendant."""
-    fresh = [r for r in rows if r["differs"] and not r["input_differs"]]
-    if not fresh:
-        return None
-    current = fresh[0]["a"].split("#")[0]
-    while True:
-        deeper = [r for r in fresh if r["a"].split("#")[0].startswith(current + ".")]
-        if not deeper:
-            return current
-        current = deeper[0]["a"].split("#")[0]

@@ -1,0 +1,71 @@
+"""Root cause: the submodule whose inputs agree but whose output differs (the deepest such), told apart from the
+modules that only carry an upstream difference, with the static findings that lie in its class."""
+from __future__ import annotations
+
+
+def base(name: str) -> str:
+    """`blocks.3#1` (the second call of blocks.3) -> `blocks.3`."""
+    return name.split("#")[0]
+
+
+def _inside(name: str, parent: str) -> bool:
+    return base(name).startswith(base(parent) + ".")
+
+
+def first_symptom(rows: list[dict]) -> str | None:
+    """The first submodule (call order) whose output differs, then its first differing descendant, as deep as they
+    go: where a difference is first seen, whether or not it started there."""
+    failing = [r["a"] for r in rows if r["differs"]]
+    if not failing:
+        return None
+    current = failing[0]
+    while True:
+        deeper = [n for n in failing if _inside(n, current)]
+        if not deeper:
+            return base(current)
+        current = deeper[0]
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def find(rows: list[dict], classes_a: dict, classes_b: dict, findings: list[dict], direction: str = "forward"
+         ) -> dict | None:
+    """{a, b, a_class, b_class, a_location, b_location, where, evidence, findings, carried} or None when every
+    differing module was handed a difference (or nothing differs). `where`: leaf | own code."""
+    fresh = [r for r in rows if r["differs"] and not r["input_differs"]]
+    if not fresh:
+        return None
+    row = fresh[0]
+    while True:
+        deeper = [r for r in fresh if _inside(r["a"], row["a"])]
+        if not deeper:
+            break
+        row = deeper[0]
+    name = base(row["a"])
+    children = [r for r in rows if _inside(r["a"], name) and "." not in base(r["a"])[len(name) + 1:]]
+    ca, cb = classes_a.get(name, {}), classes_b.get(row["b"], {})
+    mine = [f for f in findings if (f.get("a_symbol") and f.get("a_symbol") == ca.get("class"))
+            or (f.get("b_symbol") and f.get("b_symbol") == cb.get("class"))]
+    arrives, leaves = ("output gradient agrees", "input/parameter gradients differ") if direction == "backward" \
+        else ("inputs agree", "output differs")
+    evidence = (f"its {arrives} (max diff {_num(row.get('input_max_abs_diff'))}) but its {leaves} "
+                f"(max diff {_num(row['max_abs_diff'])})")
+    if children:
+        agree = [base(r["a"])[len(name) + 1:] for r in children if not r["differs"]]
+        carry = [base(r["a"])[len(name) + 1:] for r in children if r["differs"]]
+        evidence += "; its submodules " + "; ".join(
+            part for part in (f"{', '.join(dict.fromkeys(agree))} agree" if agree else "",
+                              f"{', '.join(dict.fromkeys(carry))} only {'carries' if len(set(carry)) == 1 else 'carry'} the difference" if carry else "")
+            if part)
+    code = f"{ca.get('class') or '?'}'s own {'backward' if direction == 'backward' else 'forward'} code"
+    where = "own code" if children else "leaf"
+    carried = [base(r["a"]) for r in rows if r["differs"] and r["input_differs"] and not _inside(r["a"], name)]
+    return {"a": name, "b": row["b"], "a_class": ca.get("class"), "b_class": cb.get("class"),
+            "a_location": ca.get("location"), "b_location": cb.get("location"), "where": where,
+            "direction": direction, "evidence": evidence, "findings": mine,
+            "carried": list(dict.fromkeys(carried)),
+            "message": f"{name} (B: {row['b']}): {evidence}: the difference starts in "
+                       + (code if where == "own code" else f"this {'layer' if not ca else ca.get('class')} itself")}
+
