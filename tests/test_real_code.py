@@ -104,7 +104,8 @@ def test_buggy_port_fails_with_the_cause_and_line(tmp_path):
     buggy.write_text(source.replace("nn.gelu(self.fc1", "nn.gelu_approx(self.fc1"))
     run = parity(fx(f"{HF}::TinyLayer"), "vs", f"{buggy}::TinyLayer", "--json")
     assert run.code == 1 and run.status("forward") == "fail"
-    assert run.pair["first_divergence"] == "mlp"
+    assert run.pair["first_divergence"] == "mlp.dense_out"  # where it is first seen; it starts in the MLP's code
+    assert run.pair["root_cause"]["a"] == "mlp" and run.pair["root_cause"]["where"] == "own code"
     gelu = [d for d in run.pair["diagnosis"] if d["kind"] == "approximation"]
     assert gelu and gelu[0]["location"].endswith(f"port_gelu_tanh.py:{source[:line].count(chr(10)) + 1}")
 

@@ -37,8 +37,10 @@ class InitVisitor(cst.CSTVisitor):
         args = tuple(self.ctx.code(a.value) for a in call.args if a.keyword is None and not a.star)
         kwargs = tuple((a.keyword.value, self.ctx.code(a.value)) for a in call.args if a.keyword is not None)
         children: list[Submodule] = []
+        elements = ()
         if last in CONTAINERS:
             items = [a.value for a in call.args if a.keyword is None]
+            elements = self._elements(items[0]) if len(items) == 1 else ()
             if len(items) == 1 and isinstance(items[0], (cst.List, cst.Tuple)):
                 items = [e.value for e in items[0].elements]
             for i, item in enumerate(items):
@@ -46,7 +48,15 @@ class InitVisitor(cst.CSTVisitor):
                     child = self._submodule(str(i), item)
                     if child:
                         children.append(child)
-        return Submodule(attr, resolved, self.ctx.loc(call), args, kwargs, tuple(children))
+        return Submodule(attr, resolved, self.ctx.loc(call), args, kwargs, tuple(children), elements)
+
+    def _elements(self, node: cst.BaseExpression) -> tuple[Submodule, ...]:
+        """The layer a comprehension builds for each element (`[Block(config) for _ in range(n)]`)."""
+        if not isinstance(node, (cst.ListComp, cst.GeneratorExp)):
+            return ()
+        built = [node.elt.body, node.elt.orelse] if isinstance(node.elt, cst.IfExp) else [node.elt]
+        children = [self._submodule("0", c) for c in built if isinstance(c, cst.Call)]
+        return tuple(c for c in children if c)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for t in node.targets:
@@ -66,6 +76,9 @@ class InitVisitor(cst.CSTVisitor):
             if isinstance(value, cst.IfExp) and isinstance(value.body, cst.Call):  # `Pooler(c) if flag else None`
                 value = value.body
             if not isinstance(value, cst.Call):
+                elements = self._elements(value)
+                if elements:  # a plain list of layers (MLX keeps blocks in one)
+                    self.submodules.append(Submodule(attr, "builtins.list", self.ctx.loc(node), elements=elements))
                 continue
             callee = self.ctx.resolve(dotted(value.func) or "")
             if callee.endswith("Parameter"):

@@ -43,6 +43,7 @@ class Submodule:
     args: tuple[str, ...] = ()
     kwargs: tuple[tuple[str, str], ...] = ()
     children: tuple["Submodule", ...] = ()
+    elements: tuple["Submodule", ...] = ()  # what a comprehension builds (`[Block(c) for _ in range(n)]`), once
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ def _reachable(sym: Symbol, fa: FileAnalysis, seen: set[str] | None = None) -> l
     stack = list(sym.submodules)
     while stack:
         sub = stack.pop(0)
-        stack.extend(sub.children)
+        stack.extend(sub.children + sub.elements)
         local = fa.symbol(sub.type_name)
         if local is not None and local.kind == "module":
             out += _reachable(local, fa, seen)
     for op in sym.ops:  # helpers of the same file it calls: apply_rotary_pos_emb -> rotate_half
-        helper = fa.symbol(op.name) if op.op == "call" else None
+        helper = fa.symbol(op.name) if "." not in op.name else None  # a call, or a recognised helper (apply_rope)
         if helper is not None and helper.kind == "function":
             out += _reachable(helper, fa, seen)
     return out
@@ -91,6 +91,15 @@ NAMED_ACTIVATIONS = {"gelu": ("gelu", ""), "gelu_python": ("gelu", ""), "gelu_ne
                      "relu": ("relu", ""), "tanh": ("tanh", ""), "sigmoid": ("sigmoid", "")}
 
 
+def _attr_at(location: str, syms: list[Symbol]) -> str | None:
+    """The `self.<attr> = ...` assigned at `location`, if any."""
+    return next((attr for s in syms for attr, where in s.assign_locations if where == location), None)
+
+
+def _walk(subs) -> list:
+    return [x for sub in subs for x in (sub, *_walk(sub.children + sub.elements))]
+
+
 def _chosen_activations(syms: list[Symbol], values: dict) -> tuple[list[OpCall], bool]:
     """Activations chosen by name (`self.act = ACT2FN[config.hidden_act]`), resolved through the values the side
     is built with into ops; and whether one could not be resolved (then a side is never said to use none)."""
@@ -116,9 +125,18 @@ def _eps_values(syms: list[Symbol], fw: str, values: dict | None = None) -> list
     built with, or the framework default."""
     out = []
     for s in syms:
-        for arg in s.init_args:
-            if re.search(r"eps|epsilon", arg.name) and _literal_float(arg.default) is not None:
-                out.append((_literal_float(arg.default), arg.location or s.location, f"{s.name}({arg.name}=...)"))
+        sites = [sub for other in syms for sub in _walk(other.submodules) if sub.type_name.rsplit(".", 1)[-1] == s.name]
+        for i, arg in enumerate(s.init_args):
+            if not re.search(r"eps|epsilon", arg.name) or _literal_float(arg.default) is None:
+                continue
+            passed = [dict(sub.kwargs).get(arg.name) or (sub.args[i] if len(sub.args) > i else None) for sub in sites]
+            if sites and all(passed):  # every construction overrides the default: those values are the eps used
+                for text, sub in zip(passed, sites):
+                    value, how = _resolved(text, values or {})
+                    if value is not None:
+                        out.append((value, sub.location, how or f"{s.name}({arg.name}={text})"))
+                continue
+            out.append((_literal_float(arg.default), arg.location or s.location, f"{s.name}({arg.name}=...)"))
     for op in _ops(syms):
         if op.op not in NORMS or op.name.startswith(("self.", "<tensor>.")):  # calls a layer built elsewhere
             continue
@@ -209,8 +227,10 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
 
     eps_a, eps_b = _eps_values(syms_a, sa.framework, values_a), _eps_values(syms_b, sb.framework, values_b)
     if eps_a and eps_b and {v for v, _, _ in eps_a} != {v for v, _, _ in eps_b}:
-        va, la, ha = eps_a[0]
-        vb, lb, hb = next(((v, l, h) for v, l, h in eps_b if v != va), eps_b[0])
+        vb, lb, hb = next(((v, l, h) for v, l, h in eps_b if v not in {x for x, _, _ in eps_a}), eps_b[0])
+        attr = _attr_at(lb, syms_b)  # A's norm of the same name, where there is one
+        va, la, ha = next(((v, l, h) for v, l, h in eps_a if v != vb and attr and _attr_at(l, syms_a) == attr),
+                          next((x for x in eps_a if x[0] != vb), eps_a[0]))
         found.append(_finding("eps", f"eps differs: A {va:g} ({ha}) vs B {vb:g} ({hb})", la, lb))
 
     rope_a, rope_b = _rope_convention(syms_a, values_a), _rope_convention(syms_b, values_b)

@@ -93,6 +93,19 @@ def _record_trace(run: PairRun, rec: RecordingSide) -> None:
         pass
 
 
+def _record_grad_trace(run: PairRun, rec: RecordingSide) -> None:
+    """Per-submodule gradients for the upstream phase 2 uses (A's first output alone too, when A has several):
+    asked for only when forward agrees and backward does not."""
+    if "fp32_a" not in run.cache or not rec.differentiable:
+        return
+    up = basic.upstream_a(run)
+    for u in ([up, basic.primary_only(up)] if len(up) > 1 else [up]):
+        try:
+            rec.grad_trace(run.base, u)
+        except Exception:  # noqa: BLE001 - recorded as an error; phase 2 notes it if it needs the trace
+            pass
+
+
 def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
     """`inputs/<arg>`, `outputs/<i>` (the fp32 run on the default inputs) and the stage list, in call order: the
     names another program writes to be compared with `parity-skill compare A_DIR B_DIR`."""
@@ -140,6 +153,8 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
         _run_checks(run)
         _record_primary_grads(run, rec)
         _record_trace(run, rec)
+        if "backward" in spec.checks.names:
+            _record_grad_trace(run, rec)
     state = a.state()
     tensors = {f"weights/{k}": v for k, v in state.items()}
     manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too

@@ -85,7 +85,7 @@ def primary_only(up_a: dict) -> dict:
     return {first: up_a[first]} if first is not None else {}
 
 
-def _upstream(run: PairRun) -> tuple[dict, dict]:
+def upstreams(run: PairRun) -> tuple[dict, dict]:
     up_a = upstream_a(run)
     pairs, extra_a, _ = match_outputs(run.cache["fp32_a"], run.cache["fp32_b"])
     if extra_a and len(up_a) > 1:
@@ -96,7 +96,7 @@ def _upstream(run: PairRun) -> tuple[dict, dict]:
 
 def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dict]:
     """{name: grad} for A and B, keyed 'input grad x' / 'param grad fc1.weight' (B's mapped to A's names)."""
-    up_a, up_b = _upstream(run)
+    up_a, up_b = upstreams(run)
     run.a.seed(run.checks.seed)
     _, gin_a, gp_a = run.a.grads(run.base, dtype, up_a)
     gin_b, gp_b = {}, {}

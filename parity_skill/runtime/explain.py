@@ -10,7 +10,7 @@ CONFIRMED_BY = {
     "approximation": ("forward", "backward", "batch"),
     "permutation": ("forward", "backward"),
     "scale": ("forward", "backward"),
-    "eps": ("forward", "edge:tiny", "edge:zeros"),
+    "eps": ("forward", "edge:tiny", "edge:zeros", "backward"),
     "precision": ("fp16", "bf16", "backward_fp16", "backward_bf16"),
     "missing_parameter": ("weights", "forward"),
     "nondeterministic": ("determinism:a", "determinism:b", "forward"),
@@ -34,11 +34,40 @@ def link_static(run: PairRun, findings: list[dict], statuses: dict[str, str]) ->
         if not failed and not (f["kind"] == "device" and statuses.get("forward") is None):
             continue
         location = f.get("b_location") or f.get("a_location")
+        both = f.get("a_location") and f.get("b_location")
         existing = next((d for d in run.diagnosis if d["kind"] == f["kind"] and not d.get("location")), None)
         if existing is not None:
             existing["location"] = location
             existing["message"] += f"; the code shows: {f['message']}"
         else:
             checks = ", ".join(failed) or "forward"
-            run.diagnose(f["kind"], f"{f['message']} (explains the failing {checks})", failed[0] if failed else
-                         "forward", location)
+            lead = _EPS_LEAD if f["kind"] == "eps" and _narrow(statuses) else ""
+            where = f"; A at {f['a_location']}, B at {f['b_location']}" if both else ""
+            run.diagnose(f["kind"], f"{lead}{f['message']} (explains the failing {checks}{where})",
+                         failed[0] if failed else "forward", location, a_location=f.get("a_location"),
+                         b_location=f.get("b_location"))
+
+
+_EPS_LEAD = "forward agrees while backward does not, and a norm's eps moves its gradients more than its outputs: "
+NORM_WORDS = ("norm",)
+
+
+def _narrow(statuses: dict[str, str]) -> bool:
+    return statuses.get("forward") == "pass" and statuses.get("backward") == "fail" or \
+        statuses.get("edge:tiny") == "fail"
+
+
+def suggest_eps(run: PairRun, findings: list[dict], statuses: dict[str, str]) -> None:
+    """Backward fails where forward passes (or tiny inputs fail) and a norm is in the path, but the code shows no
+    eps difference: eps is still the first thing to compare, before a custom backward or a stop-gradient."""
+    if not _narrow(statuses) or any(f["kind"] == "eps" for f in findings):
+        return
+    norms = sorted({c["class"] for side in (run.a, run.b) for c in side.module_classes().values()
+                    if any(w in c["class"].lower() for w in NORM_WORDS)})
+    if not norms:
+        return
+    what = "backward fails while forward passes" if statuses.get("edge:tiny") != "fail" else "tiny inputs fail"
+    run.diagnose("eps", f"{what} and the path has normalisation layers ({', '.join(norms[:4])}): compare their eps "
+                        "values first (a constructor's or config's eps against the framework default); then look for "
+                        "a custom backward, a detached statistic or a stop-gradient",
+                 "backward" if statuses.get("backward") == "fail" else "edge:tiny")

@@ -20,7 +20,7 @@ import numpy as np
 from parity_skill.runtime.adapters.base import Flat
 from parity_skill.spec import Implementation
 
-KINDS = ("run", "twice", "grads", "trace")
+KINDS = ("run", "twice", "grads", "trace", "grad_trace")
 
 
 class RecordedError(Exception):
@@ -105,6 +105,9 @@ class RecordingSide:
     def trace(self, args, feed=None) -> list[list]:
         return self._call("trace", "fp32", args, lambda: self.side.trace(args))
 
+    def grad_trace(self, args, upstream: dict) -> list[list]:
+        return self._call("grad_trace", "fp32", args, lambda: self.side.grad_trace(args, upstream), upstream)
+
 
 class MirrorSide:
     """Stands in for B during capture: B is A itself, so the checks walk every path that asks A for something."""
@@ -158,7 +161,9 @@ def encode_one(n: int, key: str, rec: dict, tensors: dict[str, np.ndarray]) -> d
             tensors[f"{p}/grad_in/{i}"] = gin[i]
         for name in gp:  # read (converted) when written: a model's worth is never converted at once
             tensors[f"{p}/grad_param/{name}"] = functools.partial(gp.__getitem__, name)
-    else:  # trace: [module name, inputs, outputs] per submodule call, stored as readable stages
+    else:  # trace: [module name, inputs, outputs] per submodule call, stored as readable stages (a gradient
+        # trace, [name, input grads, output grads], beside its call)
+        root = "stages" if rec["kind"] == "trace" else f"{p}/modules"
         entry["modules"] = []
         seen: dict[str, int] = {}
         for name, inp, out in rec["value"]:
@@ -166,8 +171,8 @@ def encode_one(n: int, key: str, rec: dict, tensors: dict[str, np.ndarray]) -> d
             seen[name] = k + 1
             stage = name + (f"#{k}" if k else "")
             entry["modules"].append({"name": name, "stage": stage,
-                                     "in": _put_flat(tensors, f"stages/{stage}/in", inp),
-                                     "out": _put_flat(tensors, f"stages/{stage}/out", out)})
+                                     "in": _put_flat(tensors, f"{root}/{stage}/in", inp),
+                                     "out": _put_flat(tensors, f"{root}/{stage}/out", out)})
     return entry
 
 
@@ -251,8 +256,15 @@ class ReplaySide:
 
     def trace(self, args, feed=None) -> list[list]:
         p, c = self._lookup("trace", "fp32", args)
-        return [[m["name"], _get_flat(self._tensors, f"stages/{m['stage']}/in", m["in"]),
-                 _get_flat(self._tensors, f"stages/{m['stage']}/out", m["out"])] for m in c["modules"]]
+        return self._modules_of(c, "stages")
+
+    def grad_trace(self, args, upstream: dict) -> list[list]:
+        p, c = self._lookup("grad_trace", "fp32", args, upstream)
+        return self._modules_of(c, f"{p}/modules")
+
+    def _modules_of(self, c: dict, root: str) -> list[list]:
+        return [[m["name"], _get_flat(self._tensors, f"{root}/{m['stage']}/in", m["in"]),
+                 _get_flat(self._tensors, f"{root}/{m['stage']}/out", m["out"])] for m in c["modules"]]
 
 
 class LazyArrays(Mapping):

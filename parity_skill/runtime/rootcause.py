@@ -26,6 +26,19 @@ def first_symptom(rows: list[dict]) -> str | None:
         current = deeper[0]
 
 
+NOISE = 1e-6  # relative difference float32 rounding leaves between two frameworks
+JUMP = 30.0  # a module that starts a difference multiplies the relative difference it receives by at least this
+
+
+def _starts_here(row: dict) -> bool:
+    """The output's difference is not the input's (agreeing within tolerance, yet not equal) carried and grown:
+    the input agrees to rounding, or the relative difference jumps by JUMP or more."""
+    rel_in, rel_out = row.get("input_rel_diff"), row.get("rel_diff")
+    if rel_in is None or rel_out is None:
+        return True
+    return rel_in <= NOISE or rel_out >= JUMP * rel_in
+
+
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
@@ -34,7 +47,7 @@ def find(rows: list[dict], classes_a: dict, classes_b: dict, findings: list[dict
          ) -> dict | None:
     """{a, b, a_class, b_class, a_location, b_location, where, evidence, findings, carried} or None when every
     differing module was handed a difference (or nothing differs). `where`: leaf | own code."""
-    fresh = [r for r in rows if r["differs"] and not r["input_differs"]]
+    fresh = [r for r in rows if r["differs"] and not r["input_differs"] and _starts_here(r)]
     if not fresh:
         return None
     row = fresh[0]

@@ -65,6 +65,24 @@ def _locate(run: PairRun, entry: dict) -> None:
                          + (f" or in A's unmatched submodules {', '.join(unmatched)}" if unmatched else ""))
 
 
+def _locate_backward(run: PairRun, entry: dict) -> None:
+    """Forward agrees, a gradient does not: the first submodule (in backward order) that receives an agreeing
+    output gradient and passes back a differing one."""
+    try:
+        found = trace.locate_backward(run, entry["static_findings"])
+    except Exception as exc:  # noqa: BLE001 - localisation is a bonus; never lose the verdict over it
+        run.notes.append(f"could not trace submodule gradients: {describe(exc)}")
+        return
+    if found and found["root_cause"]:
+        entry["backward_root_cause"] = found["root_cause"]
+    elif found:
+        run.notes.append("backward: no submodule receives an agreeing output gradient and passes back a clearly "
+                         "larger difference; the gradients drift apart gradually (an eps, a precision, or an op "
+                         "used in many places)")
+    if found:
+        entry["backward_submodules"] = found["rows"]
+
+
 def _build_b(spec: PairSpec, notes: list[str]) -> Side:
     layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
     b = Side("b", spec.b, layout)
@@ -237,7 +255,10 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
         explain.symptoms(run)
     if statuses.get("forward") == "fail" or spec.checks.isolate:
         _locate(run, entry)
+    elif statuses.get("backward") == "fail":
+        _locate_backward(run, entry)
     explain.link_static(run, list(spec.static_findings), statuses)
+    explain.suggest_eps(run, list(spec.static_findings), statuses)
     entry["diagnosis"] = run.diagnosis
     for side in (run.a, run.b):
         for dtype, names in side.kept_fp32.items():

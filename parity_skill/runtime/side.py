@@ -160,6 +160,13 @@ class Side:
         records = self.adapter.trace(self.model_for("fp32"), self._in(args), "fp32", feed)
         return [[name, self._out(inp), self._out(out)] for name, inp, out in records]
 
+    def grad_trace(self, args: list[np.ndarray], upstream: dict[str, np.ndarray]) -> list[list]:
+        """[name, input grads, output grads] per submodule call (fp32), in A's layout."""
+        if self.layout:
+            upstream = {k: permute(v, self.layout) if v.ndim == len(self.layout) else v for k, v in upstream.items()}
+        records = self.adapter.grad_trace(self.model_for("fp32"), self._in(args), "fp32", upstream)
+        return [[name, self._out(gin), self._out(gout)] for name, gin, gout in records]
+
     def module_names(self) -> list[str]:
         return [n for n, _ in self.adapter.submodules(self.model)]
 

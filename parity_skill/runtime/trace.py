@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.runtime import rootcause
+from parity_skill.runtime.checks_basic import gradients, upstreams
 from parity_skill.runtime.context import PairRun
 from parity_skill.runtime.metrics import compare, scaled_atol
 from parity_skill.runtime.outputs import match_outputs
@@ -46,38 +47,67 @@ def counterparts(run: PairRun) -> dict[str, str]:
     return out
 
 
-def _differs(fa, fb, tol) -> tuple[bool, float | None]:
-    """Compared per element, as matched by key or shape: `(out, attn)` vs `out` is judged on `out` alone, and a
-    module never differs for its output's structure while its first output has a counterpart."""
+def _differs(fa, fb, tol) -> tuple[bool, float | None, float | None]:
+    """(differs, max abs diff, that diff relative to A's largest value), per element as matched by key or shape:
+    `(out, attn)` vs `out` is judged on `out` alone, and a module never differs for its output's structure while
+    its first output has a counterpart."""
     if not fa:
-        return True, None
+        return True, None, None
     pairs, _, _ = match_outputs(fa, fb)
     if not pairs or pairs[0][0] != fa[0][0]:
-        return True, None
-    worst, bad = 0.0, False
+        return True, None, None
+    worst, bad, scale = 0.0, False, 0.0
     for _, x, _, y in pairs:
         if x.shape != y.shape:
-            return True, None
+            return True, None, None
         c = compare(x, y, scaled_atol(tol.atol, x), tol.rtol)
         bad |= not c["ok"]
         worst = max(worst, c.get("max_abs_diff") if c.get("max_abs_diff") is not None else float("inf"))
-    return bad, worst
+        finite = np.abs(x[np.isfinite(x)]) if x.size else np.zeros(1)
+        scale = max(scale, float(finite.max()) if finite.size else 0.0)
+    return bad, worst, worst / scale if scale else (0.0 if worst == 0 else float("inf"))
 
 
 def locate(run: PairRun, isolate: bool, findings: list[dict] = ()) -> dict | None:
-    """{first_divergence, root_cause, rows, profile, mode} or None when either side has no submodules to compare."""
+    """{first_divergence, root_cause, rows, profile, mode} or None when either side has no submodules to compare.
+
+    Accumulated: one call of each side, every submodule compared. Teacher-forced (`isolate`): one level at a time,
+    each B submodule of the level given A's inputs; then the same inside the first one that differs (feeding every
+    level at once would hand a container's last child A's input and hide the container's own code)."""
     pairs = counterparts(run)
     if not pairs:
         return None
     tol = run.checks.tolerances["fp32"]
     rec_a = run.a.trace(run.base)
-    feed = None
-    if isolate:
-        feed = {}
-        for name, inp, _ in rec_a:
-            if name in pairs:
-                feed.setdefault(pairs[name], []).append([x for _, x in inp])
-    rec_b = run.b.trace(run.base, feed)
+    if not isolate:
+        rows = _rows(rec_a, run.b.trace(run.base), pairs, tol)
+    else:
+        names = [n for n in dict.fromkeys(name for name, _, _ in rec_a) if n in pairs]
+        level, rows = [n for n in names if _parent(n, names) is None], []
+        while level:
+            feed: dict[str, list] = {}
+            for name, inp, _ in rec_a:
+                if name in level:
+                    feed.setdefault(pairs[name], []).append([x for _, x in inp])
+            found = [r for r in _rows(rec_a, run.b.trace(run.base, feed), pairs, tol)
+                     if rootcause.base(r["a"]) in level]
+            rows += found
+            first = next((r for r in found if r["differs"]), None)
+            level = [n for n in names if first and _parent(n, names) == rootcause.base(first["a"])]
+        order = {name: i for i, (name, _, _) in enumerate(rec_a)}
+        rows.sort(key=lambda r: order.get(rootcause.base(r["a"]), 0))
+    cause = rootcause.find(rows, run.a.module_classes(), run.b.module_classes(), findings)
+    return {"first_divergence": rootcause.first_symptom(rows), "root_cause": cause, "rows": rows,
+            "profile": profile(rows, cause), "mode": "teacher-forced" if isolate else "accumulated"}
+
+
+def _parent(name: str, names: list[str]) -> str | None:
+    """The nearest traced module that contains `name`."""
+    inside = [n for n in names if name.startswith(n + ".")]
+    return max(inside, key=len) if inside else None
+
+
+def _rows(rec_a: list, rec_b: list, pairs: dict[str, str], tol) -> list[dict]:
     calls_b: dict[str, list] = {}
     for name, inp, out in rec_b:
         calls_b.setdefault(name, []).append((inp, out))
@@ -90,13 +120,68 @@ def locate(run: PairRun, isolate: bool, findings: list[dict] = ()) -> dict | Non
         if b_name is None or k >= len(calls_b.get(b_name, [])):
             continue
         inp_b, out_b = calls_b[b_name][k]
-        bad, err = _differs(out, out_b, tol)
-        in_bad, in_err = _differs(inp, inp_b, tol) if inp and inp_b else (False, 0.0 if not inp else None)
+        bad, err, rel = _differs(out, out_b, tol)
+        in_bad, in_err, in_rel = _differs(inp, inp_b, tol) if inp and inp_b else \
+            (False, 0.0, 0.0) if not inp else (False, None, None)
         rows.append({"a": name + (f"#{k}" if k else ""), "b": b_name, "max_abs_diff": err, "differs": bad,
-                     "input_differs": in_bad, "input_max_abs_diff": in_err})
-    cause = rootcause.find(rows, run.a.module_classes(), run.b.module_classes(), findings)
-    return {"first_divergence": rootcause.first_symptom(rows), "root_cause": cause, "rows": rows,
-            "profile": profile(rows, cause), "mode": "teacher-forced" if isolate else "accumulated"}
+                     "input_differs": in_bad, "input_max_abs_diff": in_err, "rel_diff": rel, "input_rel_diff": in_rel})
+    return rows
+
+
+def locate_backward(run: PairRun, findings: list[dict] = ()) -> dict | None:
+    """{root_cause, rows} for a backward pass that differs: per submodule call, in the order backward reaches
+    them, whether the gradient arriving at its outputs agrees ("input" here) and whether what it passes back to
+    its inputs and its own parameters' gradients do."""
+    pairs = counterparts(run)
+    if not pairs:
+        return None
+    tol = run.checks.tolerances["fp32"]
+    up_a, up_b = upstreams(run)
+    rec_a, rec_b = run.a.grad_trace(run.base, up_a), run.b.grad_trace(run.base, up_b)
+    bad_params = _differing_params(run, tol)
+    owned = _owned(run.a.module_names(), run.a.param_names())
+    calls_b: dict[str, list] = {}
+    for name, gin, gout in rec_b:
+        calls_b.setdefault(name, []).append((gin, gout))
+    seen: dict[str, int] = {}
+    rows = []
+    for name, gin, gout in rec_a:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        b_name = pairs.get(name)
+        if b_name is None or k >= len(calls_b.get(b_name, [])):
+            continue
+        gin_b, gout_b = calls_b[b_name][k]
+        out_bad, out_err, out_rel = _differs(gout, gout_b, tol) if gout else (False, 0.0, 0.0)
+        in_bad, in_err, in_rel = _differs(gin, gin_b, tol) if gin else (False, 0.0, 0.0)
+        params = [bad_params[p] for p in owned.get(name, ()) if p in bad_params]
+        rows.append({"a": name + (f"#{k}" if k else ""), "b": b_name, "input_differs": out_bad,
+                     "input_max_abs_diff": out_err, "input_rel_diff": out_rel, "differs": in_bad or bool(params),
+                     "max_abs_diff": max([e for e in [in_err, *(a for a, _ in params)] if e is not None], default=None),
+                     "rel_diff": max([e for e in [in_rel, *(r for _, r in params)] if e is not None], default=None)})
+    rows.reverse()  # backward reaches the last call first
+    return {"root_cause": rootcause.find(rows, run.a.module_classes(), run.b.module_classes(), list(findings),
+                                         "backward"), "rows": rows}
+
+
+def _differing_params(run: PairRun, tol) -> dict[str, tuple[float, float]]:
+    """A parameter name -> (max gradient difference, relative to A's largest), for each parameter whose gradient
+    differs from B's."""
+    ga, gb = gradients(run, "fp32")
+    out = {}
+    for key in ga:
+        if not key.startswith("param grad '"):
+            continue
+        x, y = ga[key], gb.get(key)
+        if x is None:
+            continue
+        c = compare(x, y, scaled_atol(tol.atol, x), tol.rtol) if y is not None and x.shape == y.shape else None
+        if c is None or not c["ok"]:
+            err = (c or {}).get("max_abs_diff") or float("inf")
+            scale = float(np.max(np.abs(x))) if x.size else 0.0
+            for name in key.split("'")[1].split("+"):
+                out[name] = max(out.get(name, (0.0, 0.0)), (err, err / scale if scale else float("inf")))
+    return out
 
 
 def profile(rows: list[dict], cause: dict | None) -> list[str]:

@@ -69,6 +69,20 @@ def flatten(obj: Any, is_array: Callable[[Any], bool], to_numpy: Callable[[Any],
     return []
 
 
+def map_arrays(obj: Any, is_array: Callable[[Any], bool], fn: Callable[[int, Any], Any], count: list | None = None
+               ) -> Any:
+    """`obj` with its i-th array (in `flatten` order) replaced by fn(i, array); other structure kept."""
+    count = count if count is not None else [0]
+    if is_array(obj):
+        count[0] += 1
+        return fn(count[0] - 1, obj)
+    if isinstance(obj, dict):
+        return type(obj)({k: map_arrays(v, is_array, fn, count) for k, v in obj.items()})
+    if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
+        return type(obj)(map_arrays(v, is_array, fn, count) for v in obj)
+    return obj
+
+
 def flatten_native(obj: Any, is_array: Callable[[Any], bool], key: str = "") -> list[tuple[str, Any]]:
     """Like `flatten` but keeps the framework arrays (for building a loss)."""
     return flatten(obj, is_array, lambda a: a, key)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
-from parity_skill.runtime.adapters.base import Flat, causal_mask_fn, companion_fn, flatten, flatten_native, invoke
+from parity_skill.runtime.adapters.base import Flat, causal_mask_fn, companion_fn, flatten, flatten_native, invoke, map_arrays
 
 DT = {"fp64": mx.float64, "fp32": mx.float32, "fp16": mx.float16, "bf16": mx.bfloat16}
 
@@ -173,3 +173,49 @@ class MLXAdapter:
             for mod, cls in swapped:
                 mod.__class__ = cls
         return records
+
+    def grad_trace(self, model: Any, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
+        """[name, input grads, output grads] per submodule call (start order): zero probes are added to each call's
+        floating inputs and outputs, and the loss differentiated with respect to them."""
+        shapes = [(name, [v.shape for _, v in inp], [v.shape for _, v in out])
+                  for name, inp, out in self.trace(model, args, dtype)]
+        probes = {f"{c}/{io}/{i}": mx.zeros(shape, dtype=DT[dtype]) for c, (_, ins, outs) in enumerate(shapes)
+                  for io, group in (("in", ins), ("out", outs)) for i, shape in enumerate(group)}
+        counter, swapped, adapter = [0], [], self
+
+        def probed(c: int, io: str, live: dict):
+            def add(i, x):
+                key = f"{c}/{io}/{i}"
+                return x + live[key] if key in live and mx.issubdtype(x.dtype, mx.floating) else x
+            return add
+
+        for name, mod in self.submodules(model):
+            cls = type(mod)
+
+            def call(self_, *a, __cls=cls, **kw):
+                c = counter[0]
+                counter[0] += 1
+                a = map_arrays(a, _is, probed(c, "in", adapter._live))
+                return map_arrays(__cls.__call__(self_, *a, **kw), _is, probed(c, "out", adapter._live))
+            mod.__class__ = type(cls.__name__, (cls,), {"__call__": call})
+            swapped.append((mod, cls))
+        xs = self._args(args, dtype)
+
+        def loss(live):
+            counter[0] = 0
+            self._live = live
+            total = mx.array(0.0, dtype=mx.float32)
+            for k, t in flatten_native(invoke(model, xs, self.arg_names, self.derived), _is):
+                if k in upstream and mx.issubdtype(t.dtype, mx.floating):
+                    total = total + (t * mx.array(upstream[k]).astype(t.dtype)).astype(mx.float32).sum()
+            return total
+        try:
+            grads = mx.grad(loss)(probes)
+            mx.eval(grads)
+        finally:
+            self._live = {}
+            for mod, cls in swapped:
+                mod.__class__ = cls
+        return [[name, [(f"[{i}]", _np(grads[f"{c}/in/{i}"])) for i in range(len(ins))],
+                 [(f"[{i}]", _np(grads[f"{c}/out/{i}"])) for i in range(len(outs))]]
+                for c, (name, ins, outs) in enumerate(shapes)]

@@ -80,3 +80,6 @@ class NumpyAdapter:
 
     def trace(self, model: Any, args, dtype, feed=None):
         return []
+
+    def grad_trace(self, model: Any, args, dtype, upstream):
+        return []

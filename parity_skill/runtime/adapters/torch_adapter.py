@@ -211,3 +211,55 @@ class TorchAdapter:
             for h in handles:
                 h.remove()
         return records
+
+    def grad_trace(self, model: Any, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
+        """One backward pass recording [name, input grads, output grads] per submodule call (start order): the
+        gradient reaching each call's outputs, and what that call alone passes back to its floating inputs."""
+        records: list[list] = []
+        handles = []
+
+        def keep(slot: list, i: int):
+            def hook(g):
+                slot[i] = g.detach().clone()
+            return hook
+
+        def watched(values: tuple, slot: list, wrap: bool) -> tuple:
+            """Hooks on the floating tensors among `values`; slot i holds the gradient of the i-th array."""
+            out = []
+            for x in values:
+                if isinstance(x, torch.Tensor):
+                    slot.append(None)
+                    if x.is_floating_point() and x.requires_grad:
+                        x = x.view_as(x) if wrap else x  # a view of its own: only this call's use of the input
+                        x.register_hook(keep(slot, len(slot) - 1))
+                out.append(x)
+            return tuple(out)
+
+        for name, mod in self.submodules(model):
+            def pre(m, inp, name=name):
+                records.append([name, [], []])
+                return watched(inp, records[-1][1], True)
+
+            def post(m, inp, out, name=name):
+                rec = next(r for r in reversed(records) if r[0] == name)
+                watched(tuple(t for _, t in flatten_native(out, _is)), rec[2], False)
+            handles.append(mod.register_forward_pre_hook(pre))
+            handles.append(mod.register_forward_hook(post))
+        try:
+            xs = self._args(args, dtype, grad=True)
+            out = flatten_native(invoke(model, xs, self.arg_names, self.derived), _is)
+            pairs = [(t, torch.tensor(upstream[k], dtype=t.dtype)) for k, t in out
+                     if k in upstream and t.is_floating_point() and t.requires_grad]
+            if pairs:
+                sum((t * g).sum() for t, g in pairs).backward()
+        finally:
+            for h in handles:
+                h.remove()
+            for p in model.parameters():
+                p.grad = None
+        return [[name, _flat(gin), _flat(gout)] for name, gin, gout in records]
+
+
+def _flat(grads: list) -> Flat:
+    """Captured gradients by position; one never reached (an unused input) is zeros of no shape: left out."""
+    return [(f"[{i}]", _np(g)) for i, g in enumerate(grads) if g is not None]
