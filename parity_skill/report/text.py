@@ -191,7 +191,8 @@ def cause_lines(cause: dict) -> list[str]:
         out.append(f"  [{f['kind']}] {f['message']}" + (f" ({locs})" if locs else ""))
     if cause["carried"]:
         shown = cause["carried"][:6]
-        out.append(f"  only carried downstream by: {', '.join(shown)}"
+        out.append(f"  only carried {'further back' if cause.get('direction') == 'backward' else 'downstream'} by: "
+                   f"{', '.join(shown)}"
                    + (f" and {len(cause['carried']) - 6} more" if len(cause["carried"]) > 6 else ""))
     return out
 
