@@ -178,10 +178,9 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
 def _print_report(rep: dict, as_json: bool) -> int:
     from parity_skill.report import render_text
 
-    nothing_checked = all(not p["checks"] for p in rep["pairs"])
     if as_json:
         click.echo(json.dumps(rep, indent=2))
-    elif not (rep["verdict"] == "error" and nothing_checked):
+    elif rep["pairs"]:  # also when nothing could be checked: what was planned, and what to change
         click.echo(render_text(rep), nl=False)
     if rep["verdict"] == "error":
         click.echo(f"parity-skill: error: {rep['error']}", err=True)

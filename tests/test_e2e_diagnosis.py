@@ -107,3 +107,11 @@ def test_missing_attention_scale_is_a_static_finding_that_explains_the_failure()
     (f,) = run.pair["static_findings"]
     assert f["kind"] == "scale" and f["a_location"] == fx("torch/attn_explicit.py") + ":22"
     assert diagnosis(run, "scale")["location"] == fx("torch/attn_explicit.py") + ":22"
+
+
+def test_per_row_logit_offset_is_reported_as_softmax_invariant():
+    run = parity(fx(D + "logits_head.py"), "vs", fx(D + "logits_head_centered.py"), "--json", "--quick")
+    assert run.status("forward") == "fail"  # the values differ; the diagnosis says it is harmless to softmax
+    d = diagnosis(run, "softmax_invariant")
+    assert "a softmax over that axis is unchanged" in d["message"]
+    assert "constant_offset" not in run.kinds()

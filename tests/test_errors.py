@@ -46,7 +46,9 @@ def test_user_code_raising(file, expected):
     pytest.importorskip("torch")
     run = parity(FFN, "vs", fx("errors/" + file), "--quick")
     assert run.code == 2
-    assert run.stdout == ""
+    # the report still shows what was planned, and the option that changes the guess that failed
+    assert "Next steps:" in run.stdout and "Built with:" in run.stdout and "Verdict: ERROR" in run.stdout
+    assert ("--init dim=32, --init hidden=64" if file == "ctor_raises.py" else "--input x=3,6,32") in run.stdout
     assert run.stderr.strip().splitlines() == [f"parity-skill: error: {fx('errors/' + file)}::FeedForward: "
                                                f"{expected.split('::FeedForward: ')[-1]}"]
     js = parity(FFN, "vs", fx("errors/" + file), "--quick", "--json")

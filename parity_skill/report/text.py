@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from parity_skill.report.next_steps import next_steps
+
 
 def _num(x) -> str:
     return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
@@ -169,6 +171,7 @@ def pair_text(p: dict) -> list[str]:
     if unmapped.get("a") or unmapped.get("b"):
         lines.append(f"Unmapped: A {', '.join(grouped_names(unmapped['a'])) or '-'}; "
                      f"B {', '.join(grouped_names(unmapped['b'])) or '-'}")
+    lines += next_steps(p)
     if p.get("notes"):
         lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
     built = [f"  {side}: {x['symbol'].rsplit('.', 1)[-1]}(" + ", ".join(f"{k}={v}" for k, v in x["init"].items())

@@ -45,6 +45,15 @@ def classify(a: np.ndarray, b: np.ndarray) -> list[tuple[str, str]]:
                           "factor")]
     out = []
     d = b - a
+    if a.shape[-1] >= 2:  # the same shift across the last axis in each row: softmax(B) == softmax(A)
+        row = d.mean(axis=-1, keepdims=True)
+        spread = float(np.max(np.abs(d - row)))
+        shift = float(np.max(np.abs(row)))
+        if shift > 1e-5 * max(scale, 1.0) and spread <= 1e-4 * max(scale, 1.0) + 1e-6:
+            out.append(("softmax_invariant", f"B - A is constant along the last axis within each row (shifts up to "
+                                          f"{shift:.3g}, spread {spread:.2g}): a softmax over that axis is unchanged, "
+                                          "so as logits this is harmless to the probabilities; a bug only if the "
+                                          "values themselves are used"))
     if a.ndim >= 2:
         axes = tuple(range(a.ndim - 1))
         mean = d.mean(axis=axes, keepdims=True)
