@@ -115,3 +115,16 @@ def test_per_row_logit_offset_is_reported_as_softmax_invariant():
     d = diagnosis(run, "softmax_invariant")
     assert "a softmax over that axis is unchanged" in d["message"]
     assert "constant_offset" not in run.kinds()
+
+
+@pytest.mark.parametrize("b, finding", [("attn_quarter.py", None), ("attn_sdpa.py", None),
+                                        ("attn_bydim.py", "A by d^-0.5 (/ math.sqrt(self.head_dim)) vs B by d^-1")])
+def test_attention_scale_written_differently_is_compared_by_value(b, finding):
+    """d**-0.25 on q and on k is 1/sqrt(d) on the scores, as is SDPA's default; 1/d is not."""
+    from parity_skill.analyze import analyze_file
+    from parity_skill.plan.static_diff import static_diff
+
+    fa, fb = analyze_file(fx(D + "scale/attn_sqrt.py")), analyze_file(fx(D + "scale/" + b))
+    found = [f for f in static_diff(fa.symbol("Attention"), fa, fb.symbol("Attention"), fb) if f["kind"] == "scale"]
+    assert [f["message"] for f in found if finding and finding in f["message"]] == [f["message"] for f in found]
+    assert bool(found) == bool(finding)

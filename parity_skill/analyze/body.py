@@ -18,6 +18,9 @@ def dotted(expr: cst.BaseExpression) -> str | None:
     return None
 
 
+_DIM = re.compile(r"(head_dim|head_size|d_k|\bdk|dim_head|\bd)\)?$")  # scores / head_dim
+
+
 class Context:
     """Shared per-file facts a body visitor needs: import aliases, positions, source text."""
 
@@ -120,10 +123,10 @@ class BodyVisitor(cst.CSTVisitor):
         left, right = self.ctx.code(node.left), self.ctx.code(node.right)
         if isinstance(node.operator, cst.MatrixMultiply):
             self.ops.append(OpCall("matmul", "@", self.ctx.loc(node), (left, right)))
-        elif isinstance(node.operator, cst.Divide) and ("sqrt" in right or "** 0.5" in right):
+        elif isinstance(node.operator, cst.Divide) and ("sqrt" in right or "** 0.5" in right or _DIM.search(right)):
             self.ops.append(OpCall("attn_scale", f"/ {right}", self.ctx.loc(node), (left, right)))
-        elif isinstance(node.operator, cst.Multiply) and any("** -0.5" in t or "rsqrt" in t or re.search(r"scal(e|ing)\b", t)
-                                                            for t in (left, right)):
+        elif isinstance(node.operator, cst.Multiply) and any(re.search(r"\*\*\s*\(?-", t) or "rsqrt" in t or
+                                                            re.search(r"scal(e|ing)\b", t) for t in (left, right)):
             self.ops.append(OpCall("attn_scale", f"{left} * {right}", self.ctx.loc(node), (left, right)))
 
     # ---- input hints -------------------------------------------------------------------------------------

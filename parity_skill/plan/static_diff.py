@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from parity_skill.plan import attention_scale
 from parity_skill.analyze.model import FileAnalysis, OpCall, Symbol
 from parity_skill.analyze.hierarchy import function_params
 from parity_skill.analyze.vocabulary import DEFAULT_EPS
@@ -252,6 +253,9 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
         found.append(_finding("scale", f"only {side} scales the attention scores ({op.name}); the other applies "
                                        "softmax to unscaled q.k", op.location if side == "A" else None,
                               op.location if side == "B" else None))
+    elif scaled_a and scaled_b:
+        differs = attention_scale.compare(syms_a, syms_b)
+        found += [differs] if differs else []
 
     found += _bias_flags(syms_a, syms_b)
     found += _side_findings(syms_a, syms_b)
