@@ -382,6 +382,16 @@ def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, m
     sys.exit(_guarded(as_json, debug, work))
 
 
+def _register() -> None:
+    from parity_skill.cli_assistants import install_command, uninstall_command
+
+    cli.add_command(install_command)
+    cli.add_command(uninstall_command)
+
+
+_register()
+
+
 def main(prog_name: str | None = None) -> None:
     """Console entry point: click's usage errors become the same one-line error (and JSON report with --json)."""
     args = sys.argv[1:]
