@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 
 from parity_skill import __version__
+from parity_skill.terminal import Status, color_enabled, paint
 from parity_skill.errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError, ParityError, RunError,
                                  exit_code_for)
 from parity_skill.spec import ALL_EDGES
@@ -141,6 +143,8 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
     from parity_skill.render import render_script
     from parity_skill.run import Completed, TimedOut, run_sides
 
+    status = Status()
+    status("analyse")
     plan = build_plan(target_a, target_b, _options(**opts))
     tmp = None
     if emit:
@@ -152,8 +156,10 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
         Path(script).write_text(render_script(plan, script), encoding="utf-8")
         if emit:
             click.echo(f"parity-skill: wrote {emit}", err=True)
-        outcome = run_sides(workers, script, timeout)
+        status("start sides")
+        outcome = run_sides(workers, script, timeout, status)
     finally:
+        status.clear()
         if tmp and not debug:
             Path(script).unlink(missing_ok=True)
             os.rmdir(tmp)
@@ -178,10 +184,24 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
 def _print_report(rep: dict, as_json: bool) -> int:
     from parity_skill.report import render_text
 
+    out = click.get_current_context().meta.get("parity_output", {})
+    drawn = None
+    if out.get("plot"):
+        from parity_skill.report.plot import draw
+
+        drawn = draw(rep, out["plot"])
+        click.echo(f"parity-skill: wrote {out['plot']} ({drawn})" if drawn else
+                   f"parity-skill: no chart drawn: no pair has a per-submodule profile (it is traced when forward "
+                   f"fails; add --isolate to trace a passing pair)", err=True)
     if as_json:
         click.echo(json.dumps(rep, indent=2))
+    elif out.get("format") == "md":
+        from parity_skill.report.markdown import render_markdown
+
+        click.echo(render_markdown(rep, out["plot"] if drawn else None), nl=False)
     elif rep["pairs"]:  # also when nothing could be checked: what was planned, and what to change
-        click.echo(render_text(rep), nl=False)
+        text = render_text(rep)
+        click.echo(paint(text) if out.get("color") else text, nl=False)
     if rep["verdict"] == "error":
         click.echo(f"parity-skill: error: {rep['error']}", err=True)
     return exit_code_for(rep["verdict"])
@@ -227,10 +247,35 @@ PLAN_OPTIONS = _options_of(
 )
 PLAN_OPTION_NAMES = ("init", "inputs", "atol", "rtol", "level", "cosine", "dtypes", "batch_sizes", "edge",
                      "no_backward", "quick", "layout", "isolate", "seed")
+def _output(f):
+    """Takes --format/--plot/--no-color off the command's arguments into the context (`_print_report` reads them);
+    `--format json` is `--json`."""
+    @functools.wraps(f)
+    def wrapper(*args, fmt, plot, no_color, **kwargs):
+        if plot:
+            from parity_skill.report.plot import require
+
+            try:
+                require(plot)
+            except InputError as exc:
+                sys.exit(_emit_error(str(exc), kwargs.get("as_json") or fmt == "json"))
+        kwargs["as_json"] = kwargs.get("as_json") or fmt == "json"
+        click.get_current_context().meta["parity_output"] = {"format": "json" if kwargs["as_json"] else fmt,
+                                                             "plot": plot, "color": color_enabled(no_color)}
+        return f(*args, **kwargs)
+    return wrapper
+
+
 RUN_OPTIONS = _options_of(
-    click.option("--json", "as_json", is_flag=True, help="Print the JSON report (parity-report/1) on stdout."),
+    click.option("--json", "as_json", is_flag=True, help="Print the JSON report (parity-report/1); = --format json."),
+    click.option("--format", "fmt", type=click.Choice(["text", "json", "md"]), default="text", show_default=True,
+                 help="Report format: text, json, or md (Markdown for a pull request)."),
+    click.option("--plot", type=click.Path(dir_okay=False),
+                 help="Also draw the per-submodule error profile to FILE.png|svg (needs matplotlib: [plot])."),
+    click.option("--no-color", is_flag=True, help="No colour, even on a terminal (also NO_COLOR, TERM=dumb)."),
     click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before the run is stopped."),
     click.option("--debug", is_flag=True, help="Show tracebacks and keep the generated script."),
+    _output,
 )
 
 

@@ -155,21 +155,43 @@ class Worker:
             self.guardian.kill()
 
 
-def run_sides(workers: list[Worker], script: str, timeout: float) -> Completed | Crashed | TimedOut:
+def _waiter(progress_path: str, on_progress):
+    """wait(worker, deadline) that relays the sides' newest progress line while it waits."""
+    def wait(worker: Worker, deadline: float) -> bool:
+        while True:
+            if worker.wait(min(deadline, time.monotonic() + 0.25)):
+                return True
+            if on_progress is not None:
+                try:
+                    lines = Path(progress_path).read_text(encoding="utf-8").splitlines()
+                except OSError:
+                    lines = []
+                if lines:
+                    on_progress(lines[-1])
+            if time.monotonic() >= deadline:
+                return False
+    return wait
+
+
+def run_sides(workers: list[Worker], script: str, timeout: float, on_progress=None) -> Completed | Crashed | TimedOut:
     """Side A captures while side B builds and then compares. One worker forks both sides (the framework imported
-    once); two workers (each side its own interpreter) run one side each."""
+    once); two workers (each side its own interpreter) run one side each. `on_progress(line)` is called with the
+    sides' newest stage while they run."""
     from parity_skill.runtime.artifact import SIDE_DONE
 
     deadline = time.monotonic() + timeout
     folder = tempfile.mkdtemp(prefix="parity-artifacts-")
     report_path, exits_path = os.path.join(folder, "report.json"), os.path.join(folder, "exits.json")
-    job_a = {"side": "a", "script": script, "args": ["--side", "a", "--artifacts", folder]}
+    progress = os.path.join(folder, "progress.log")
+    wait = _waiter(progress, on_progress)
+    job_a = {"side": "a", "script": script, "args": ["--side", "a", "--artifacts", folder, "--progress", progress]}
     job_b = {"side": "b", "script": script,
-             "args": ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path, "--quiet"]}
+             "args": ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path, "--quiet",
+                      "--progress", progress]}
     try:
         if len(workers) == 1:
             workers[0].start([job_a, job_b], os.path.join(folder, SIDE_DONE), exits_path)
-            if not workers[0].wait(deadline):
+            if not wait(workers[0], deadline):
                 return TimedOut(timeout)
             try:
                 exits = json.loads(Path(exits_path).read_text(encoding="utf-8"))
@@ -179,10 +201,10 @@ def run_sides(workers: list[Worker], script: str, timeout: float) -> Completed |
         else:
             workers[0].start([job_a])
             workers[1].start([job_b])
-            if not workers[0].wait(deadline):
+            if not wait(workers[0], deadline):
                 return TimedOut(timeout)
             Path(folder, SIDE_DONE).touch()  # side B stops waiting for artifacts that will never come
-            if not workers[1].wait(deadline):
+            if not wait(workers[1], deadline):
                 return TimedOut(timeout)
             exits = {"a": workers[0].proc.returncode, "b": workers[1].proc.returncode}
             by_side = {"a": workers[0], "b": workers[1]}

@@ -36,10 +36,13 @@ def _exits_refused():
 def _guarded(pairs: list[PairSpec], work, on_exit) -> list:
     """work(pair) for each pair with warnings off and user exits refused; on_exit(pair, message) if user code
     tries to end the process."""
+    from parity_skill.runtime import progress
+
     out = []
     with warnings.catch_warnings(), _exits_refused():
         warnings.simplefilter("ignore")
-        for p in pairs:
+        for i, p in enumerate(pairs):
+            progress.say(f": pair {i + 1} of {len(pairs)} ({p.a.symbol})" if len(pairs) > 1 else f" ({p.a.symbol})")
             try:
                 out.append(work(p))
             except (SystemExit, UserExit) as exc:
@@ -93,7 +96,12 @@ def main(pairs: list[PairSpec], argv: list[str] | None = None, root: str | None 
     parser.add_argument("--artifacts", metavar="DIR", help="where side A writes (and side B reads) the artifacts")
     parser.add_argument("--wait", type=float, metavar="S", help="side b: wait up to S seconds for A's artifacts")
     parser.add_argument("--quiet", action="store_true", help="print no report (with --report: the file is enough)")
+    parser.add_argument("--progress", metavar="PATH", help="append one line per stage to PATH (the CLI shows it)")
     args = parser.parse_args(argv)
+    if args.progress:
+        from parity_skill.runtime import progress
+
+        progress.PATH, progress.PREFIX = args.progress, "capture A" if args.side == "a" else "compare B"
     script = os.path.abspath(sys.argv[0])
     if root:
         os.chdir(root)

@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 from parity_skill.runtime import artifact
 from parity_skill.runtime import checks_basic as basic
 from parity_skill.runtime import checks_matrix as matrix
-from parity_skill.runtime import explain, trace
+from parity_skill.runtime import explain, progress, trace
 from parity_skill.runtime.context import PairRun, result
 from parity_skill.runtime.inputs import base_inputs, layouts_to_try
 from parity_skill.runtime.loading import UserCodeError, describe
@@ -44,6 +44,7 @@ def _dispatch(run: PairRun, name: str) -> dict:
 
 
 def _locate(run: PairRun, entry: dict) -> None:
+    progress.say(": tracing submodules")
     try:
         found = trace.locate(run, run.checks.isolate, entry["static_findings"])
     except Exception as exc:  # noqa: BLE001 - localisation is a bonus; never lose the verdict over it
@@ -175,7 +176,8 @@ def _planned(inputs) -> str:
 def _run_checks(run: PairRun) -> list[dict]:
     checks = [basic.check_weights(run)]
     run.cache["status"] = {"weights": checks[0]["status"]}
-    for name in run.checks.names:
+    for k, name in enumerate(run.checks.names):
+        progress.say(f": check {k + 1} of {len(run.checks.names)} ({name})")
         start = time.perf_counter()
         try:
             out = _dispatch(run, name)
