@@ -191,8 +191,8 @@ def _print_report(rep: dict, as_json: bool) -> int:
 
         drawn = draw(rep, out["plot"])
         click.echo(f"parity-skill: wrote {out['plot']} ({drawn})" if drawn else
-                   f"parity-skill: no chart drawn: no pair has a per-submodule profile (it is traced when forward "
-                   f"fails; add --isolate to trace a passing pair)", err=True)
+                   "parity-skill: no chart drawn: no pair has a per-submodule profile (it is traced when forward "
+                   "fails; add --isolate to trace a passing pair)", err=True)
     if as_json:
         click.echo(json.dumps(rep, indent=2))
     elif out.get("format") == "md":

@@ -6,7 +6,6 @@ import pty
 import select
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
