@@ -48,6 +48,9 @@ def find(rows: list[dict], classes_a: dict, classes_b: dict, findings: list[dict
     """{a, b, a_class, b_class, a_location, b_location, where, evidence, findings, carried} or None when every
     differing module was handed a difference (or nothing differs). `where`: leaf | own code."""
     fresh = [r for r in rows if r["differs"] and not r["input_differs"] and _starts_here(r)]
+    first = next((r for r in rows if r["differs"]), None)
+    if not fresh and first is not None and first["input_differs"] and "" in classes_a and direction == "forward":
+        return _top_level(rows, classes_a, classes_b, findings)
     if not fresh:
         return None
     row = fresh[0]
@@ -82,3 +85,22 @@ def find(rows: list[dict], classes_a: dict, classes_b: dict, findings: list[dict
             "message": f"{name} (B: {row['b']}): {evidence}: the difference starts in "
                        + (code if where == "own code" else f"this {'layer' if not ca else ca.get('class')} itself")}
 
+
+def _top_level(rows: list[dict], classes_a: dict, classes_b: dict, findings: list[dict]) -> dict:
+    """Every submodule before the first difference agrees, and that one is handed a differing input: the
+    difference starts in the top-level forward code between them."""
+    ca, cb = classes_a.get("", {}), classes_b.get("", {})
+    top = [r for r in rows if "." not in base(r["a"])]
+    agree = [base(r["a"]) for r in top if not r["differs"]]
+    carry = [base(r["a"]) for r in top if r["differs"]]
+    mine = [f for f in findings if (f.get("a_symbol") and f.get("a_symbol") == ca.get("class"))
+            or (f.get("b_symbol") and f.get("b_symbol") == cb.get("class"))]
+    evidence = "; ".join(part for part in (f"its submodules {', '.join(dict.fromkeys(agree))} agree" if agree else "",
+                                           f"{', '.join(dict.fromkeys(carry))} only "
+                                           f"{'carries' if len(set(carry)) == 1 else 'carry'} the difference"
+                                           if carry else "") if part)
+    return {"a": "", "b": "", "a_class": ca.get("class"), "b_class": cb.get("class"),
+            "a_location": ca.get("location"), "b_location": cb.get("location"), "where": "own code",
+            "direction": "forward", "evidence": evidence, "findings": mine, "carried": list(dict.fromkeys(carry)),
+            "message": f"the top-level module: {evidence}: the difference starts in {ca.get('class') or '?'}'s "
+                       "own forward code, between its submodules"}

@@ -171,8 +171,10 @@ class Side:
         return [n for n, _ in self.adapter.submodules(self.model)]
 
     def module_classes(self) -> dict[str, dict]:
-        """submodule -> {class, location (path:line of its class)}, read from the live objects."""
-        return {n: class_of(m) for n, m in self.adapter.submodules(self.model)}
+        """submodule -> {class, location (path:line of its class)}, read from the live objects; "" is the module
+        itself."""
+        top = {"": class_of(self.model)} if self.impl.kind == "module" else {}
+        return {**top, **{n: class_of(m) for n, m in self.adapter.submodules(self.model)}}
 
     # ---- what the checks ask of a side (a replayed side answers the same from an artifact) ----------------
     @property
