@@ -308,6 +308,13 @@ class _Group(click.Group):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
+    def shell_complete(self, ctx, incomplete):
+        """The first word is a subcommand or, as `parity-skill a.py vs b.py` reads it, a file."""
+        from click.shell_completion import CompletionItem
+
+        names = super().shell_complete(ctx, incomplete)
+        return names if incomplete.startswith("-") else names + [CompletionItem(incomplete, type="file")]
+
 
 @click.group(cls=_Group, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="parity-skill")
@@ -317,7 +324,7 @@ def cli() -> None:
 
 @cli.command("check", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
              help="A vs B, each side in its own process (the default command).")
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, required=True, type=click.Path())
 @click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
 @click.option("--emit-test", type=click.Path(dir_okay=False),
               help="Also write a pytest file here, with A's artifact as a fixture folder beside it.")
@@ -375,7 +382,7 @@ def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: 
 
 @cli.command("capture", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
              help="Phase 1: run A alone and write its artifact (manifest.json + safetensors) into a folder.")
-@click.argument("target")
+@click.argument("target", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The artifact folder.")
 @click.option("--force", is_flag=True, help="Replace an artifact already in the folder.")
 @click.option("--python-a", type=click.Path(dir_okay=False), help="Interpreter for side A.")
@@ -398,8 +405,8 @@ def capture_command(target, output, force, as_json, timeout, debug, python_a, **
 @cli.command("compare", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
              help="Phase 2: run B alone against A's artifact folder (the same report as `A vs B`), or compare "
                   "two artifact folders stage by stage (B written by any program).")
-@click.argument("artifact")
-@click.argument("target")
+@click.argument("artifact", type=click.Path())
+@click.argument("target", type=click.Path())
 @click.option("--min-correlation", type=float,
               help="Two artifacts: a stage passes when its Pearson correlation is at least this (e.g. 0.95).")
 @click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")

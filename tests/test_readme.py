@@ -1,0 +1,55 @@
+"""The README's quick start runs verbatim and prints what the README shows; completion is what it documents."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def _block_after(heading: str) -> str:
+    section = README[README.index(heading):]
+    return section.split("```\n", 2)[1]
+
+
+def _run(line: str) -> subprocess.CompletedProcess:
+    argv = shlex.split(line, comments=True)
+    assert argv[0] == "parity-skill"
+    return subprocess.run([sys.executable, "-m", "parity_skill", *argv[1:]], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_quick_start_commands_run_verbatim_with_the_exit_codes_they_claim():
+    pytest.importorskip("torch")
+    pytest.importorskip("mlx.core")
+    lines = [ln for ln in _block_after("## Quick start").splitlines() if ln.strip()]
+    assert len(lines) == 5
+    outputs = []
+    for line in lines:
+        run = _run(line)
+        expected = 1 if "FAIL" in line.split("#", 1)[1] else 0
+        assert run.returncode == expected, (line, run.stdout[-2000:], run.stderr)
+        outputs.append(run.stdout)
+    shown = README.split("The third prints (exit code 1):\n\n```\n", 1)[1].split("```\n", 1)[0]
+    assert outputs[2] == shown  # the report in the README is the one a user gets
+    assert "Verdict: FAIL" in outputs[4]
+
+
+def test_shell_completion_is_as_documented():
+    line = _block_after("Shell completion").strip()
+    assert re.fullmatch(r'eval "\$\(_PARITY_SKILL_COMPLETE=bash_source parity-skill\)"', line)
+    env = {**os.environ, "_PARITY_SKILL_COMPLETE": "bash_source"}
+    script = subprocess.run([sys.executable, "-m", "parity_skill"], env=env, capture_output=True, text=True, timeout=60)
+    assert "_parity_skill_completion" in script.stdout
+    env = {**os.environ, "_PARITY_SKILL_COMPLETE": "bash_complete", "COMP_WORDS": "parity-skill examples/ml",
+           "COMP_CWORD": "1"}
+    done = subprocess.run([sys.executable, "-m", "parity_skill"], env=env, capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert "file,examples/ml" in done.stdout  # the shell completes file paths
