@@ -69,8 +69,31 @@ def _literal(text: str):
         return text
 
 
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def _sampling(text: str | None, logits: bool) -> tuple[tuple[str, float], ...]:
+    """`temperature=0.8,top_p=0.95` -> settings (temperature 1.0 unless given); () when neither option is used."""
+    if text is None and not logits:
+        return ()
+    settings = {"temperature": 1.0}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or key not in SAMPLING_KEYS or number is None:
+            raise InputError(f"--sampling {item.strip()!r}: expected KEY=NUMBER with KEY one of {', '.join(SAMPLING_KEYS)}")
+        settings[key] = number
+    return tuple(settings.items())
+
+
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
-             isolate, map_file=None, convert=""):
+             isolate, map_file=None, convert="", sampling=None, logits=False):
     from parity_skill.map_rules import read_rules
     from parity_skill.plan import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
@@ -107,7 +130,8 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
         raise InputError(f"unknown dtype or edge case: {', '.join(bad)}")
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
-                       layout_b=layout_b, isolate=isolate, map_rules=read_rules(map_file), convert=convert)
+                       layout_b=layout_b, isolate=isolate, map_rules=read_rules(map_file), convert=convert,
+                       sampling=_sampling(sampling, logits))
 
 
 def _emit_error(message: str, as_json: bool, code: int = EXIT_ERROR) -> int:
@@ -244,9 +268,13 @@ PLAN_OPTIONS = _options_of(
     click.option("--isolate", is_flag=True,
                  help="Locate divergence with teacher forcing: each B submodule gets the input A's counterpart got."),
     click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--sampling", help="Sampling check under these decoding settings: temperature=0.8,top_p=0.95,"
+                 "top_k=30,min_p=0.05,repetition_penalty=1.05 (each optional; temperature 1.0 by default)."),
+    click.option("--logits", is_flag=True, help="The first output is logits over a vocabulary: add the sampling "
+                 "check at temperature 1.0."),
 )
 PLAN_OPTION_NAMES = ("init", "inputs", "atol", "rtol", "level", "cosine", "dtypes", "batch_sizes", "edge",
-                     "no_backward", "quick", "layout", "isolate", "seed")
+                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits")
 def _output(f):
     """Takes --format/--plot/--no-color off the command's arguments into the context (`_print_report` reads them);
     `--format json` is `--json`."""

@@ -124,6 +124,8 @@ class Checks:
     precision_multiplier: float = 3.0
     seed: int = 0
     isolate: bool = False  # locate divergence with teacher forcing (each B submodule gets A's inputs)
+    sampling: tuple[tuple[str, float], ...] = ()  # decoding settings of the sampling check (temperature, top_p...)
+    positions: int = 64  # sequence length of the sampling check's inputs
 
 
 @dataclass(frozen=True)

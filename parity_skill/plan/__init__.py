@@ -49,6 +49,7 @@ class PlanOptions:
     isolate: bool = False
     map_rules: tuple[str, ...] = ()  # --map FILE, one rule per line
     convert: str = ""  # --convert sanitize: B's own state-dict converter
+    sampling: tuple[tuple[str, float], ...] = ()  # --sampling temperature=0.8,top_p=0.95 (or --logits: T=1)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class ParityPlan:
 
 
 def check_names(opts: PlanOptions) -> tuple[str, ...]:
-    names = ["forward"] + (["backward"] if opts.backward else [])
+    names = ["forward"] + (["backward"] if opts.backward else []) + (["sampling"] if opts.sampling else [])
     if opts.quick:
         return tuple(names)
     for dt in ("fp16", "bf16"):
@@ -89,7 +90,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
                         plan_companions(sa, fa_a, init_a, derived_a, inputs, opts.init, notes),
                         fixed_args(sa, set(derived_a) | set(opts.inputs), notes))
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
-                    opts.cosine, seed=opts.seed, isolate=opts.isolate)
+                    opts.cosine, seed=opts.seed, isolate=opts.isolate, sampling=opts.sampling)
     set_a = settings(sa, fa_a, init_a, opts.init) if sa.kind == "module" else []
     if sb is None:  # reference mode: B is an importable dotted path; the runtime carries A's arguments over
         carried = {**{s.path: s.value for s in set_a if "." not in s.path}, **init_a}  # A's defaults too (eps)

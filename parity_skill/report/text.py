@@ -123,6 +123,7 @@ def pair_text(p: dict) -> list[str]:
         _summary(checks, ["fp16"], "FP16 forward:", _precision),
         _summary(checks, ["bf16"], "BF16 forward:", _precision),
         _summary(checks, [n for n in names if n.startswith("backward_")], "Half grads:", _names),
+        _summary(checks, ["sampling"], "Sampling:", lambda cs: cs[0]["message"].split(";")[0]),
         _summary(checks, ["batch"], "Batch sizes:", lambda cs: cs[0]["message"].split(";")[0]),
         _summary(checks, [n for n in names if n.startswith("edge:")], "Edge cases:", _edges),
         _summary(checks, [n for n in names if n.startswith("determinism:")], "Determinism:", _names),

@@ -16,6 +16,8 @@ CHECKS: dict[str, str] = {
     "edge:tiny": "inputs x1e-6: where an eps dominates",
     "edge:offset": "inputs +1e3: cancellation in mean/variance",
     "edge:seq_len_1": "batch 1, sequence length 1",
+    "sampling": "distributions the user samples from (--sampling temperature=..,top_p=..): TV, KL, top-1 and top-k "
+                "agreement, the chance a sampled token differs and the expected step of the first difference",
     "determinism:a": "A run twice on the same input agrees bit for bit",
     "determinism:b": "B run twice on the same input agrees bit for bit",
 }
@@ -47,6 +49,8 @@ DIAGNOSIS: dict[str, tuple[str, str]] = {
     "device": ("a hard-coded device", "use the input's device instead of 'cuda'"),
     "layout": ("inputs or outputs in another layout", "--layout b=nlc / b=nhwc, or transpose back"),
     "precision": ("B loses precision A keeps in fp16/bf16", "upcast softmax/norm statistics to float32 as A does"),
+    "sampling": ("logits agree under argmax but the sampled token differs too often under the decoding settings",
+                 "find the small logit drift (an eps, a cast to fp16, an approximation) with the forward checks"),
     "setting": ("a constructor or config setting differs", "build B with A's value"),
 }
 

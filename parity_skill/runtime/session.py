@@ -38,6 +38,10 @@ def _dispatch(run: PairRun, name: str) -> dict:
         return matrix.check_batch(run)
     if name.startswith("edge:"):
         return matrix.check_edge(run, name[5:])
+    if name == "sampling":
+        from parity_skill.runtime.checks_sampling import check_sampling
+
+        return check_sampling(run)
     if name.startswith("determinism:"):
         return basic.check_determinism(run, name.split(":")[1])
     return result(name, "skip", f"unknown check '{name}'")

@@ -1,0 +1,70 @@
+"""Sampling parity: distributions under the user's decoding settings, not only the argmax."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import fx, parity
+from parity_skill.runtime.checks_sampling import compare_distributions, distribution
+
+pytest.importorskip("torch")
+
+LM, DRIFT = fx("sampling/lm_head.py::TinyLM"), fx("sampling/lm_head_fp16_norm.py::TinyLM")
+
+
+def test_a_small_logit_drift_passes_greedy_but_fails_sampling_with_the_estimate():
+    run = parity(LM, "vs", DRIFT, "--json", "--quick", "--sampling", "temperature=0.8,top_p=0.95")
+    c = run.check("sampling")
+    assert c["top1_agreement"] == 1.0  # greedy decoding would never notice
+    assert c["status"] == "fail" and c["settings"] == {"temperature": 0.8, "top_p": 0.95}
+    assert "argmax agrees at all 192 positions, but under temperature=0.8, top_p=0.95" in c["message"]
+    assert "expect the first divergence after ~" in c["message"] and c["tv_max"] > 0.01
+    assert len(c["tv_curve"]) == 192 and c["positions"] == 192  # 3 sequences of 64 positions
+    assert any(d["kind"] == "sampling" for d in run.pair["diagnosis"])
+
+
+def test_a_correct_pair_passes_the_sampling_check_in_every_dtype():
+    run = parity(fx("torch/attn_explicit.py"), "vs", fx("torch/attn_sdpa.py"), "--json", "--logits",
+                 "--edge", "", "--batch-sizes", "1")
+    c = run.check("sampling")
+    assert c["status"] == "pass", c["message"]
+    assert c["tv_mean"] < 1e-5 and set(c["low_precision"]) == {"fp16", "bf16"}
+
+
+def test_sampling_settings_are_checked_at_the_cli():
+    run = parity(LM, "vs", DRIFT, "--sampling", "temprature=0.8")
+    assert run.code == 2 and "temprature=0.8" in run.stderr and "temperature" in run.stderr
+
+
+def test_top_p_keeps_the_token_that_crosses_the_threshold_and_ties_at_top_k():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    p = distribution(logits, {"temperature": 1.0, "top_p": 0.7})
+    assert np.count_nonzero(p) == 2 and np.isclose(p[0, 1], 0.3 / 0.8)  # 0.5 alone < 0.7: 0.3 crosses it, kept
+    assert np.count_nonzero(distribution(logits, {"temperature": 1.0, "top_p": 1.0})) == 4
+    tied = np.array([[2.0, 1.0, 1.0, 0.0]])
+    assert np.count_nonzero(distribution(tied, {"temperature": 1.0, "top_k": 2})) == 3  # a tie at the cut-off stays
+
+
+def test_degenerate_rows_and_temperature_near_zero():
+    one = np.array([[-np.inf, 3.0, -np.inf, -np.inf]])
+    assert distribution(one, {"temperature": 0.7, "top_p": 0.9, "min_p": 0.1})[0].tolist() == [0, 1, 0, 0]
+    cold = distribution(np.array([[1.0, 1.001, 0.5]]), {"temperature": 1e-4})
+    assert cold.argmax() == 1 and cold.max() > 0.99
+
+
+def test_repetition_penalty_touches_only_each_rows_history():
+    logits = np.array([[2.0, -1.0, 0.5], [2.0, -1.0, 0.5]])
+    p = distribution(logits, {"temperature": 1.0, "repetition_penalty": 2.0},
+                     [np.array([0]), np.array([1])])
+    base = distribution(logits, {"temperature": 1.0})
+    assert p[0, 0] < base[0, 0] and p[1, 1] < base[1, 1]  # a seen token: positive logit halved, negative doubled
+    assert np.isclose(p[0, 2] / p[0, 1], base[0, 2] / base[0, 1])  # unseen tokens keep their ratio
+
+
+def test_coupled_sampling_estimate_matches_total_variation():
+    rng = np.random.default_rng(0)
+    la = rng.normal(size=(400, 16))
+    lb = la + rng.normal(scale=0.3, size=la.shape)
+    pa, pb = distribution(la, {"temperature": 1.0}), distribution(lb, {"temperature": 1.0})
+    f = compare_distributions(pa, pb, la, lb, 0)
+    assert 0.5 * f["tv_mean"] < f["gumbel_differ"] < 2.0 * f["tv_mean"]  # Gumbel coupling is near the optimum
