@@ -10,6 +10,12 @@ BATCH, SEQ = 3, 6  # input batch and sequence length: distinct from every role s
 # (pattern on the lower-cased name, role, value); first match wins. Sizes differ by role so that a transposed
 # weight or a swapped axis cannot hide behind a square matrix.
 ROLES: tuple[tuple[str, str, Any], ...] = (
+    (r"^top_p$|nucleus", "top_p", 0.9),  # decoding settings of logits processors
+    (r"^top_k$", "top_k", 5),
+    (r"^min_p$", "min_p", 0.05),
+    (r"^temperature$|^temp$", "temperature", 0.7),
+    (r"repetition_penalty|^penalty$|presence_penalty|frequency_penalty", "penalty", 1.3),
+    (r"guidance_scale|cfg_scale|cfg_weight|cfg_coef", "guidance", 3.0),
     (r"kv_heads|key_value_heads|n_kv_head|num_kv", "kv_heads", 2),
     (r"head_dim|head_size|d_head|dim_head|d_k$|d_v$", "head_dim", 8),
     (r"(^|_)n?heads?$|n_head|num_heads|nhead|attention_heads", "heads", 4),
@@ -39,6 +45,7 @@ ROLES: tuple[tuple[str, str, Any], ...] = (
     (r"scale", "scale", 1.0),
     (r"dim|d_model|embed|n_embd|hidden_size|features|width|normalized_shape|size|dims|n_state", "dim", 32),
 )
+SAMPLING_ROLES = ("top_p", "top_k", "min_p", "temperature", "penalty", "guidance")
 SIZE_ROLES = {"dim": 512, "hidden": 512, "vocab": 1024, "max_seq": 512, "channels": 256, "out": 512,
               "heads": 8, "kv_heads": 8, "layers": 12, "head_dim": 64, "seq": 64, "image_size": 64,
               "vocab_small": 64}  # defaults above these are shrunk

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ALL_EDGES = ("zeros", "large", "tiny", "offset", "seq_len_1")
+PROCESSOR_EDGES = ("ties", "one_finite")  # logits processors: ties at the cut-off, all but one logit at -inf
 DEFAULT_DTYPES = ("fp32", "fp16", "bf16")
 
 
@@ -68,6 +69,7 @@ class Implementation:
     fixed: dict[str, Any] = field(default_factory=dict)  # forward arguments given one value (None, an int...)
     aliases: dict[str, int] = field(default_factory=dict)  # forward arguments given input i again (keys=x)
     masks: dict[str, str] = field(default_factory=dict)  # argument -> "causal:RANK": an additive causal mask
+    reads: str = ""  # "probabilities": a logits processor, judged by softmax of its output (-inf -> 0)
 
     @property
     def display(self) -> str:

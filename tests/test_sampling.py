@@ -68,3 +68,46 @@ def test_coupled_sampling_estimate_matches_total_variation():
     pa, pb = distribution(la, {"temperature": 1.0}), distribution(lb, {"temperature": 1.0})
     f = compare_distributions(pa, pb, la, lb, 0)
     assert 0.5 * f["tv_mean"] < f["gumbel_differ"] < 2.0 * f["tv_mean"]  # Gumbel coupling is near the optimum
+
+
+PROC = "sampling/processors_torch.py::top_p_filter"
+
+
+def test_off_by_one_top_p_fails_on_the_tie_and_threshold_cases():
+    run = parity(fx(PROC), "vs", fx("sampling/processors_offbyone.py::top_p_filter"), "--json")
+    plain = run.pair
+    status = {c["name"]: c["status"] for c in plain["checks"]}
+    assert status["forward"] == "fail" and status["edge:ties"] == "fail"
+    (at_one,) = [p for p in run.variants if p["variant"].startswith("top_p=1")]
+    assert at_one["verdict"] == "fail"  # at top_p = 1.0 every token must stay; the port still drops some
+    assert {c["name"] for c in at_one["checks"]} == {"weights", "forward", "edge:zeros", "edge:large", "edge:tiny",
+                                                     "edge:offset", "edge:seq_len_1", "edge:ties", "edge:one_finite"}
+
+
+def test_a_correct_processor_port_passes_and_ties_broken_another_way_are_said_so():
+    run = parity(fx("sampling/processors_torch.py"), "vs", fx("sampling/processors_numpy.py"), "--json")
+    assert run.code == 0, [(p["a"]["symbol"], p.get("variant"), p["verdict"]) for p in run.report["pairs"]]
+    variants = sorted(p.get("variant", "") for p in run.report["pairs"])
+    assert variants == ["", "", "temperature=0.0001 (temperature / temperature)", "top_p=1 (top_p / top_p)"]
+    top_p = next(p for p in run.report["pairs"] if p["a"]["symbol"] == "top_p_filter" and not p.get("variant"))
+    ties = next(c for c in top_p["checks"] if c["name"] == "edge:ties")
+    assert ties["status"] == "pass" and "ties are broken another way" in ties["message"]
+    assert "judged by the distribution it leaves" in " ".join(top_p["notes"])
+
+
+def test_filter_and_temperature_in_another_order_is_a_static_finding():
+    run = parity(fx("sampling/warp_temperature_first.py::warp"), "vs", fx("sampling/warp_filter_first.py::warp"),
+                 "--json", "--quick")
+    (order,) = [f for f in run.pair["static_findings"] if f["kind"] == "order"]
+    assert "A applies temperature, then the filter; B applies the filter, then temperature" in order["message"]
+    assert order["a_location"].endswith("warp_temperature_first.py:6")
+    assert run.status("forward") == "fail"
+
+
+def test_the_emitted_script_keeps_each_pairs_own_checks(tmp_path):
+    script = tmp_path / "check.py"
+    parity(fx(PROC), "vs", fx("sampling/processors_numpy.py::top_p_filter"), "--quick", "--emit", str(script))
+    text = script.read_text()
+    assert text.count("checks=CHECKS,") == 1  # the plain pair; its variant runs forward only
+    assert "checks=replace(CHECKS, names=('forward',)),  # this pair's own checks" in text
+    assert "variant='top_p=1 (top_p / top_p)'" in text and "reads='probabilities'" in text

@@ -15,6 +15,7 @@ from parity_skill.plan.params import static_parameters
 from parity_skill.plan.settings import harmonize, match_widths, settings
 from parity_skill.plan.static_diff import static_diff
 from parity_skill.plan.tolerances import tolerance_table
+from parity_skill.plan import processors
 from parity_skill.plan.variants import cross_variant, mask_variant
 from parity_skill.spec import ALL_EDGES, DEFAULT_DTYPES, Checks, Config, Implementation, InputSpec, PairSpec
 
@@ -243,6 +244,12 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
             spec = replace(spec, notes=spec.notes + (f"paired {sa.name} with {sb.name} by structure",))
         if unpaired:
             spec = replace(spec, notes=spec.notes + (unpaired,))
+        if processors.is_processor(sa, sb):
+            order = processors.order_finding(sa, fa_a.path, sb, fa_b.path)
+            spec = processors.as_processor(replace(spec, static_findings=spec.static_findings + ((order,) if order
+                                                                                                  else ())), opts.quick)
+            specs += [spec] + processors.boundary_variants(spec, sa, sb)
+            continue
         specs.append(spec)
         specs += [v for v in (mask_variant(spec, sa, sb), cross_variant(spec, sa, sb)) if v is not None]
     _unmatched_init(opts, used, specs)

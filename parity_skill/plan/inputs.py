@@ -14,7 +14,8 @@ from parity_skill.spec import InputSpec
 INT_NAMES = re.compile(r"(^|_)(ids|tokens?|idx|indices|labels|input_ids|token_ids)$")
 QKV_NAMES = re.compile(r"^(q|k|v|query|key|value|queries|keys|values)$")
 SCALAR_ANN = ("int", "float", "bool", "str")
-SCALAR_ROLES = ("seq", "channels", "offset", "heads", "head_dim", "kv_heads", "layer_index")
+SCALAR_ROLES = ("seq", "channels", "offset", "heads", "head_dim", "kv_heads", "layer_index", "top_p", "top_k",
+                "min_p", "temperature", "penalty", "guidance")
 
 
 @dataclass(frozen=True)

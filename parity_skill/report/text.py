@@ -110,7 +110,7 @@ def pair_text(p: dict) -> list[str]:
              f"Implementation A: {a['path'] + '::' if a['path'] else ''}{a['symbol']} ({a['framework']})",
              f"Implementation B: {b['path'] + '::' if b['path'] else ''}{b['symbol']} ({b['framework']})"]
     if p.get("variant"):
-        lines.append(f"Variant: {p['variant']} (forward and backward)")
+        lines.append(f"Variant: {p['variant']}")
     if p.get("error"):
         lines.append(f"Error: {p['error']}")
     if p["checks"] and all(c["name"].startswith("stage:") for c in p["checks"]):

@@ -18,6 +18,8 @@ CHECKS: dict[str, str] = {
     "edge:seq_len_1": "batch 1, sequence length 1",
     "sampling": "distributions the user samples from (--sampling temperature=..,top_p=..): TV, KL, top-1 and top-k "
                 "agreement, the chance a sampled token differs and the expected step of the first difference",
+    "edge:ties": "logits processors: logits on a 0.5 grid, so ties fall at every cut-off",
+    "edge:one_finite": "logits processors: all but one logit per row at -inf",
     "determinism:a": "A run twice on the same input agrees bit for bit",
     "determinism:b": "B run twice on the same input agrees bit for bit",
 }
@@ -51,6 +53,8 @@ DIAGNOSIS: dict[str, tuple[str, str]] = {
     "precision": ("B loses precision A keeps in fp16/bf16", "upcast softmax/norm statistics to float32 as A does"),
     "sampling": ("logits agree under argmax but the sampled token differs too often under the decoding settings",
                  "find the small logit drift (an eps, a cast to fp16, an approximation) with the forward checks"),
+    "order": ("two steps applied in another order (temperature before vs after top-p/min-p filtering)",
+              "apply them in the reference's order"),
     "setting": ("a constructor or config setting differs", "build B with A's value"),
 }
 

@@ -59,6 +59,20 @@ def edge_inputs(edge: str, specs: tuple[InputSpec, ...], base: list[np.ndarray])
         return out, "batch 1, sequence length 1"
     if edge == "zeros":
         return [np.zeros_like(x) for x in base], "all inputs zero (ids 0)"
+    if edge in ("ties", "one_finite"):
+        i = next((k for k, f in enumerate(floats) if f), None)
+        if i is None:
+            return None, "no floating input (logits) to shape"
+        out = list(base)
+        x = base[i]
+        if edge == "ties":  # values on a coarse grid: many logits tie, also where a filter cuts
+            out[i] = (np.round(x * 2.0) / 2.0).astype(x.dtype)
+            return out, "logits on a 0.5 grid (ties at every cut-off)"
+        keep = np.random.default_rng(1).integers(0, x.shape[-1], size=x.shape[:-1])
+        one = np.full_like(x, -np.inf)
+        np.put_along_axis(one, keep[..., None], np.take_along_axis(x, keep[..., None], axis=-1), axis=-1)
+        out[i] = one
+        return out, "all but one logit per row at -inf"
     if not any(floats):
         if edge == "large":
             return [np.full_like(x, (s.high or 64) - 1) for s, x in zip(specs, base)], "ids at vocab-1"

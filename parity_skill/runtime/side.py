@@ -18,6 +18,16 @@ from parity_skill.spec import Companion, Implementation
 MAX_KEPT = 16
 
 
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """softmax over the last axis in float64: what a logits processor's output means (-inf becomes exactly 0)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim == 0 or not np.issubdtype(np.asarray(logits).dtype, np.floating):
+        return x
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+        return e / np.sum(e, axis=-1, keepdims=True)
+
+
 def class_of(obj: Any) -> dict:
     cls = type(obj)
     try:
@@ -136,7 +146,8 @@ class Side:
         return [(k, permute(v, back) if v.ndim == len(back) else v) for k, v in flat]
 
     def run(self, args: list[np.ndarray], dtype: str = "fp32") -> Flat:
-        return self._out(self._tolerant(lambda m: self.adapter.call(m, self._in(args), dtype), dtype, args))
+        out = self._out(self._tolerant(lambda m: self.adapter.call(m, self._in(args), dtype), dtype, args))
+        return [(k, probabilities(v)) for k, v in out] if self.impl.reads == "probabilities" else out
 
     def run_twice(self, args: list[np.ndarray]) -> tuple[Flat, Flat]:
         """Two identical fp32 calls in a row (the determinism check)."""

@@ -1,0 +1,89 @@
+"""Logits processors (top-p, top-k, min-p, temperature, repetition penalty, guidance) compared as pairs of
+functions: judged by the distribution they leave (softmax of the output, so -inf is an exact 0), on the edge cases
+that break real implementations (ties at the cut-off, all but one logit at -inf), again with the settings that sit
+at a boundary (top_p = 1.0, temperature near 0, top_k = 1), and with a static finding when the two sides filter and
+apply the temperature in a different order."""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from parity_skill.analyze.model import Symbol
+from parity_skill.roles import SAMPLING_ROLES, role_of
+from parity_skill.safe_io import read_source
+from parity_skill.spec import PROCESSOR_EDGES, PairSpec
+
+LOGITS_ARG = re.compile(r"^(logits|scores|next_token_logits|next_token_scores|logprobs|log_probs)$")
+BOUNDARY = {"top_p": 1.0, "temperature": 1e-4, "top_k": 1}  # role -> the setting at its boundary
+_FILTER = re.compile(r"cumsum|topk|top_k|\bsort\(|argsort|\.sort\(")
+_TEMPERATURE = re.compile(r"/\s*\(?\s*(self\.)?temp(erature)?\b")
+
+
+def _settings(sym: Symbol) -> dict[str, str]:
+    """role -> argument name, for the sampling settings the function takes."""
+    out = {}
+    for a in sym.call_args:
+        role = role_of(a.name)
+        if role and role[0] in SAMPLING_ROLES:
+            out.setdefault(role[0], a.name)
+    return out
+
+
+def is_processor(sa: Symbol, sb: Symbol) -> bool:
+    """Two functions whose first argument is logits and that take a decoding setting."""
+    def one(s: Symbol) -> bool:
+        return s.kind == "function" and bool(s.call_args) and bool(LOGITS_ARG.match(s.call_args[0].name))
+    return one(sa) and one(sb) and bool(_settings(sa) or _settings(sb))
+
+
+def as_processor(spec: PairSpec, quick: bool) -> PairSpec:
+    """Both sides read as probabilities; the processor edge cases added to the checks."""
+    names = spec.checks.names + (() if quick else tuple(f"edge:{e}" for e in PROCESSOR_EDGES))
+    note = ("logits processors: each side is judged by the distribution it leaves (softmax of its output; -inf is "
+            "an exact 0), on ties at the cut-off and rows with one finite logit too")
+    return replace(spec, a=replace(spec.a, reads="probabilities"), b=replace(spec.b, reads="probabilities"),
+                   checks=replace(spec.checks, names=names), notes=spec.notes + (note,))
+
+
+def boundary_variants(spec: PairSpec, sa: Symbol, sb: Symbol) -> list[PairSpec]:
+    """The pair again with each shared setting at its boundary (top_p=1.0, temperature=1e-4, top_k=1)."""
+    set_a, set_b = _settings(sa), _settings(sb)
+    out = []
+    for role, value in BOUNDARY.items():
+        na, nb = set_a.get(role), set_b.get(role)
+        if na is None or nb is None or na not in spec.a.fixed or nb not in spec.b.fixed:
+            continue
+        checks = replace(spec.checks, names=tuple(n for n in spec.checks.names if n == "forward" or n.startswith("edge:")))
+        out.append(replace(spec, a=replace(spec.a, fixed={**spec.a.fixed, na: value}),
+                           b=replace(spec.b, fixed={**spec.b.fixed, nb: value}), checks=checks,
+                           variant=f"{role}={value:g} ({na} / {nb})",
+                           notes=spec.notes + (f"variant: both sides called with {role} = {value:g}, its boundary",)))
+    return out
+
+
+def _first_lines(sym: Symbol, path: str) -> tuple[int | None, int | None]:
+    """(line of the first temperature division, line of the first filtering sort/cumsum/top-k) in its body."""
+    try:
+        lines = read_source(path).splitlines()
+    except (OSError, ValueError):
+        return None, None
+    first, last = sym.call_lines
+    body = list(enumerate(lines[first - 1:last], start=first))
+    temp = next((n for n, text in body if _TEMPERATURE.search(text)), None)
+    filt = next((n for n, text in body if _FILTER.search(text)), None)
+    return temp, filt
+
+
+def order_finding(sa: Symbol, path_a: str, sb: Symbol, path_b: str) -> dict | None:
+    """A static finding when one side applies the temperature before filtering and the other after."""
+    ta, fa = _first_lines(sa, path_a)
+    tb, fb = _first_lines(sb, path_b)
+    if None in (ta, fa, tb, fb) or (ta < fa) == (tb < fb):
+        return None
+
+    def say(t, f):
+        return "temperature, then the filter" if t < f else "the filter, then temperature"
+    return {"kind": "order", "message": f"order of operations differs: A applies {say(ta, fa)}; B applies "
+                                        f"{say(tb, fb)} (top-p/min-p keep other tokens at another temperature)",
+            "a_location": f"{path_a}:{min(ta, fa)}", "b_location": f"{path_b}:{min(tb, fb)}",
+            "a_symbol": sa.name, "b_symbol": sb.name}
