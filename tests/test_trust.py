@@ -137,8 +137,8 @@ def test_fuzzed_names_render_to_scripts_that_parse_and_execute_nothing(tmp_path)
         plan = type("Plan", (), {"pairs": (pair,)})()
         source = render_script(plan, str(tmp_path / f"{name}.py".replace("/", "_").replace("\x00", "")))
         tree = ast.parse(source)
-        assert [type(n).__name__ for n in tree.body] == ["Expr", "Import", "ImportFrom", "Assign", "Assign",
-                                                         "Assign", "If"], name
+        assert [type(n).__name__ for n in tree.body] == ["Expr", "Import", "ImportFrom", "ImportFrom", "Assign",
+                                                         "Assign", "Assign", "If"], name
         namespace: dict = {"__name__": "fuzz", "__file__": str(tmp_path / "x.py")}
         exec(compile(tree, "fuzz", "exec"), namespace)  # module level only: main() is behind __name__
         executed += hasattr(builtins, "PWNED")
