@@ -107,24 +107,29 @@ def _parent(name: str, names: list[str]) -> str | None:
     return max(inside, key=len) if inside else None
 
 
-def _rows(rec_a: list, rec_b: list, pairs: dict[str, str], tol) -> list[dict]:
+def _aligned(rec_a: list, rec_b: list, pairs: dict[str, str]):
+    """(A's name with its call index, B's name, A's (first, second) arrays, B's) for each A submodule call whose
+    counterpart B made as often: the k-th call of a module meets the k-th call of its counterpart."""
     calls_b: dict[str, list] = {}
-    for name, inp, out in rec_b:
-        calls_b.setdefault(name, []).append((inp, out))
+    for name, first, second in rec_b:
+        calls_b.setdefault(name, []).append((first, second))
     seen: dict[str, int] = {}
-    rows = []
-    for name, inp, out in rec_a:
+    for name, first, second in rec_a:
         k = seen.get(name, 0)
         seen[name] = k + 1
         b_name = pairs.get(name)
-        if b_name is None or k >= len(calls_b.get(b_name, [])):
-            continue
-        inp_b, out_b = calls_b[b_name][k]
+        if b_name is not None and k < len(calls_b.get(b_name, [])):
+            yield name + (f"#{k}" if k else ""), b_name, (first, second), calls_b[b_name][k]
+
+
+def _rows(rec_a: list, rec_b: list, pairs: dict[str, str], tol) -> list[dict]:
+    rows = []
+    for a_name, b_name, (inp, out), (inp_b, out_b) in _aligned(rec_a, rec_b, pairs):
         bad, err, rel = _differs(out, out_b, tol)
         in_bad, in_err, in_rel = _differs(inp, inp_b, tol) if inp and inp_b else \
             (False, 0.0, 0.0) if not inp else (False, None, None)
-        rows.append({"a": name + (f"#{k}" if k else ""), "b": b_name, "max_abs_diff": err, "differs": bad,
-                     "input_differs": in_bad, "input_max_abs_diff": in_err, "rel_diff": rel, "input_rel_diff": in_rel})
+        rows.append({"a": a_name, "b": b_name, "max_abs_diff": err, "differs": bad, "input_differs": in_bad,
+                     "input_max_abs_diff": in_err, "rel_diff": rel, "input_rel_diff": in_rel})
     return rows
 
 
@@ -140,22 +145,13 @@ def locate_backward(run: PairRun, findings: list[dict] = ()) -> dict | None:
     rec_a, rec_b = run.a.grad_trace(run.base, up_a), run.b.grad_trace(run.base, up_b)
     bad_params = _differing_params(run, tol)
     owned = _owned(run.a.module_names(), run.a.param_names())
-    calls_b: dict[str, list] = {}
-    for name, gin, gout in rec_b:
-        calls_b.setdefault(name, []).append((gin, gout))
-    seen: dict[str, int] = {}
     rows = []
-    for name, gin, gout in rec_a:
-        k = seen.get(name, 0)
-        seen[name] = k + 1
-        b_name = pairs.get(name)
-        if b_name is None or k >= len(calls_b.get(b_name, [])):
-            continue
-        gin_b, gout_b = calls_b[b_name][k]
+    for a_name, b_name, (gin, gout), (gin_b, gout_b) in _aligned(rec_a, rec_b, pairs):
+        name = rootcause.base(a_name)
         out_bad, out_err, out_rel = _differs(gout, gout_b, tol) if gout else (False, 0.0, 0.0)
         in_bad, in_err, in_rel = _differs(gin, gin_b, tol) if gin else (False, 0.0, 0.0)
         params = [bad_params[p] for p in owned.get(name, ()) if p in bad_params]
-        rows.append({"a": name + (f"#{k}" if k else ""), "b": b_name, "input_differs": out_bad,
+        rows.append({"a": a_name, "b": b_name, "input_differs": out_bad,
                      "input_max_abs_diff": out_err, "input_rel_diff": out_rel, "differs": in_bad or bool(params),
                      "max_abs_diff": max([e for e in [in_err, *(a for a, _ in params)] if e is not None], default=None),
                      "rel_diff": max([e for e in [in_rel, *(r for _, r in params)] if e is not None], default=None)})
