@@ -76,7 +76,7 @@ def _sampling(text: str | None, logits: bool) -> tuple[tuple[str, float], ...]:
 
 
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
-             isolate, map_file=None, convert="", sampling=None, logits=False):
+             isolate, map_file=None, convert="", sampling=None, logits=False, generate=0):
     from parity_skill.map_rules import read_rules
     from parity_skill.plan import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
@@ -114,7 +114,7 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
                        layout_b=layout_b, isolate=isolate, map_rules=read_rules(map_file), convert=convert,
-                       sampling=_sampling(sampling, logits))
+                       sampling=_sampling(sampling, logits), generate=generate or 0)
 
 
 def _options_of(*decorators):
@@ -148,8 +148,10 @@ PLAN_OPTIONS = _options_of(
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--sampling", help="Sampling check under these decoding settings: temperature=0.8,top_p=0.95,"
                  "top_k=30,min_p=0.05,repetition_penalty=1.05 (each optional; temperature 1.0 by default)."),
+    click.option("--generate", type=click.IntRange(1, 512), help="Decode N steps on both sides from the input ids, "
+                 "teacher-forced on A's tokens (greedy, and sampled with shared randomness): the first differing step."),
     click.option("--logits", is_flag=True, help="The first output is logits over a vocabulary: add the sampling "
                  "check at temperature 1.0."),
 )
 PLAN_OPTION_NAMES = ("init", "inputs", "atol", "rtol", "level", "cosine", "dtypes", "batch_sizes", "edge",
-                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits")
+                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits", "generate")

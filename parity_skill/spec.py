@@ -128,6 +128,7 @@ class Checks:
     isolate: bool = False  # locate divergence with teacher forcing (each B submodule gets A's inputs)
     sampling: tuple[tuple[str, float], ...] = ()  # decoding settings of the sampling check (temperature, top_p...)
     positions: int = 64  # sequence length of the sampling check's inputs
+    generate: int = 0  # --generate N: decoding steps compared (teacher-forced on A's tokens)
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,24 @@ def test_the_emitted_script_keeps_each_pairs_own_checks(tmp_path):
     assert text.count("checks=CHECKS,") == 1  # the plain pair; its variant runs forward only
     assert "checks=replace(CHECKS, names=('forward',)),  # this pair's own checks" in text
     assert "variant='top_p=1 (top_p / top_p)'" in text and "reads='probabilities'" in text
+
+
+def test_generate_localises_the_first_differing_step():
+    """Positions past 12 clamped in the port: 6 prompt tokens agree, and decoding differs from step 8 on."""
+    run = parity(fx("sampling/lm_positions.py::PosLM"), "vs", fx("sampling/lm_positions_clamped.py::PosLM"), "--json",
+                 "--quick", "--generate", "16", "--sampling", "temperature=0.8")
+    assert run.status("forward") == "pass"  # the prompt alone never reaches position 13
+    c = run.check("generate")
+    assert c["status"] == "fail" and c["first_top1_step"] == 8 and c["greedy"]["distribution"] == 8
+    assert c["first_sampled_step"] is not None and c["first_sampled_step"] >= 8
+    assert all(k < 1e-9 for k in c["kl_curve"][:8]) and c["kl_curve"][8] > 1e-3 and len(c["kl_curve"]) == 16
+    assert "top-1 first differs at step 8" in c["message"] and "KL per step |" in c["message"]
+    assert any("neither side's forward takes a cache argument" in n for n in run.pair["notes"])
+
+
+def test_generate_passes_a_faithful_port():
+    run = parity(fx("sampling/lm_positions.py::PosLM"), "vs", fx("sampling/lm_positions.py::PosLM"), "--json",
+                 "--quick", "--generate", "12")
+    c = run.check("generate")
+    assert c["status"] == "pass" and c["first_top1_step"] is None and c["first_sampled_step"] is None
+    assert len(c["greedy"]["tokens"]) == 12

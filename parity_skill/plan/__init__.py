@@ -51,6 +51,7 @@ class PlanOptions:
     map_rules: tuple[str, ...] = ()  # --map FILE, one rule per line
     convert: str = ""  # --convert sanitize: B's own state-dict converter
     sampling: tuple[tuple[str, float], ...] = ()  # --sampling temperature=0.8,top_p=0.95 (or --logits: T=1)
+    generate: int = 0  # --generate N
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class ParityPlan:
 
 
 def check_names(opts: PlanOptions) -> tuple[str, ...]:
-    names = ["forward"] + (["backward"] if opts.backward else []) + (["sampling"] if opts.sampling else [])
+    names = ["forward"] + (["backward"] if opts.backward else []) + (["sampling"] if opts.sampling else []) + \
+        (["generate"] if opts.generate else [])
     if opts.quick:
         return tuple(names)
     for dt in ("fp16", "bf16"):
@@ -91,7 +93,8 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
                         plan_companions(sa, fa_a, init_a, derived_a, inputs, opts.init, notes),
                         fixed_args(sa, set(derived_a) | set(opts.inputs), notes))
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
-                    opts.cosine, seed=opts.seed, isolate=opts.isolate, sampling=opts.sampling)
+                    opts.cosine, seed=opts.seed, isolate=opts.isolate, sampling=opts.sampling,
+                    generate=opts.generate)
     set_a = settings(sa, fa_a, init_a, opts.init) if sa.kind == "module" else []
     if sb is None:  # reference mode: B is an importable dotted path; the runtime carries A's arguments over
         carried = {**{s.path: s.value for s in set_a if "." not in s.path}, **init_a}  # A's defaults too (eps)
@@ -250,6 +253,8 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
                                                                                                   else ())), opts.quick)
             specs += [spec] + processors.boundary_variants(spec, sa, sb)
             continue
+        if opts.generate:
+            spec = replace(spec, notes=spec.notes + (processors.cache_note(sa, sb),))
         specs.append(spec)
         specs += [v for v in (mask_variant(spec, sa, sb), cross_variant(spec, sa, sb)) if v is not None]
     _unmatched_init(opts, used, specs)

@@ -87,3 +87,16 @@ def order_finding(sa: Symbol, path_a: str, sb: Symbol, path_b: str) -> dict | No
                                         f"{say(tb, fb)} (top-p/min-p keep other tokens at another temperature)",
             "a_location": f"{path_a}:{min(ta, fa)}", "b_location": f"{path_b}:{min(tb, fb)}",
             "a_symbol": sa.name, "b_symbol": sb.name}
+
+
+CACHE_ARG = re.compile(r"cache|past_key_values|^past$|kv_states")
+
+
+def cache_note(sa: Symbol, sb: Symbol) -> str:
+    """What --generate says about KV caches: it recomputes the whole sequence each step on both sides."""
+    found = [f"{side} takes `{a.name}`" for side, s in (("A", sa), ("B", sb)) for a in s.call_args
+             if CACHE_ARG.search(a.name)]
+    if not found:
+        return "generate: neither side's forward takes a cache argument; each step recomputes the whole sequence"
+    return (f"generate: {', '.join(found)}; each step recomputes the whole sequence without it (cached decoding "
+            "against uncached is not compared yet)")

@@ -52,6 +52,16 @@ def _precision(cs):
             f"ratio {ratio}")
 
 
+def _generation(cs):
+    c = cs[0]
+    if "greedy" not in c:
+        return c["message"]
+    top1, sampled = c.get("first_top1_step"), c.get("first_sampled_step")
+    return (f"top-1 {'first differs at step ' + str(top1) if top1 is not None else 'agrees'} (greedy), sampled token "
+            f"{'first differs at step ' + str(sampled) if sampled is not None else 'agrees'}, over "
+            f"{c['greedy']['steps']} steps")
+
+
 def _names(cs):
     return ", ".join(f"{c['name']}" for c in cs) + ("" if cs[0]["status"] == "pass" else " failed")
 
@@ -124,6 +134,7 @@ def pair_text(p: dict) -> list[str]:
         _summary(checks, ["bf16"], "BF16 forward:", _precision),
         _summary(checks, [n for n in names if n.startswith("backward_")], "Half grads:", _names),
         _summary(checks, ["sampling"], "Sampling:", lambda cs: cs[0]["message"].split(";")[0]),
+        _summary(checks, ["generate"], "Generation:", _generation),
         _summary(checks, ["batch"], "Batch sizes:", lambda cs: cs[0]["message"].split(";")[0]),
         _summary(checks, [n for n in names if n.startswith("edge:")], "Edge cases:", _edges),
         _summary(checks, [n for n in names if n.startswith("determinism:")], "Determinism:", _names),

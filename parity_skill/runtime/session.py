@@ -38,6 +38,10 @@ def _dispatch(run: PairRun, name: str) -> dict:
         return matrix.check_batch(run)
     if name.startswith("edge:"):
         return matrix.check_edge(run, name[5:])
+    if name == "generate":
+        from parity_skill.runtime.checks_generate import check_generate
+
+        return check_generate(run)
     if name == "sampling":
         from parity_skill.runtime.checks_sampling import check_sampling
 
