@@ -132,3 +132,16 @@ def test_generate_passes_a_faithful_port():
     c = run.check("generate")
     assert c["status"] == "pass" and c["first_top1_step"] is None and c["first_sampled_step"] is None
     assert len(c["greedy"]["tokens"]) == 12
+
+
+def test_a_model_ending_in_a_vocabulary_projection_gets_the_sampling_check_unasked():
+    run = parity(LM, "vs", DRIFT, "--json", "--dtypes", "fp32", "--edge", "", "--batch-sizes", "1")
+    c = run.check("sampling")
+    assert c["settings"] == {"temperature": 1.0} and c["top1_agreement"] == 1.0
+    assert any("both sides end in a vocabulary projection (A self.lm_head, B self.lm_head)" in n
+               for n in run.pair["notes"])
+    quick = parity(LM, "vs", DRIFT, "--json", "--quick")
+    assert "sampling" not in {c["name"] for c in quick.pair["checks"]}
+    block = parity(fx("diag/block_gelu.py::Block"), "vs", fx("diag/block_silu.py::Block"), "--json", "--dtypes",
+                   "fp32", "--edge", "", "--batch-sizes", "1")
+    assert "sampling" not in {c["name"] for c in block.pair["checks"]}

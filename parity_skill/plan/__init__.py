@@ -255,6 +255,12 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
             continue
         if opts.generate:
             spec = replace(spec, notes=spec.notes + (processors.cache_note(sa, sb),))
+        head_a, head_b = processors.ends_in_vocabulary(sa), processors.ends_in_vocabulary(sb)
+        if head_a and head_b and not opts.quick and "sampling" not in spec.checks.names:
+            spec = replace(spec, checks=replace(spec.checks, names=spec.checks.names + ("sampling",)),
+                           notes=spec.notes + (f"sampling: both sides end in a vocabulary projection (A {head_a}, "
+                                               f"B {head_b}): their outputs are also compared as logits at "
+                                               "temperature 1.0 (--sampling KEY=VALUE,... for your decoding settings)",))
         specs.append(spec)
         specs += [v for v in (mask_variant(spec, sa, sb), cross_variant(spec, sa, sb)) if v is not None]
     _unmatched_init(opts, used, specs)

@@ -100,3 +100,20 @@ def cache_note(sa: Symbol, sb: Symbol) -> str:
         return "generate: neither side's forward takes a cache argument; each step recomputes the whole sequence"
     return (f"generate: {', '.join(found)}; each step recomputes the whole sequence without it (cached decoding "
             "against uncached is not compared yet)")
+
+
+LM_HEAD = re.compile(r"^(lm_head|unembed|output_projection|logits|to_logits)$")
+
+
+def ends_in_vocabulary(sym: Symbol) -> str | None:
+    """How a module shows that its output is logits over a vocabulary: an `lm_head`-like layer, a Linear sized by a
+    vocabulary, or a tied embedding used as the output projection (`embed_tokens.as_linear`); None otherwise."""
+    if sym.kind != "module":
+        return None
+    for sub in sym.submodules:
+        if LM_HEAD.match(sub.attr):
+            return f"self.{sub.attr}"
+        if sub.type_name.endswith("Linear") and len(sub.args) >= 2 and "vocab" in sub.args[1].lower():
+            return f"self.{sub.attr} ({sub.args[1]} outputs)"
+    tied = next((o for o in sym.ops if sym.in_call(o.location) and o.name.endswith("as_linear")), None)
+    return f"{tied.name} (tied embedding)" if tied else None
