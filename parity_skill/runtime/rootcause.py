@@ -39,6 +39,21 @@ def _starts_here(row: dict) -> bool:
     return rel_in <= NOISE or rel_out >= JUMP * rel_in
 
 
+def _claimed(findings: list[dict], ca: dict, cb: dict) -> list[dict]:
+    """The static findings whose line lies in A's class `ca` or B's class `cb`."""
+    return [f for f in findings if (f.get("a_symbol") and f.get("a_symbol") == ca.get("class"))
+            or (f.get("b_symbol") and f.get("b_symbol") == cb.get("class"))]
+
+
+def _submodules_say(children: list[tuple[str, bool]]) -> str:
+    """'its submodules fc1 agree; fc2 only carries the difference' from (name, differs) pairs."""
+    agree = list(dict.fromkeys(n for n, differs in children if not differs))
+    carry = list(dict.fromkeys(n for n, differs in children if differs))
+    parts = ([f"its submodules {', '.join(agree)} agree"] if agree else []) + \
+        ([f"{', '.join(carry)} only {'carries' if len(carry) == 1 else 'carry'} the difference"] if carry else [])
+    return "; ".join(parts)
+
+
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
@@ -62,19 +77,13 @@ def find(rows: list[dict], classes_a: dict, classes_b: dict, findings: list[dict
     name = base(row["a"])
     children = [r for r in rows if _inside(r["a"], name) and "." not in base(r["a"])[len(name) + 1:]]
     ca, cb = classes_a.get(name, {}), classes_b.get(row["b"], {})
-    mine = [f for f in findings if (f.get("a_symbol") and f.get("a_symbol") == ca.get("class"))
-            or (f.get("b_symbol") and f.get("b_symbol") == cb.get("class"))]
+    mine = _claimed(findings, ca, cb)
     arrives, leaves = ("output gradient agrees", "input/parameter gradients differ") if direction == "backward" \
         else ("inputs agree", "output differs")
     evidence = (f"its {arrives} (max diff {_num(row.get('input_max_abs_diff'))}) but its {leaves} "
                 f"(max diff {_num(row['max_abs_diff'])})")
     if children:
-        agree = [base(r["a"])[len(name) + 1:] for r in children if not r["differs"]]
-        carry = [base(r["a"])[len(name) + 1:] for r in children if r["differs"]]
-        evidence += "; its submodules " + "; ".join(
-            part for part in (f"{', '.join(dict.fromkeys(agree))} agree" if agree else "",
-                              f"{', '.join(dict.fromkeys(carry))} only {'carries' if len(set(carry)) == 1 else 'carry'} the difference" if carry else "")
-            if part)
+        evidence += "; " + _submodules_say([(base(r["a"])[len(name) + 1:], r["differs"]) for r in children])
     code = f"{ca.get('class') or '?'}'s own {'backward' if direction == 'backward' else 'forward'} code"
     where = "own code" if children else "leaf"
     carried = [base(r["a"]) for r in rows if r["differs"] and r["input_differs"] and not _inside(r["a"], name)]
@@ -90,15 +99,10 @@ def _top_level(rows: list[dict], classes_a: dict, classes_b: dict, findings: lis
     """Every submodule before the first difference agrees, and that one is handed a differing input: the
     difference starts in the top-level forward code between them."""
     ca, cb = classes_a.get("", {}), classes_b.get("", {})
-    top = [r for r in rows if "." not in base(r["a"])]
-    agree = [base(r["a"]) for r in top if not r["differs"]]
-    carry = [base(r["a"]) for r in top if r["differs"]]
-    mine = [f for f in findings if (f.get("a_symbol") and f.get("a_symbol") == ca.get("class"))
-            or (f.get("b_symbol") and f.get("b_symbol") == cb.get("class"))]
-    evidence = "; ".join(part for part in (f"its submodules {', '.join(dict.fromkeys(agree))} agree" if agree else "",
-                                           f"{', '.join(dict.fromkeys(carry))} only "
-                                           f"{'carries' if len(set(carry)) == 1 else 'carry'} the difference"
-                                           if carry else "") if part)
+    top = [(base(r["a"]), r["differs"]) for r in rows if "." not in base(r["a"])]
+    carry = [n for n, differs in top if differs]
+    mine = _claimed(findings, ca, cb)
+    evidence = _submodules_say(top)
     return {"a": "", "b": "", "a_class": ca.get("class"), "b_class": cb.get("class"),
             "a_location": ca.get("location"), "b_location": cb.get("location"), "where": "own code",
             "direction": "forward", "evidence": evidence, "findings": mine, "carried": list(dict.fromkeys(carry)),

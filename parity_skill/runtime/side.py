@@ -29,6 +29,7 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 
 
 def class_of(obj: Any) -> dict:
+    """{class, location}: the object's class name and where it is defined (relative when under the cwd)."""
     cls = type(obj)
     try:
         path, line = inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
@@ -36,6 +37,8 @@ def class_of(obj: Any) -> dict:
         return {"class": cls.__name__, "location": None}
     rel = os.path.relpath(path)
     return {"class": cls.__name__, "location": f"{path if rel.startswith('..') else rel}:{line}"}
+
+
 _DTYPE_WORDS = ("dtype", "scalar type", "half", "bfloat16", "float", "double")
 
 

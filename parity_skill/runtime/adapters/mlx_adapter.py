@@ -181,9 +181,9 @@ class MLXAdapter:
                   for name, inp, out in self.trace(model, args, dtype)]
         probes = {f"{c}/{io}/{i}": mx.zeros(shape, dtype=DT[dtype]) for c, (_, ins, outs) in enumerate(shapes)
                   for io, group in (("in", ins), ("out", outs)) for i, shape in enumerate(group)}
-        counter, swapped, adapter = [0], [], self
+        counter, swapped, live = [0], [], {}  # live: the probes of the call being differentiated
 
-        def probed(c: int, io: str, live: dict):
+        def probed(c: int, io: str):
             def add(i, x):
                 key = f"{c}/{io}/{i}"
                 return x + live[key] if key in live and mx.issubdtype(x.dtype, mx.floating) else x
@@ -195,15 +195,16 @@ class MLXAdapter:
             def call(self_, *a, __cls=cls, **kw):
                 c = counter[0]
                 counter[0] += 1
-                a = map_arrays(a, _is, probed(c, "in", adapter._live))
-                return map_arrays(__cls.__call__(self_, *a, **kw), _is, probed(c, "out", adapter._live))
+                a = map_arrays(a, _is, probed(c, "in"))
+                return map_arrays(__cls.__call__(self_, *a, **kw), _is, probed(c, "out"))
             mod.__class__ = type(cls.__name__, (cls,), {"__call__": call})
             swapped.append((mod, cls))
         xs = self._args(args, dtype)
 
-        def loss(live):
+        def loss(given):
             counter[0] = 0
-            self._live = live
+            live.clear()
+            live.update(given)
             total = mx.array(0.0, dtype=mx.float32)
             for k, t in flatten_native(invoke(model, xs, self.arg_names, self.derived), _is):
                 if k in upstream and mx.issubdtype(t.dtype, mx.floating):
@@ -213,7 +214,7 @@ class MLXAdapter:
             grads = mx.grad(loss)(probes)
             mx.eval(grads)
         finally:
-            self._live = {}
+            live.clear()
             for mod, cls in swapped:
                 mod.__class__ = cls
         return [[name, [(f"[{i}]", _np(grads[f"{c}/in/{i}"])) for i in range(len(ins))],
