@@ -11,6 +11,8 @@ from typing import Any
 ALL_EDGES = ("zeros", "large", "tiny", "offset", "seq_len_1")
 PROCESSOR_EDGES = ("ties", "one_finite")  # logits processors: ties at the cut-off, all but one logit at -inf
 DEFAULT_DTYPES = ("fp32", "fp16", "bf16")
+# a forward argument that takes a KV cache (read by the plan's note and by cached decoding at run time)
+CACHE_PARAM = r"^(past_key_values?|(kv_|prompt_)?caches?|layer_past|past|kv_states)$"
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,33 @@ def test_injected_ignored_cross_attention_memory_fails_only_in_the_cross_variant
     good = parity(a, "vs", f"{package_file('mlx_audio.stt.models.whisper.whisper')}::MultiHeadAttention", "--json",
                   "--quick")
     assert good.report["verdict"] == "pass" and len(good.variants) == 2
+
+
+def _llama_port(tmp_path: Path, before: str = "", after: str = "", name: str = "llama_port.py") -> str:
+    """A copy of mlx-lm's Llama, patched; each its own file name (`parity` caches runs by their arguments)."""
+    source = Path(package_file("mlx_lm.models.llama")).read_text().replace("from .", "from mlx_lm.models.")
+    assert before in source
+    patched = tmp_path / name
+    patched.write_text(source.replace(before, after) if before else source)
+    return f"{patched}::Model"
+
+
+def test_llama_cached_decoding_on_both_sides(tmp_path):
+    """transformers' LlamaForCausalLM (a DynamicCache it hands back) vs mlx-lm's Model (make_cache()): both caches
+    match their own recomputation; a copy of the port that drops the RoPE offset on the cached path fails
+    `generate` alone, located at the rope call inside its Attention."""
+    if not _installed("mlx_lm"):
+        pytest.skip("mlx_lm is not installed")
+    a = f"{package_file('transformers.models.llama.modeling_llama')}::LlamaForCausalLM"
+    run = parity(a, "vs", _llama_port(tmp_path), "--json", "--quick", "--generate", "6")
+    cache = run.check("generate")["cache"]
+    assert run.report["verdict"] == "pass", run.stderr
+    assert cache["a"]["status"] == cache["b"]["status"] == "agrees"
+    assert "past_key_values` handed back by the forward" in cache["a"]["how"] and "make_cache()" in cache["b"]["how"]
+    port = _llama_port(tmp_path, "self.rope(queries, offset=cache.offset)", "self.rope(queries)", "llama_no_offset.py")
+    broken = parity(a, "vs", port, "--json", "--quick", "--generate", "6")
+    assert broken.status("forward") == "pass" and broken.status("generate") == "fail"
+    assert broken.check("generate")["cache"]["b"]["first_differing_step"] == 1
+    (d,) = [d for d in broken.pair["diagnosis"] if d["kind"] == "cache"]
+    assert "self_attn.rope (RoPE), called by model.layers.0.self_attn (Attention at" in d["message"], d["message"]
+    assert re.search(r"llama_no_offset\.py:\d+$", d["location"])

@@ -11,7 +11,7 @@ from dataclasses import replace
 from parity_skill.analyze.model import Symbol
 from parity_skill.roles import SAMPLING_ROLES, role_of
 from parity_skill.safe_io import read_source
-from parity_skill.spec import PROCESSOR_EDGES, PairSpec
+from parity_skill.spec import CACHE_PARAM, PROCESSOR_EDGES, PairSpec
 
 LOGITS_ARG = re.compile(r"^(logits|scores|next_token_logits|next_token_scores|logprobs|log_probs)$")
 BOUNDARY = {"top_p": 1.0, "temperature": 1e-4, "top_k": 1}  # role -> the setting at its boundary
@@ -89,17 +89,19 @@ def order_finding(sa: Symbol, path_a: str, sb: Symbol, path_b: str) -> dict | No
             "a_symbol": sa.name, "b_symbol": sb.name}
 
 
-CACHE_ARG = re.compile(r"cache|past_key_values|^past$|kv_states")
+CACHE_ARG = re.compile(CACHE_PARAM)
 
 
 def cache_note(sa: Symbol, sb: Symbol) -> str:
-    """What --generate says about KV caches: it recomputes the whole sequence each step on both sides."""
-    found = [f"{side} takes `{a.name}`" for side, s in (("A", sa), ("B", sb)) for a in s.call_args
-             if CACHE_ARG.search(a.name)]
+    """What --generate says about KV caches: each step recomputes the whole sequence on both sides, and a side whose
+    forward takes a cache also decodes through it, compared with its own recomputation."""
+    found = [f"{side} takes `{a.name}`" + (" (a cache kept in its layers)" if a.name == "start_pos" else "")
+             for side, s in (("A", sa), ("B", sb)) for a in s.call_args
+             if CACHE_ARG.search(a.name) or a.name == "start_pos"]
     if not found:
         return "generate: neither side's forward takes a cache argument; each step recomputes the whole sequence"
-    return (f"generate: {', '.join(found)}; each step recomputes the whole sequence without it (cached decoding "
-            "against uncached is not compared yet)")
+    return (f"generate: {', '.join(found)}; A and B are compared recomputing the whole sequence each step, and a "
+            "side with a cache also decodes through it, compared with its own recomputation")
 
 
 LM_HEAD = re.compile(r"^(lm_head|unembed|output_projection|logits|to_logits)$")

@@ -57,9 +57,12 @@ def _generation(cs):
     if "greedy" not in c:
         return c["message"]
     top1, sampled = c.get("first_top1_step"), c.get("first_sampled_step")
+    caches = [f"{w.upper()}'s cache " + ("agrees" if r["status"] == "agrees" else
+                                         f"differs from step {r['first_differing_step']}")
+              for w, r in (c.get("cache") or {}).items() if r["status"] in ("agrees", "differs")]
     return (f"top-1 {'first differs at step ' + str(top1) if top1 is not None else 'agrees'} (greedy), sampled token "
-            f"{'first differs at step ' + str(sampled) if sampled is not None else 'agrees'}, over "
-            f"{c['greedy']['steps']} steps")
+            f"{'first differs at step ' + str(sampled) if sampled is not None else 'agrees'}"
+            + "".join(f", {x}" for x in caches) + f", over {c['greedy']['steps']} steps")
 
 
 def _names(cs):

@@ -20,7 +20,7 @@ import numpy as np
 from parity_skill.runtime.adapters.base import Flat
 from parity_skill.spec import Implementation
 
-KINDS = ("run", "twice", "grads", "trace", "grad_trace")
+KINDS = ("run", "twice", "grads", "trace", "grad_trace", "cached", "cache_rows")
 
 
 class RecordedError(Exception):
@@ -108,6 +108,13 @@ class RecordingSide:
     def grad_trace(self, args, upstream: dict) -> list[list]:
         return self._call("grad_trace", "fp32", args, lambda: self.side.grad_trace(args, upstream), upstream)
 
+    def cached_decode(self, prompt, tokens) -> dict:
+        return self._call("cached", "fp32", [prompt, tokens], lambda: self.side.cached_decode(prompt, tokens))
+
+    def cache_rows(self, prompt, tokens, step: int, tol) -> list[dict]:
+        return self._call("cache_rows", "fp32", [prompt, tokens, np.array([step, tol.atol, tol.rtol])],
+                          lambda: self.side.cache_rows(prompt, tokens, step, tol))
+
 
 class MirrorSide:
     """Stands in for B during capture: B is A itself, so the checks walk every path that asks A for something."""
@@ -152,6 +159,12 @@ def encode_one(n: int, key: str, rec: dict, tensors: dict[str, np.ndarray]) -> d
     elif rec["kind"] == "twice":
         entry["out"] = _put_flat(tensors, f"{p}/out", rec["value"][0])
         _put_flat(tensors, f"{p}/again", rec["value"][1])
+    elif rec["kind"] == "cached":
+        entry["how"] = rec["value"]["how"]
+        if rec["value"]["logits"] is not None:
+            tensors[f"{p}/logits"] = rec["value"]["logits"]
+    elif rec["kind"] == "cache_rows":
+        entry["rows"] = rec["value"]
     elif rec["kind"] == "grads":
         out, gin, gp = rec["value"]
         entry["out"] = _put_flat(tensors, f"{p}/out", out)
@@ -261,6 +274,13 @@ class ReplaySide:
     def grad_trace(self, args, upstream: dict) -> list[list]:
         p, c = self._lookup("grad_trace", "fp32", args, upstream)
         return self._modules_of(c, f"{p}/modules")
+
+    def cached_decode(self, prompt, tokens) -> dict:
+        p, c = self._lookup("cached", "fp32", [prompt, tokens])
+        return {"how": c["how"], "logits": self._tensors.get(f"{p}/logits")}
+
+    def cache_rows(self, prompt, tokens, step: int, tol) -> list[dict]:
+        return self._lookup("cache_rows", "fp32", [prompt, tokens, np.array([step, tol.atol, tol.rtol])])[1]["rows"]
 
     def _modules_of(self, c: dict, root: str) -> list[list]:
         return [[m["name"], _get_flat(self._tensors, f"{root}/{m['stage']}/in", m["in"]),

@@ -181,6 +181,23 @@ class Side:
         records = self.adapter.grad_trace(self.model_for("fp32"), self._in(args), "fp32", upstream)
         return [[name, self._out(gin), self._out(gout)] for name, gin, gout in records]
 
+    def cached_decode(self, prompt: np.ndarray, tokens: np.ndarray) -> dict:
+        """{how, logits}: fp32 decoding through this side's own KV cache (runtime/cached_decode.py)."""
+        from parity_skill.runtime.cached_decode import cached_logits
+
+        self.seed(0)
+        return cached_logits(self.adapter, self.model_for("fp32"), self.impl, prompt, tokens)
+
+    def cache_rows(self, prompt: np.ndarray, tokens: np.ndarray, step: int, tol) -> list[dict]:
+        """Per submodule call at decoding step `step`: the cached call against the full recomputation's last
+        positions (rows as trace.py compares two sides)."""
+        from parity_skill.runtime.cached_decode import cache_trace
+        from parity_skill.runtime.trace import _rows
+
+        self.seed(0)
+        full, cached = cache_trace(self.adapter, self.model_for("fp32"), self.impl, prompt, tokens, step)
+        return _rows(full, cached, {name: name for name, _, _ in full}, tol)
+
     def module_names(self) -> list[str]:
         return [n for n, _ in self.adapter.submodules(self.model)]
 

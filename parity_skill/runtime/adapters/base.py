@@ -29,10 +29,11 @@ class Adapter(Protocol):
               feed: dict[str, list] | None = None) -> list[list]: ...
 
 
-def invoke(model: Any, xs: list, names: tuple[str, ...], derived: tuple = ()) -> Any:
+def invoke(model: Any, xs: list, names: tuple[str, ...], derived: tuple = (), more: dict | None = None) -> Any:
     """Call with inputs by keyword where a name is given, by position otherwise (in order); each `derived`
-    (argument, fn) adds `argument=fn(xs)` (a rotary embedding's (cos, sin), computed as a caller would)."""
-    extra = {arg: fn(xs) for arg, fn in derived}
+    (argument, fn) adds `argument=fn(xs)` (a rotary embedding's (cos, sin), computed as a caller would); `more`
+    adds keyword arguments as they are (a KV cache)."""
+    extra = {arg: fn(xs) for arg, fn in derived} | (more or {})
     if not any(names):
         return model(*xs, **extra)
     positional = [x for x, n in zip(xs, names) if not n] + list(xs[len(names):])

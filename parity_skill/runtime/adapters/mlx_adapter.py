@@ -102,6 +102,13 @@ class MLXAdapter:
         mx.eval(out)
         return flatten(out, _is, _np)
 
+    def decode(self, model: Any, ids: np.ndarray, more: dict) -> tuple[np.ndarray | None, Any]:
+        """One decoding call with token ids and keyword arguments (a cache): (its first output array, the raw
+        output, which may hand back the cache)."""
+        out = invoke(model, [mx.array(ids)], self.arg_names[:1], self.derived, more)
+        flat = flatten_native(out, _is)
+        return (_np(flat[0][1]) if flat else None), out
+
     def grads(self, model: Any, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
         xs = self._args(args, dtype)
         float_idx = [i for i, a in enumerate(args) if np.issubdtype(a.dtype, np.floating)]
@@ -145,7 +152,8 @@ class MLXAdapter:
             return []
         return [(n, m) for n, m in reversed(model.named_modules()) if n]
 
-    def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None):
+    def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None,
+              more: dict | None = None):
         """Record [name, inputs, outputs] per child-module call (start order) by swapping in a recording
         subclass; `feed[name][k]` replaces the positional inputs of the k-th call (teacher forcing)."""
         records: list[list] = []
@@ -168,7 +176,7 @@ class MLXAdapter:
             mod.__class__ = type(cls.__name__, (cls,), {"__call__": call})
             swapped.append((mod, cls))
         try:
-            mx.eval(invoke(model, self._args(args, dtype), self.arg_names, self.derived))
+            mx.eval(invoke(model, self._args(args, dtype), self.arg_names, self.derived, more))
         finally:
             for mod, cls in swapped:
                 mod.__class__ = cls

@@ -158,6 +158,14 @@ class TorchAdapter:
         with torch.no_grad():
             return flatten(invoke(model, self._args(args, dtype), self.arg_names, self.derived), _is, _np)
 
+    def decode(self, model: Any, ids: np.ndarray, more: dict) -> tuple[np.ndarray | None, Any]:
+        """One decoding call with token ids and keyword arguments (a cache): (its first output array, the raw
+        output, which may hand back the cache)."""
+        with torch.no_grad():
+            out = invoke(model, [torch.from_numpy(np.ascontiguousarray(ids))], self.arg_names[:1], self.derived, more)
+        flat = flatten_native(out, _is)
+        return (_np(flat[0][1]) if flat else None), out
+
     def grads(self, model: Any, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
         xs = self._args(args, dtype, grad=True)
         params = dict(model.named_parameters()) if isinstance(model, torch.nn.Module) else {}
@@ -182,7 +190,8 @@ class TorchAdapter:
             return []
         return [(n, m) for n, m in model.named_modules() if n]
 
-    def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None):
+    def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None,
+              more: dict | None = None):
         """Run once, recording [name, inputs, outputs] per submodule call, in the order calls start.
 
         `feed[name][k]` replaces the positional inputs of the k-th call of `name` (teacher forcing)."""
@@ -206,7 +215,7 @@ class TorchAdapter:
             handles.append(mod.register_forward_hook(post))
         try:
             with torch.no_grad():
-                invoke(model, self._args(args, dtype), self.arg_names, self.derived)
+                invoke(model, self._args(args, dtype), self.arg_names, self.derived, more)
         finally:
             for h in handles:
                 h.remove()
