@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -23,8 +25,32 @@ def parse_target(text: str, allow_reference: bool):
     if text.endswith(".py") or Path(text).exists():
         return Target(text)
     if allow_reference and "." in text and all(p.isidentifier() for p in text.split(".")):
+        if text.split(".")[0] not in FRAMEWORK_ROOTS:
+            return Target(*library_source(text))
         return Target(None, text)
     raise InputError(f"{text}: no such file (expected path.py, path.py::Name or a dotted reference like torch.nn.GELU)")
+
+
+FRAMEWORK_ROOTS = ("torch", "mlx", "numpy", "np", "mx")  # references run as such; others are read as files
+_SOURCE = ("import importlib, inspect, sys\n"
+           "module, _, name = sys.argv[1].rpartition('.')\n"
+           "obj = getattr(importlib.import_module(module), name)\n"
+           "print(inspect.getsourcefile(obj) or '')\n"
+           "print(obj.__name__)")
+
+
+def library_source(text: str) -> tuple[str, str]:
+    """(file, name) that defines a dotted reference outside the frameworks (`transformers.TopPLogitsWarper`), so it
+    is read and planned like a file of the user's: found by importing its package in a subprocess."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _SOURCE, text], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{text}: importing it to find its source took over 120 s") from None
+    lines = done.stdout.split("\n")
+    if done.returncode != 0 or len(lines) < 2 or not lines[0].endswith(".py"):
+        why = (done.stderr.strip().splitlines() or ["it has no Python source"])[-1]
+        raise InputError(f"{text}: cannot find its source file ({why})")
+    return lines[0], lines[1]
 
 
 def split_targets(args: tuple[str, ...]):

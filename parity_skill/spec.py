@@ -11,6 +11,7 @@ from typing import Any
 ALL_EDGES = ("zeros", "large", "tiny", "offset", "seq_len_1")
 PROCESSOR_EDGES = ("ties", "one_finite")  # logits processors: ties at the cut-off, all but one logit at -inf
 DEFAULT_DTYPES = ("fp32", "fp16", "bf16")
+NOT_GIVEN = "-"  # InputSpec.arg_a/arg_b of an input that side does not take (a token history only B reads)
 # a forward argument that takes a KV cache (read by the plan's note and by cached decoding at run time)
 CACHE_PARAM = r"^(past_key_values?|(kv_|prompt_)?caches?|layer_past|past|kv_states)$"
 

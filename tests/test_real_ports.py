@@ -196,3 +196,18 @@ def test_llama_cached_decoding_on_both_sides(tmp_path):
     (d,) = [d for d in broken.pair["diagnosis"] if d["kind"] == "cache"]
     assert "self_attn.rope (RoPE), called by model.layers.0.self_attn (Attention at" in d["message"], d["message"]
     assert re.search(r"llama_no_offset\.py:\d+$", d["location"])
+
+
+def test_gpt_neox_ffn_keeps_its_width_ratio_and_the_approximate_gelu_is_found():
+    """transformers' GPT-NeoX builds its MLP from `intermediate_size` (default 4 x 6144); mlx-lm's hard-codes
+    `4 * hidden_size`. Shrunk together at that ratio, every weight maps by module; the one real difference left is
+    mlx-lm's tanh-approximate GELU, which the root cause and the static finding name."""
+    if not _installed("mlx_lm"):
+        pytest.skip("mlx_lm is not installed")
+    a = f"{package_file('transformers.models.gpt_neox.modeling_gpt_neox')}::GPTNeoXForCausalLM"
+    run = parity(a, "vs", f"{package_file('mlx_lm.models.gpt_neox')}::Model", "--json", "--quick")
+    assert run.status("weights") == "pass", run.check("weights")["message"]
+    assert any("intermediate_size: default 24576 replaced by 128 (4 x hidden_size" in n for n in run.pair["notes"])
+    assert run.status("forward") == "fail" and run.pair["root_cause"]["a"] == "gpt_neox.layers.0.mlp"
+    gelu = [f for f in run.pair["static_findings"] if "GELU differs" in f["message"]]
+    assert gelu and "tanh approximation" in gelu[0]["message"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import fx, parity
+from conftest import fx, needs, parity
 from parity_skill.runtime.checks_sampling import compare_distributions, distribution
 
 pytest.importorskip("torch")
@@ -145,3 +145,44 @@ def test_a_model_ending_in_a_vocabulary_projection_gets_the_sampling_check_unask
     block = parity(fx("diag/block_gelu.py::Block"), "vs", fx("diag/block_silu.py::Block"), "--json", "--dtypes",
                    "fp32", "--edge", "", "--batch-sizes", "1")
     assert "sampling" not in {c["name"] for c in block.pair["checks"]}
+
+
+PENALTY = "sampling/penalty_{}.py::repetition_penalty"
+
+
+def test_repetition_penalty_pairs_get_a_token_history_of_the_vocabulary():
+    """Logits as (batch, vocab), histories as (batch, 8) ids of that vocabulary, a different one per row (tokens
+    absent from a history keep their logit); dividing negative logits too is caught."""
+    run = parity(fx(PENALTY.format("numpy")), "vs", fx(PENALTY.format("torch")), "--json", "--quick")
+    assert run.report["verdict"] == "pass", run.stderr
+    assert run.report["pairs"][0]["inputs"][0]["shape"] == [3, 32]
+    assert any("input 'input_ids': shape (3, 8) ids in [0, 32), a token history per row" in n for n in run.pair["notes"])
+    bug = parity(fx(PENALTY.format("numpy")), "vs", fx(PENALTY.format("divides_all")), "--json")
+    assert bug.status("forward") == "fail" and bug.status("edge:ties") == "fail"
+
+
+@needs("transformers")
+def test_a_transformers_logits_warper_is_the_reference():
+    """`transformers.TopPLogitsWarper` is read from its own file: built with top_p, called as (input_ids, scores)
+    with a history it alone takes. The off-by-one port fails against it; a correct one passes every variant."""
+    off = parity(fx("sampling/processors_offbyone.py::top_p_filter"), "vs", "transformers.TopPLogitsWarper", "--json")
+    assert off.report["verdict"] == "fail" and off.status("forward") == "fail" and off.status("edge:ties") == "fail"
+    assert off.pair["b"]["path"].endswith("transformers/generation/logits_process.py")
+    assert any("a token history per row (B only)" in n for n in off.pair["notes"])
+    (variant,) = off.variants
+    assert variant["variant"].startswith("top_p=1") and variant["verdict"] == "fail"
+    good = parity(fx(PROC), "vs", "transformers.TopPLogitsWarper", "--json")
+    assert good.report["verdict"] == "pass" and all(p["verdict"] == "pass" for p in good.report["pairs"])
+    penalty = parity(fx(PENALTY.format("numpy")), "vs", "transformers.RepetitionPenaltyLogitsProcessor", "--json")
+    assert penalty.report["verdict"] == "pass", penalty.stderr
+    missing = parity(fx(PROC), "vs", "transformers.NoSuchWarper")
+    assert missing.code == 2 and "transformers.NoSuchWarper: cannot find its source file" in missing.stderr
+
+
+def test_guidance_is_judged_by_the_distribution_it_leaves():
+    """Guidance on log-probabilities differs from guidance on logits by a per-row constant: the same distribution.
+    Pushing from the conditional logits is a different one."""
+    a = fx("sampling/guidance_numpy.py::cfg_combine")
+    assert parity(a, "vs", fx("sampling/guidance_torch.py::cfg_combine"), "--json", "--quick").report["verdict"] == "pass"
+    bug = parity(a, "vs", fx("sampling/guidance_swapped.py::cfg_combine"), "--json", "--quick")
+    assert bug.status("forward") == "fail"

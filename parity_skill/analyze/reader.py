@@ -229,6 +229,8 @@ def _analyze(path: str) -> FileAnalysis:
             if name in module_fw:
                 symbols.append(_module_symbol(stmt, ctx, module_fw[name], set(module_fw),
                                               {c.name.value: c for c in classes}))
+            elif _callable_class(stmt, file_fw, classes):  # a logits processor, a NumPy layer with __call__
+                symbols.append(_module_symbol(stmt, ctx, file_fw, set(module_fw), {c.name.value: c for c in classes}))
             else:
                 cfg = _config(stmt, ctx)
                 if cfg:
@@ -240,6 +242,14 @@ def _analyze(path: str) -> FileAnalysis:
                 symbols.append(_function_symbol(stmt, ctx, file_fw))
     return FileAnalysis(path, file_fw, tuple(sorted(imports.aliases.items())), tuple(symbols), tuple(configs),
                         tuple(helpers))
+
+
+def _callable_class(cls: cst.ClassDef, file_fw: str | None, classes: list[cst.ClassDef]) -> bool:
+    """A public class of a torch/MLX/NumPy file that is not a framework module but is called like one: it defines
+    `__call__` (itself or through a base class of the same file)."""
+    if file_fw is None or cls.name.value.startswith("_"):
+        return False
+    return _method(cls, "__call__", classes={c.name.value: c for c in classes}) is not None
 
 
 def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[str],

@@ -9,7 +9,7 @@ from parity_skill.errors import InputError
 from parity_skill.mapping import match_parameters
 from parity_skill.plan.companions import companion_args, plan_companions
 from parity_skill.plan.construct import constructor_args, environment, read_fields
-from parity_skill.plan.inputs import QKV_NAMES, fixed_args, is_array_arg, plan_inputs
+from parity_skill.plan.inputs import INT_NAMES, QKV_NAMES, fixed_args, is_array_arg, plan_inputs
 from parity_skill.plan.pairing import pair_symbols
 from parity_skill.plan.params import static_parameters
 from parity_skill.plan.settings import harmonize, match_widths, settings
@@ -187,14 +187,17 @@ def _keywords(inputs: tuple[InputSpec, ...], sa: Symbol, sb: Symbol, derived_b: 
     b_args = {x.name for x in sb.call_args if x.kind in keyword}
     b_arrays = [x.name for k, x in enumerate(sb.call_args) if (is_array_arg(x, k == 0) or x.name in {i.name for i in inputs})
                 and x.name not in derived_b]
-    names_b = []
+    names_b: list[str] = []
     for k, spec in enumerate(inputs):
+        free = [n for n in b_arrays if n not in {i.name for i in inputs} and n not in names_b]
+        same_kind = [n for n in free if bool(INT_NAMES.search(n)) != spec.is_float]
+        here = b_arrays[k] if k < len(b_arrays) and b_arrays[k] in free else ""
         if spec.name in b_args:
             names_b.append(spec.name)
-        elif k < len(b_arrays) and b_arrays[k] not in {i.name for i in inputs}:
-            names_b.append(b_arrays[k])
-        else:
-            names_b.append("")
+        elif here and (here in same_kind or not same_kind):
+            names_b.append(here)
+        else:  # logits never go to B's token ids (`__call__(input_ids, scores)`), nor ids to its floats
+            names_b.append(same_kind[0] if same_kind else here)
     names_a, names_b = _prefix_positional(names_a), _prefix_positional(names_b)
     return tuple(replace(i, arg_a=na, arg_b=nb) for i, na, nb in zip(inputs, names_a, names_b))
 
@@ -250,7 +253,8 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
         if processors.is_processor(sa, sb):
             order = processors.order_finding(sa, fa_a.path, sb, fa_b.path)
             spec = processors.as_processor(replace(spec, static_findings=spec.static_findings + ((order,) if order
-                                                                                                  else ())), opts.quick)
+                                                                                                  else ())), opts.quick,
+                                            set(opts.inputs), sa, sb)
             specs += [spec] + processors.boundary_variants(spec, sa, sb)
             continue
         if opts.generate:

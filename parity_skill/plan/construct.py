@@ -66,6 +66,7 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
         if include:
             kwargs[f.name] = value
     _fix_divisibility(kwargs)
+    _keep_ffn_ratio(cfg, kwargs, overrides, notes)
     defaults = {}
     for f in cfg.fields:
         ok, value = literal(f.default)
@@ -76,6 +77,29 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
         if value is not None and alias not in kwargs:
             defaults[alias] = value
     return Config(cfg.name, kwargs, defaults=defaults)
+
+
+def _keep_ffn_ratio(cfg: ConfigClass, kwargs: dict[str, Any], overrides: dict[str, Any], notes: list[str]) -> None:
+    """A feed-forward width shrunk with the model width keeps its default multiple of it (GPT-NeoX: 4 x 6144): a
+    port that hard-codes `4 * hidden_size` then builds the same layer."""
+    fields = {f.name: f for f in cfg.fields}
+    names = tuple(fields)
+    roles = {role_of(k, names)[0]: k for k in kwargs if role_of(k, names) and k in fields and k not in overrides}
+    dim, ffn = roles.get("dim"), roles.get("hidden")
+    if not dim or not ffn:
+        return
+    ok_d, default_dim = literal(fields[dim].default)
+    ok_f, default_ffn = literal(fields[ffn].default)
+    if not (ok_d and ok_f and isinstance(default_dim, int) and isinstance(default_ffn, int) and default_dim > 0):
+        return
+    shrunk = kwargs[dim] != default_dim and kwargs[ffn] != default_ffn
+    ratio = default_ffn // default_dim
+    if shrunk and default_ffn % default_dim == 0 and 1 < ratio <= 8 and isinstance(kwargs[dim], int):
+        old = kwargs[ffn]
+        kwargs[ffn] = ratio * kwargs[dim]
+        notes[:] = [n.replace(f"{cfg.name}.{ffn}: default {default_ffn} replaced by {old} ",
+                              f"{cfg.name}.{ffn}: default {default_ffn} replaced by {kwargs[ffn]} ({ratio} x {dim}, as "
+                              "its defaults) ") for n in notes]
 
 
 def _fix_divisibility(kwargs: dict[str, Any]) -> None:

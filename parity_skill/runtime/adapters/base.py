@@ -6,6 +6,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from parity_skill.spec import NOT_GIVEN
+
 Flat = list[tuple[str, np.ndarray]]
 
 
@@ -34,6 +36,9 @@ def invoke(model: Any, xs: list, names: tuple[str, ...], derived: tuple = (), mo
     (argument, fn) adds `argument=fn(xs)` (a rotary embedding's (cos, sin), computed as a caller would); `more`
     adds keyword arguments as they are (a KV cache)."""
     extra = {arg: fn(xs) for arg, fn in derived} | (more or {})
+    if NOT_GIVEN in names:  # an input only the other side takes (a token history)
+        xs = [x for x, n in zip(xs, names) if n != NOT_GIVEN] + list(xs[len(names):])
+        names = tuple(n for n in names if n != NOT_GIVEN)
     if not any(names):
         return model(*xs, **extra)
     positional = [x for x, n in zip(xs, names) if not n] + list(xs[len(names):])
