@@ -19,7 +19,8 @@ CHECKS: dict[str, str] = {
     "sampling": "distributions the user samples from (--sampling temperature=..,top_p=..): TV, KL, top-1 and top-k "
                 "agreement, the chance a sampled token differs and the expected step of the first difference",
     "generate": "--generate N: N decoding steps teacher-forced on A's tokens, greedy and sampled with shared "
-                "randomness: the first step where top-1, the sampled token or the distribution differs",
+                "randomness: the first step where top-1, the sampled token or the distribution differs; a side "
+                "with a KV cache also decodes through it, against its own full recomputation",
     "edge:ties": "logits processors: logits on a 0.5 grid, so ties fall at every cut-off",
     "edge:one_finite": "logits processors: all but one logit per row at -inf",
     "determinism:a": "A run twice on the same input agrees bit for bit",
