@@ -54,6 +54,7 @@ def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = (
 def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], used: set[str],
                  param: str = "") -> Config:
     kwargs: dict[str, Any] = {}
+    given: set[str] = set()
     for f in cfg.fields:
         if f.kind in ("vararg", "varkw"):
             continue
@@ -61,12 +62,13 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
         if key is not None:
             kwargs[f.name] = overrides[key]
             used.add(key)
+            given.add(f.name)
             continue
         include, value = choose(f, notes, f"{cfg.name}.", tuple(x.name for x in cfg.fields))
         if include:
             kwargs[f.name] = value
     _fix_divisibility(kwargs)
-    _keep_ffn_ratio(cfg, kwargs, overrides, notes)
+    _keep_ffn_ratio(cfg, kwargs, given, notes)
     defaults = {}
     for f in cfg.fields:
         ok, value = literal(f.default)
@@ -79,14 +81,14 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
     return Config(cfg.name, kwargs, defaults=defaults)
 
 
-def _keep_ffn_ratio(cfg: ConfigClass, kwargs: dict[str, Any], overrides: dict[str, Any], notes: list[str]) -> None:
+def _keep_ffn_ratio(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
     """A feed-forward width shrunk with the model width keeps its default multiple of it (GPT-NeoX: 4 x 6144): a
-    port that hard-codes `4 * hidden_size` then builds the same layer."""
+    port that hard-codes `4 * hidden_size` then builds the same layer. Fields given with --init stay as given."""
     fields = {f.name: f for f in cfg.fields}
     names = tuple(fields)
-    roles = {role_of(k, names)[0]: k for k in kwargs if role_of(k, names) and k in fields and k not in overrides}
+    roles = {role_of(k, names)[0]: k for k in kwargs if role_of(k, names) and k in fields}
     dim, ffn = roles.get("dim"), roles.get("hidden")
-    if not dim or not ffn:
+    if not dim or not ffn or ffn in given:
         return
     ok_d, default_dim = literal(fields[dim].default)
     ok_f, default_ffn = literal(fields[ffn].default)
