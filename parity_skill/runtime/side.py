@@ -192,11 +192,11 @@ class Side:
         """Per submodule call at decoding step `step`: the cached call against the full recomputation's last
         positions (rows as trace.py compares two sides)."""
         from parity_skill.runtime.cached_decode import cache_trace
-        from parity_skill.runtime.trace import _rows
+        from parity_skill.runtime.trace import compare_calls
 
         self.seed(0)
         full, cached = cache_trace(self.adapter, self.model_for("fp32"), self.impl, prompt, tokens, step)
-        return _rows(full, cached, {name: name for name, _, _ in full}, tol)
+        return compare_calls(full, cached, {name: name for name, _, _ in full}, tol)
 
     def module_names(self) -> list[str]:
         return [n for n, _ in self.adapter.submodules(self.model)]

@@ -80,7 +80,7 @@ def locate(run: PairRun, isolate: bool, findings: list[dict] = ()) -> dict | Non
     tol = run.checks.tolerances["fp32"]
     rec_a = run.a.trace(run.base)
     if not isolate:
-        rows = _rows(rec_a, run.b.trace(run.base), pairs, tol)
+        rows = compare_calls(rec_a, run.b.trace(run.base), pairs, tol)
     else:
         names = [n for n in dict.fromkeys(name for name, _, _ in rec_a) if n in pairs]
         level, rows = [n for n in names if _parent(n, names) is None], []
@@ -89,7 +89,7 @@ def locate(run: PairRun, isolate: bool, findings: list[dict] = ()) -> dict | Non
             for name, inp, _ in rec_a:
                 if name in level:
                     feed.setdefault(pairs[name], []).append([x for _, x in inp])
-            found = [r for r in _rows(rec_a, run.b.trace(run.base, feed), pairs, tol)
+            found = [r for r in compare_calls(rec_a, run.b.trace(run.base, feed), pairs, tol)
                      if rootcause.base(r["a"]) in level]
             rows += found
             first = next((r for r in found if r["differs"]), None)
@@ -122,7 +122,8 @@ def _aligned(rec_a: list, rec_b: list, pairs: dict[str, str]):
             yield name + (f"#{k}" if k else ""), b_name, (first, second), calls_b[b_name][k]
 
 
-def _rows(rec_a: list, rec_b: list, pairs: dict[str, str], tol) -> list[dict]:
+def compare_calls(rec_a: list, rec_b: list, pairs: dict[str, str], tol) -> list[dict]:
+    """One row per aligned submodule call: whether its output and its input differ, and by how much."""
     rows = []
     for a_name, b_name, (inp, out), (inp_b, out_b) in _aligned(rec_a, rec_b, pairs):
         bad, err, rel = _differs(out, out_b, tol)
