@@ -4,17 +4,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import fx, parity
+from conftest import ROOT, fx, parity
 from parity_skill.runtime.cached_decode import _last_positions, cache_parameter, returned_cache
 
 pytest.importorskip("torch")
 
-GPT, NO_OFFSET = fx("cache/gpt_cached.py::TinyGPT"), fx("cache/gpt_cached_no_offset.py::TinyGPT")
+GPT = fx("cache/gpt_cached.py::TinyGPT")
+CORRECT = "positions = torch.arange(past, past + input_ids.shape[1])"
 
 
-def test_a_cache_that_forgets_its_position_offset_fails_and_is_located():
+@pytest.fixture(scope="module")
+def no_offset(tmp_path_factory) -> str:
+    """The tiny GPT port with a cache bug: positions restart at 0 on every cached call (one line changed)."""
+    source = (ROOT / fx("cache/gpt_cached.py")).read_text()
+    assert CORRECT in source
+    path = tmp_path_factory.mktemp("port") / "gpt_cached_no_offset.py"
+    path.write_text(source.replace(CORRECT, "positions = torch.arange(input_ids.shape[1])"))
+    return f"{path}::TinyGPT"
+
+
+def test_a_cache_that_forgets_its_position_offset_fails_and_is_located(no_offset):
     """The port agrees on every full-sequence check; only its cached path restarts positions at 0."""
-    run = parity(GPT, "vs", NO_OFFSET, "--json", "--quick", "--generate", "8")
+    run = parity(GPT, "vs", no_offset, "--json", "--quick", "--generate", "8")
     assert run.status("forward") == "pass"
     c = run.check("generate")
     assert c["status"] == "fail" and c["first_top1_step"] is None  # recomputed decoding agrees throughout
@@ -27,12 +38,12 @@ def test_a_cache_that_forgets_its_position_offset_fails_and_is_located():
     assert d["message"].startswith("B's cached decoding") and "from step 1" in d["message"]
     assert "TinyGPT's own forward code" in d["message"] and "wpe" in d["message"]
     assert d["location"].endswith("gpt_cached_no_offset.py:40")
-    assert "B's cache differs from step 1" in parity(GPT, "vs", NO_OFFSET, "--quick", "--generate", "8").stdout
+    assert "B's cache differs from step 1" in parity(GPT, "vs", no_offset, "--quick", "--generate", "8").stdout
 
 
-def test_a_broken_cache_on_side_a_is_reported_from_its_recording():
+def test_a_broken_cache_on_side_a_is_reported_from_its_recording(no_offset):
     """A runs in its own process and is replayed: its cached decoding and localisation come from the artifact."""
-    run = parity(NO_OFFSET, "vs", GPT, "--json", "--quick", "--generate", "6")
+    run = parity(no_offset, "vs", GPT, "--json", "--quick", "--generate", "6")
     c = run.check("generate")
     assert c["cache"]["a"]["status"] == "differs" and c["cache"]["b"]["status"] == "agrees"
     assert any(d["kind"] == "cache" and d["message"].startswith("A's cached decoding") for d in run.pair["diagnosis"])
