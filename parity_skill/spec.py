@@ -143,6 +143,6 @@ class PairSpec:
     checks: Checks | None = None
     static_findings: tuple[dict, ...] = ()
     notes: tuple[str, ...] = ()
-    map_rules: tuple[str, ...] = ()  # --map FILE lines, expanded on the live parameter names (map_rules.py)
-    convert: str = ""  # --convert: B's own function that turns A's state dict into B's (runtime/convert.py)
+    map_rules: tuple[str, ...] = ()  # --map FILE lines, expanded on the live parameter names (plan/map_rules.py)
+    convert: str = ""  # --convert: B's own function that turns A's state dict into B's (runtime/data/convert.py)
     variant: str = ""  # what this extra run of a pair changes (e.g. a causal mask); "" for the plain run

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from parity_skill.cli import cli
+from parity_skill.cli.main import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = "tests/fixtures"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, fx, parity
-from parity_skill.runtime.cached_decode import _last_positions, cache_parameter, returned_cache
+from parity_skill.runtime.checks.cached_decode import _last_positions, cache_parameter, returned_cache
 
 pytest.importorskip("torch")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import fx, parity
-from parity_skill.plan import PlanOptions, Target, build_plan
+from parity_skill.plan.planner import PlanOptions, Target, build_plan
 
 ROPE_HF = "realcode/hf_like/tiny/modeling_rope.py"
 ROPE_PORT = "realcode/port_rope_mlx.py"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import fx, parity
-from parity_skill.map_rules import expand, parse_rules
+from parity_skill.plan.map_rules import expand, parse_rules
 
 MAPPED = "realcode/mapped/"
 
@@ -59,7 +59,7 @@ def test_map_file_makes_an_unmappable_port_comparable_and_a_wrong_rule_is_an_err
 
 
 def test_a_positional_guess_with_an_equal_rival_says_ambiguous():
-    from parity_skill.mapping import ParamInfo, match_parameters
+    from parity_skill.plan.weight_map import ParamInfo, match_parameters
 
     a = [ParamInfo("l.a.weight", (8, 8)), ParamInfo("l.b.weight", (8, 8))]
     b = [ParamInfo("m.x.weight", (8, 8)), ParamInfo("m.y.weight", (8, 8))]

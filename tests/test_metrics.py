@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity_skill.runtime.metrics import compare, scaled_atol
-from parity_skill.runtime.outputs import describe_mismatch, judge, match_outputs
+from parity_skill.runtime.judging.metrics import compare, scaled_atol
+from parity_skill.runtime.judging.outputs import describe_mismatch, judge, match_outputs
 from parity_skill.spec import Tolerance
 
 
@@ -78,7 +78,7 @@ def test_reported_minimum_atol_is_on_the_user_scale_and_exact():
 
 
 def test_a_stage_with_nothing_recorded_is_never_a_pass():
-    from parity_skill.stages import _row
+    from parity_skill.compare.stages import _row
 
     b = [("stages/x/out/0", np.ones(3))]
     missing = _row("x", [("stages/x/out/0", None)], b, 1e-5, 0.999, None)
@@ -89,8 +89,7 @@ def test_a_stage_with_nothing_recorded_is_never_a_pass():
 
 def test_chunked_comparison_gives_the_one_pass_figures(monkeypatch):
     """Large tensors are compared chunk by chunk (memory); the figures must not depend on the chunking."""
-    from parity_skill.runtime import metrics
-
+    from parity_skill.runtime.judging import metrics
     rng = np.random.default_rng(3)
     a = rng.normal(size=(5, 7)).astype(np.float32)
     b = a + rng.normal(size=a.shape) * 1e-3

@@ -1,8 +1,8 @@
 """Planning is pure: constructor values, inputs, weight maps and pairing from the analysis alone."""
 from __future__ import annotations
 
-from parity_skill.mapping import ParamInfo, match_parameters
-from parity_skill.plan import PlanOptions, Target, build_plan, check_names
+from parity_skill.plan.weight_map import ParamInfo, match_parameters
+from parity_skill.plan.planner import PlanOptions, Target, build_plan, check_names
 from parity_skill.plan.construct import evaluate, role_of
 from parity_skill.plan.inputs import parse_input_override
 from parity_skill.plan.pairing import normalise
@@ -93,7 +93,7 @@ def test_size_expressions():
 
 def test_weights_never_map_across_blocks_of_a_stack():
     """A fused qkv in 12 blocks vs separate q/k/v: every split stays inside its own block (it once went 11 -> 3)."""
-    from parity_skill.mapping import ParamInfo, match_parameters
+    from parity_skill.plan.weight_map import ParamInfo, match_parameters
 
     d = 8
     a = [ParamInfo(f"h.{i}.attn.{n}", s) for i in range(12)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from parity_skill.plan import PlanOptions, Target, build_plan
+from parity_skill.plan.planner import PlanOptions, Target, build_plan
 
 
 def _write(folder: Path, name: str, text: str) -> str:

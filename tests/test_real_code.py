@@ -9,8 +9,8 @@ import pytest
 
 from conftest import fx, parity
 from parity_skill.analyze import analyze_file
-from parity_skill.mapping import ParamInfo, match_parameters
-from parity_skill.plan import PlanOptions, Target, build_plan
+from parity_skill.plan.weight_map import ParamInfo, match_parameters
+from parity_skill.plan.planner import PlanOptions, Target, build_plan
 from parity_skill.spec import Config
 
 HF = "realcode/hf_like/tiny/modeling_tiny.py"

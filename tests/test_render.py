@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from parity_skill.plan import PlanOptions, Target, build_plan
-from parity_skill.render import render_script, template_dir
+from parity_skill.plan.planner import PlanOptions, Target, build_plan
+from parity_skill.render.script import render_script, template_dir
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = {

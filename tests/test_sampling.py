@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import fx, needs, parity
-from parity_skill.runtime.checks_sampling import compare_distributions, distribution
+from parity_skill.runtime.checks.sampling import compare_distributions, distribution
 
 pytest.importorskip("torch")
 

@@ -126,8 +126,8 @@ FUZZ = ['a"""b', "x\ny", "back\\slash\\", "it's \"q\"", "\u00f1ame-\u00fc \u2028
 
 
 def test_fuzzed_names_render_to_scripts_that_parse_and_execute_nothing(tmp_path):
-    from parity_skill.plan import Target
-    from parity_skill.render import render_script
+    from parity_skill.plan.planner import Target
+    from parity_skill.render.script import render_script
     from parity_skill.spec import Checks, Implementation, PairSpec, Tolerance
 
     executed = 0
@@ -167,12 +167,12 @@ def test_hostile_files_give_one_clear_line(tmp_path, maker, expected):
 
 
 def test_the_analyzer_never_evaluates_a_huge_default(tmp_path):
-    from parity_skill.plan import PlanOptions, Target, build_plan
+    from parity_skill.plan.planner import PlanOptions, Target, build_plan
 
     src = (ROOT / FFN).read_text().replace("def __init__(self, dim: int, hidden: int, dropout: float = 0.1)",
                                            "def __init__(self, dim: int = 10 ** 10 ** 8, hidden: int = 64)")
     (tmp_path / "huge.py").write_text(src)
-    code = ("from parity_skill.plan import PlanOptions, Target, build_plan\n"
+    code = ("from parity_skill.plan.planner import PlanOptions, Target, build_plan\n"
             f"build_plan(Target({str(tmp_path / 'huge.py')!r}, 'FeedForward'), Target({FFN!r}), PlanOptions())\n")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
     del PlanOptions, Target, build_plan
@@ -242,7 +242,7 @@ def test_timeout_stops_a_forward_that_started_its_own_child():
 
 
 def test_output_is_read_into_a_bounded_tail():
-    from parity_skill.run import TAIL_BYTES, _Tail
+    from parity_skill.run.processes import TAIL_BYTES, _Tail
 
     proc = subprocess.Popen([sys.executable, "-c", "import sys\nfor _ in range(50): sys.stdout.write('x' * 2**20)"],
                             stdout=subprocess.PIPE)

@@ -260,8 +260,8 @@ def test_each_side_may_name_its_own_interpreter(tmp_path):
 
 def test_side_runtime_never_imports_the_analysis_stack():
     """Side processes import the small runtime only (speed: libcst alone costs ~0.15 s per side)."""
-    code = ("import sys, parity_skill.runtime.capture, parity_skill.runtime.session, parity_skill.runtime.loading;"
-            "print(sorted(m for m in ('libcst', 'jinja2', 'click', 'parity_skill.plan', 'parity_skill.analyze')"
+    code = ("import sys, parity_skill.runtime.sides.capture, parity_skill.runtime.sides.session, parity_skill.runtime.sides.loading;"
+            "print(sorted(m for m in ('libcst', 'jinja2', 'click', 'parity_skill.plan.planner', 'parity_skill.analyze')"
             " if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "[]", run.stdout + run.stderr

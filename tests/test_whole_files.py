@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.analyze import analyze_file
-from parity_skill.mapping import ParamInfo, match_parameters
-from parity_skill.plan import PlanOptions, Target, build_plan
+from parity_skill.plan.weight_map import ParamInfo, match_parameters
+from parity_skill.plan.planner import PlanOptions, Target, build_plan
 from parity_skill.plan.pairing import model_prefix, pair_symbols
 from parity_skill.runtime.adapters.base import flatten
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jinja2
 
 from parity_skill.plan.tolerances import BASE, LEVELS
-from parity_skill.render import template_dir
+from parity_skill.render.script import template_dir
 from parity_skill.report.vocabulary import CHECKS, DIAGNOSIS, EXIT_CODES
 
 SKILL_NAME = "parity"

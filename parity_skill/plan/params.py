@@ -6,7 +6,7 @@ from typing import Any
 from parity_skill.analyze import module_class
 from parity_skill.analyze.model import FileAnalysis, Submodule, Symbol
 from parity_skill.analyze.vocabulary import op_for
-from parity_skill.mapping import ParamInfo
+from parity_skill.plan.weight_map import ParamInfo
 from parity_skill.plan.construct import environment, evaluate, literal
 
 

@@ -9,7 +9,7 @@ from parity_skill.plan import attention_scale
 from parity_skill.analyze.model import FileAnalysis, OpCall, Symbol
 from parity_skill.analyze.hierarchy import function_params
 from parity_skill.analyze.vocabulary import DEFAULT_EPS
-from parity_skill.mapping import module_role
+from parity_skill.plan.weight_map import module_role
 
 NORMS = ("layer_norm", "rms_norm", "group_norm", "batch_norm")
 ACTIVATIONS = ("gelu", "silu", "relu", "tanh", "sigmoid")

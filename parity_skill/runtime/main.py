@@ -59,8 +59,8 @@ def _folder(root: str, pairs: list[PairSpec], p: PairSpec) -> str:
 
 def capture(pairs: list[PairSpec], folder: str) -> int:
     """Phase 1: side A alone writes one artifact per pair under `folder`."""
-    from parity_skill.runtime import artifact
-    from parity_skill.runtime.capture import base_manifest, capture_pair
+    from parity_skill.runtime.data import artifact
+    from parity_skill.runtime.sides.capture import base_manifest, capture_pair
 
     def failed(p, message):
         artifact.write_error(_folder(folder, pairs, p), base_manifest(p), message)
@@ -71,8 +71,8 @@ def capture(pairs: list[PairSpec], folder: str) -> int:
 
 def compare(pairs: list[PairSpec], folder: str, wait: float | None = None) -> dict:
     """Phase 2: side B alone against A's artifacts; the report."""
-    from parity_skill.runtime.artifact import SIDE_DONE
-    from parity_skill.runtime.session import compare_pair, new_entry
+    from parity_skill.runtime.data.artifact import SIDE_DONE
+    from parity_skill.runtime.sides.session import compare_pair, new_entry
 
     done = Path(folder) / SIDE_DONE
     return report(_guarded(pairs, lambda p: compare_pair(p, _folder(folder, pairs, p), wait, done), new_entry))

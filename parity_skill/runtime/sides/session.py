@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 
-from parity_skill.runtime import artifact
-from parity_skill.runtime import checks_basic as basic
-from parity_skill.runtime import checks_matrix as matrix
-from parity_skill.runtime import explain, progress, trace
-from parity_skill.runtime.context import PairRun, result
-from parity_skill.runtime.inputs import base_inputs, layouts_to_try
-from parity_skill.runtime.loading import UserCodeError, describe
-from parity_skill.runtime.outputs import first_nonfinite
-from parity_skill.runtime.side import Side
-from parity_skill.runtime.replay import ReplaySide, capture_mismatch
-from parity_skill.runtime.weights import load_b
+from parity_skill.runtime.data import artifact
+from parity_skill.runtime.checks import basic
+from parity_skill.runtime.checks import matrix
+from parity_skill.runtime import progress
+from parity_skill.runtime.diagnosis import explain, trace
+from parity_skill.runtime.checks.context import PairRun, result
+from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try
+from parity_skill.runtime.sides.loading import UserCodeError, describe
+from parity_skill.runtime.judging.outputs import first_nonfinite
+from parity_skill.runtime.sides.side import Side
+from parity_skill.runtime.sides.replay import ReplaySide, capture_mismatch
+from parity_skill.runtime.data.weights import load_b
 from parity_skill.spec import InputSpec, PairSpec
 
 
@@ -39,11 +40,11 @@ def _dispatch(run: PairRun, name: str) -> dict:
     if name.startswith("edge:"):
         return matrix.check_edge(run, name[5:])
     if name == "generate":
-        from parity_skill.runtime.checks_generate import check_generate
+        from parity_skill.runtime.checks.generate import check_generate
 
         return check_generate(run)
     if name == "sampling":
-        from parity_skill.runtime.checks_sampling import check_sampling
+        from parity_skill.runtime.checks.sampling import check_sampling
 
         return check_sampling(run)
     if name.startswith("determinism:"):

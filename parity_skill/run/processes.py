@@ -100,7 +100,7 @@ class Worker:
         env = dict(os.environ, PARITY_SKILL_PARENT=str(os.getpid()))
         self.python = python or sys.executable
         try:
-            self.proc = subprocess.Popen([self.python, "-m", "parity_skill.runtime.worker", *warm],
+            self.proc = subprocess.Popen([self.python, "-m", "parity_skill.runtime.sides.worker", *warm],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          start_new_session=True, env=env)
         except OSError as exc:
@@ -177,7 +177,7 @@ def run_sides(workers: list[Worker], script: str, timeout: float, on_progress=No
     """Side A captures while side B builds and then compares. One worker forks both sides (the framework imported
     once); two workers (each side its own interpreter) run one side each. `on_progress(line)` is called with the
     sides' newest stage while they run."""
-    from parity_skill.runtime.artifact import SIDE_DONE
+    from parity_skill.runtime.data.artifact import SIDE_DONE
 
     deadline = time.monotonic() + timeout
     folder = tempfile.mkdtemp(prefix="parity-artifacts-")

@@ -10,8 +10,8 @@ import numpy as np
 
 from parity_skill.runtime.adapters import get_adapter
 from parity_skill.runtime.adapters.base import Flat
-from parity_skill.runtime.inputs import inverse, permute
-from parity_skill.runtime.loading import UserCodeError, constructor_kwargs, describe, resolve
+from parity_skill.runtime.data.inputs import inverse, permute
+from parity_skill.runtime.sides.loading import UserCodeError, constructor_kwargs, describe, resolve
 from parity_skill.spec import Companion, Implementation
 
 
@@ -182,8 +182,8 @@ class Side:
         return [[name, self._out(gin), self._out(gout)] for name, gin, gout in records]
 
     def cached_decode(self, prompt: np.ndarray, tokens: np.ndarray) -> dict:
-        """{how, logits}: fp32 decoding through this side's own KV cache (runtime/cached_decode.py)."""
-        from parity_skill.runtime.cached_decode import cached_logits
+        """{how, logits}: fp32 decoding through this side's own KV cache (runtime/checks/cached_decode.py)."""
+        from parity_skill.runtime.checks.cached_decode import cached_logits
 
         self.seed(0)
         return cached_logits(self.adapter, self.model_for("fp32"), self.impl, prompt, tokens)
@@ -191,8 +191,8 @@ class Side:
     def cache_rows(self, prompt: np.ndarray, tokens: np.ndarray, step: int, tol) -> list[dict]:
         """Per submodule call at decoding step `step`: the cached call against the full recomputation's last
         positions (rows as trace.py compares two sides)."""
-        from parity_skill.runtime.cached_decode import cache_trace
-        from parity_skill.runtime.trace import compare_calls
+        from parity_skill.runtime.checks.cached_decode import cache_trace
+        from parity_skill.runtime.diagnosis.trace import compare_calls
 
         self.seed(0)
         full, cached = cache_trace(self.adapter, self.model_for("fp32"), self.impl, prompt, tokens, step)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity_skill.runtime.artifact import read
-from parity_skill.runtime.metrics import compare, scaled_atol
+from parity_skill.runtime.data.artifact import read
+from parity_skill.runtime.judging.metrics import compare, scaled_atol
 
 LEVELS = {"layer": 1e-5, "chain": 1e-4, "model": 1e-3}
 COSINE = 0.999

@@ -63,7 +63,7 @@ class RecordingSide:
             try:
                 rec["value"] = fn()
             except Exception as exc:  # noqa: BLE001 - replayed as the same failure
-                from parity_skill.runtime.loading import describe
+                from parity_skill.runtime.sides.loading import describe
 
                 rec["error"] = describe(exc)
             self.records[key] = rec
@@ -75,7 +75,7 @@ class RecordingSide:
         if "error" in rec:
             raise RecordedError(rec["error"])
         if "entry" in rec:  # spilled: read back from its file
-            from parity_skill.runtime.artifact import Tensors
+            from parity_skill.runtime.data.artifact import Tensors
 
             tensors = Tensors([str(Path(self.folder) / name) for name in rec["files"]])
             return decode_grads(tensors, rec["entry"], f"calls/{list(self.records).index(key):04d}")
@@ -83,7 +83,7 @@ class RecordingSide:
 
     def _spill(self, key: str, rec: dict) -> None:
         """A model's worth of gradients: written now, not held until the artifact is complete."""
-        from parity_skill.runtime.artifact import save_chunked
+        from parity_skill.runtime.data.artifact import save_chunked
 
         n = list(self.records).index(key)
         tensors: dict[str, np.ndarray] = {}

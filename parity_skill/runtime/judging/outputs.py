@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.runtime.adapters.base import Flat
-from parity_skill.runtime.metrics import compare, scaled_atol
+from parity_skill.runtime.judging.metrics import compare, scaled_atol
 from parity_skill.spec import Tolerance
 
 

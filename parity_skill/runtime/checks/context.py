@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from parity_skill.runtime.adapters.base import Flat
-from parity_skill.runtime.side import Side
+from parity_skill.runtime.sides.side import Side
 from parity_skill.spec import Checks, InputSpec, MapEntry
 
 

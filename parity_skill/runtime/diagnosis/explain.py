@@ -1,9 +1,9 @@
 """Turn failing checks into diagnosis entries: output symptoms, and static findings where a check confirms them."""
 from __future__ import annotations
 
-from parity_skill.runtime.context import PairRun
-from parity_skill.runtime.outputs import label, match_outputs
-from parity_skill.runtime.symptoms import classify
+from parity_skill.runtime.checks.context import PairRun
+from parity_skill.runtime.judging.outputs import label, match_outputs
+from parity_skill.runtime.diagnosis.symptoms import classify
 
 # static finding kind -> the checks whose failure confirms it
 CONFIRMED_BY = {

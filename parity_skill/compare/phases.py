@@ -1,5 +1,5 @@
 """The two phases as commands: `capture` runs side A alone into an artifact folder; `compare` runs side B alone
-against one. Planning happens here, running in `run.py`, printing in `cli.py`."""
+against one. Planning happens here, running in `run/processes.py`, printing in `cli/main.py`."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from parity_skill.errors import InputError, RunError
-from parity_skill.plan import ParityPlan, PlanOptions, Target, build_plan
+from parity_skill.plan.planner import ParityPlan, PlanOptions, Target, build_plan
 from parity_skill.spec import Implementation, InputSpec
 
 
@@ -29,7 +29,7 @@ def prepare_folder(folder: str, force: bool) -> None:
     if path.exists() and not path.is_dir():
         raise InputError(f"{folder}: exists and is not a folder")
     if path.is_dir() and any(path.iterdir()):
-        from parity_skill.runtime.artifact import MANIFEST, TENSORS
+        from parity_skill.runtime.data.artifact import MANIFEST, TENSORS
 
         if not force:
             raise InputError(f"{folder}: not empty; nothing was overwritten (use --force to replace an artifact)")
@@ -46,7 +46,7 @@ def prepare_folder(folder: str, force: bool) -> None:
 
 
 def read_capture(folder: str) -> dict:
-    from parity_skill.runtime.artifact import ArtifactError, read_manifest
+    from parity_skill.runtime.data.artifact import ArtifactError, read_manifest
 
     try:
         manifest = read_manifest(folder)
@@ -90,7 +90,7 @@ def _source_of_a(folder: str, side: dict) -> str | None:
 
 def render_to(plan: ParityPlan, emit: str | None, debug: bool) -> tuple[str, str | None]:
     """(script path, temp folder to remove afterwards or None)."""
-    from parity_skill.render import render_script
+    from parity_skill.render.script import render_script
 
     tmp = None
     script = emit
@@ -148,8 +148,8 @@ def run_compare(worker, script: str, folder: str, timeout: float) -> dict:
 def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | None) -> dict:
     """Two artifacts, stage by stage (levels: layer 1e-5, chain 1e-4, model 1e-3; cosine 0.999)."""
     from parity_skill.report import report
-    from parity_skill.runtime.artifact import ArtifactError
-    from parity_skill.stages import compare_artifacts
+    from parity_skill.runtime.data.artifact import ArtifactError
+    from parity_skill.compare.stages import compare_artifacts
 
     try:
         entry = compare_artifacts(dir_a, dir_b, opts.get("level") or "layer", opts.get("atol"), opts.get("cosine"),
@@ -162,7 +162,7 @@ def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | Non
 def capture_into(target: Target, plan: ParityPlan, folder: str, timeout: float, debug: bool,
                  python: str | None) -> None:
     """Side A alone, in its own worker, writes its artifact into `folder` (already prepared)."""
-    from parity_skill.run import Worker, frameworks_in
+    from parity_skill.run.processes import Worker, frameworks_in
 
     worker = Worker(frameworks_in([target.path]), python)
     script, tmp = render_to(plan, None, debug)

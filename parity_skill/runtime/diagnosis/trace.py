@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity_skill.runtime import rootcause
-from parity_skill.runtime.checks_basic import gradients, upstreams
-from parity_skill.runtime.context import PairRun
-from parity_skill.runtime.metrics import compare, scaled_atol
-from parity_skill.runtime.outputs import match_outputs
-from parity_skill.runtime.symptoms import log_bar
+from parity_skill.runtime.diagnosis import rootcause
+from parity_skill.runtime.checks.basic import gradients, upstreams
+from parity_skill.runtime.checks.context import PairRun
+from parity_skill.runtime.judging.metrics import compare, scaled_atol
+from parity_skill.runtime.judging.outputs import match_outputs
+from parity_skill.runtime.diagnosis.symptoms import log_bar
 
 MAX_PROFILE = 60
 

@@ -88,7 +88,7 @@ def main() -> None:
         except Exception:  # noqa: BLE001 - warming only; the script reports real import problems itself
             pass
     try:
-        import parity_skill.runtime.session  # noqa: F401
+        import parity_skill.runtime.sides.session  # noqa: F401
     except ImportError as exc:
         print(f"{RUNTIME_MISSING} {sys.executable}: {exc}", flush=True)
         sys.exit(3)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity_skill.runtime import rootcause
-from parity_skill.runtime.checks_sampling import TV_MEAN, distribution
-from parity_skill.runtime.context import PairRun, result
-from parity_skill.runtime.loading import describe
+from parity_skill.runtime.diagnosis import rootcause
+from parity_skill.runtime.checks.sampling import TV_MEAN, distribution
+from parity_skill.runtime.checks.context import PairRun, result
+from parity_skill.runtime.sides.loading import describe
 
 STEP_TV = 1e-3  # a step whose distributions differ by more than this is "differing"
 BARS = " ▁▂▃▄▅▆▇█"

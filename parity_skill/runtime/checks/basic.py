@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from parity_skill.runtime.context import PairRun, result
-from parity_skill.runtime.loading import describe
-from parity_skill.runtime.metrics import compare, scaled_atol
-from parity_skill.runtime.outputs import describe_mismatch, figures, first_nonfinite, judge, label, match_outputs
-from parity_skill.runtime.weights import b_values
+from parity_skill.runtime.checks.context import PairRun, result
+from parity_skill.runtime.sides.loading import describe
+from parity_skill.runtime.judging.metrics import compare, scaled_atol
+from parity_skill.runtime.judging.outputs import describe_mismatch, figures, first_nonfinite, judge, label, match_outputs
+from parity_skill.runtime.data.weights import b_values
 
 
 def flag_output_problems(run: PairRun, name: str, j: dict) -> None:

@@ -7,16 +7,16 @@ import sys
 from dataclasses import asdict, replace
 
 from parity_skill import __version__
-from parity_skill.runtime import artifact
-from parity_skill.runtime import checks_basic as basic
-from parity_skill.runtime import checks_matrix as matrix
-from parity_skill.runtime.context import PairRun
-from parity_skill.runtime.inputs import base_inputs, layouts_to_try, permuted_spec
-from parity_skill.runtime.loading import UserCodeError, describe
-from parity_skill.runtime.replay import MirrorSide, RecordingSide, encode
-from parity_skill.runtime.session import _first_forward, _run_checks
-from parity_skill.runtime.side import Side
-from parity_skill.runtime.weights import fresh
+from parity_skill.runtime.data import artifact
+from parity_skill.runtime.checks import basic
+from parity_skill.runtime.checks import matrix
+from parity_skill.runtime.checks.context import PairRun
+from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try, permuted_spec
+from parity_skill.runtime.sides.loading import UserCodeError, describe
+from parity_skill.runtime.sides.replay import MirrorSide, RecordingSide, encode
+from parity_skill.runtime.sides.session import _first_forward, _run_checks
+from parity_skill.runtime.sides.side import Side
+from parity_skill.runtime.data.weights import fresh
 from parity_skill.spec import MapEntry, PairSpec
 
 

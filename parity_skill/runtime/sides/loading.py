@@ -12,7 +12,8 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from parity_skill.runtime.replay import MissingRecord, RecordedError
+import parity_skill
+from parity_skill.runtime.sides.replay import MissingRecord, RecordedError
 from parity_skill.spec import Config, Implementation, Ref
 
 _LOADED: dict[str, ModuleType] = {}
@@ -34,7 +35,7 @@ def describe(exc: BaseException) -> str:
         if os.path.abspath(frame.filename) in USER_FILES:
             where = f"{os.path.relpath(frame.filename)}:{frame.lineno}"
     if where is None:  # raised in a library the user code called: name the innermost frame outside this tool
-        ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        ours = os.path.dirname(os.path.abspath(parity_skill.__file__))
         outside = [f for f in frames if not os.path.abspath(f.filename).startswith(ours + os.sep)]
         if outside:
             where = f"{outside[-1].filename}:{outside[-1].lineno}"

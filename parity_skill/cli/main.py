@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 
 from parity_skill import __version__
-from parity_skill.terminal import Status, color_enabled, paint
+from parity_skill.cli.terminal import Status, color_enabled, paint
 from parity_skill.errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError, ParityError, RunError,
                                  exit_code_for)
-from parity_skill.cli_options import (PLAN_OPTION_NAMES, PLAN_OPTIONS, _options, _options_of, parse_target,
+from parity_skill.cli.options import (PLAN_OPTION_NAMES, PLAN_OPTIONS, _options, _options_of, parse_target,
                                        split_targets)
 
 HELP = """Check that two implementations compute the same thing.
@@ -38,7 +38,7 @@ def _emit_error(message: str, as_json: bool, code: int = EXIT_ERROR) -> int:
 
 
 def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, **opts) -> int:
-    from parity_skill.run import Worker, frameworks_in
+    from parity_skill.run.processes import Worker, frameworks_in
 
     target_a, target_b = split_targets(targets)
     warm_a = frameworks_in([target_a.path])
@@ -57,9 +57,9 @@ def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, 
 
 
 def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> int:
-    from parity_skill.plan import build_plan
-    from parity_skill.render import render_script
-    from parity_skill.run import Completed, TimedOut, run_sides
+    from parity_skill.plan.planner import build_plan
+    from parity_skill.render.script import render_script
+    from parity_skill.run.processes import Completed, TimedOut, run_sides
 
     status = Status()
     status("analyse")
@@ -167,7 +167,7 @@ RUN_OPTIONS = _options_of(
 
 def _guarded(as_json: bool, debug: bool, work) -> int:
     """Run a command; every failure becomes one stderr line (and a JSON error report with --json) and an exit code."""
-    from parity_skill.run import Terminated, interrupt_on_sigterm
+    from parity_skill.run.processes import Terminated, interrupt_on_sigterm
 
     interrupt_on_sigterm()
     try:
@@ -247,8 +247,8 @@ def _plan_flags() -> list[str]:
 
 def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: dict, flags: list[str]) -> None:
     """Write a pytest file and, beside it, A's artifact as its fixture."""
-    from parity_skill import phases
-    from parity_skill.render import render_test
+    from parity_skill.compare import phases
+    from parity_skill.render.script import render_test
 
     target_a, target_b = split_targets(targets)
     if target_b.path is None:
@@ -276,8 +276,7 @@ def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: 
 @PLAN_OPTIONS
 def capture_command(target, output, force, as_json, timeout, debug, python_a, **opts) -> None:
     def work() -> int:
-        from parity_skill import phases
-
+        from parity_skill.compare import phases
         target_a = parse_target(target, allow_reference=False)
         plan = phases.plan_capture(target_a, _options(**opts))
         phases.prepare_folder(output, force)
@@ -301,8 +300,8 @@ def capture_command(target, output, force, as_json, timeout, debug, python_a, **
 @PLAN_OPTIONS
 def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, min_correlation, **opts) -> None:
     def work() -> int:
-        from parity_skill import phases
-        from parity_skill.run import Worker, frameworks_in
+        from parity_skill.compare import phases
+        from parity_skill.run.processes import Worker, frameworks_in
 
         if Path(target, "manifest.json").is_file():  # two artifacts: no code runs at all
             return _print_report(phases.compare_two(artifact, target, opts, min_correlation), as_json)
@@ -321,7 +320,7 @@ def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, m
 
 
 def _register() -> None:
-    from parity_skill.cli_assistants import install_command, uninstall_command
+    from parity_skill.cli.assistants import install_command, uninstall_command
 
     cli.add_command(install_command)
     cli.add_command(uninstall_command)

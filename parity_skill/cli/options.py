@@ -15,7 +15,7 @@ from parity_skill.spec import ALL_EDGES
 
 
 def parse_target(text: str, allow_reference: bool):
-    from parity_skill.plan import Target
+    from parity_skill.plan.planner import Target
 
     path, sep, symbol = text.partition("::")
     if sep:
@@ -103,8 +103,8 @@ def _sampling(text: str | None, logits: bool) -> tuple[tuple[str, float], ...]:
 
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
              isolate, map_file=None, convert="", sampling=None, logits=False, generate=0):
-    from parity_skill.map_rules import read_rules
-    from parity_skill.plan import PlanOptions
+    from parity_skill.plan.map_rules import read_rules
+    from parity_skill.plan.planner import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
 
     inits = {}

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity_skill.map_rules import expand, parse_rules
-from parity_skill.runtime.convert import convert_state
-from parity_skill.mapping import ParamInfo, apply_shape, match_parameters
-from parity_skill.runtime.init import fresh_state
-from parity_skill.runtime.side import Side
+from parity_skill.plan.map_rules import expand, parse_rules
+from parity_skill.runtime.data.convert import convert_state
+from parity_skill.plan.weight_map import ParamInfo, apply_shape, match_parameters
+from parity_skill.runtime.data.init import fresh_state
+from parity_skill.runtime.sides.side import Side
 from parity_skill.spec import MapEntry
 
 

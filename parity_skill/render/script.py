@@ -8,15 +8,15 @@ from pathlib import Path
 import jinja2
 
 from parity_skill import __version__
-from parity_skill.plan import ParityPlan
+from parity_skill.plan.planner import ParityPlan
 
 TEMPLATE = "parity_script.py.j2"
 
 
 def template_dir() -> Path:
     """templates/ ships inside the wheel as parity_skill/templates; in a source checkout it sits at the top."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "templates", package.parent / "templates"):
         if (candidate / TEMPLATE).is_file():
             return candidate
     raise FileNotFoundError("parity-skill templates not found; reinstall the package")

@@ -1,0 +1,1 @@
+"""Command line: parse, run the pipeline, print, pick the exit code."""

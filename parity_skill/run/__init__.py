@@ -1,0 +1,1 @@
+"""Stage 4, run: the generated script's sides in subprocesses, bounded by a timeout."""

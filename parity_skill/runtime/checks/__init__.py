@@ -1,0 +1,1 @@
+"""The checks: forward/backward, the dtype/batch/edge matrix, sampling, generate."""

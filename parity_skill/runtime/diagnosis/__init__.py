@@ -1,0 +1,1 @@
+"""Diagnosis: traces, root cause, symptoms and the findings they confirm."""

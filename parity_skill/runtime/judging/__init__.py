@@ -1,0 +1,1 @@
+"""Judging: array metrics in float64 and output matching against a tolerance."""
