@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from parity_skill.runtime.checks.context import PairRun, result
-from parity_skill.runtime.sides.loading import describe
+from parity_skill.runtime.sides.failures import describe
 from parity_skill.runtime.judging.metrics import compare, scaled_atol
 from parity_skill.runtime.judging.outputs import describe_mismatch, figures, first_nonfinite, judge, label, match_outputs
 from parity_skill.runtime.data.weights import b_values

@@ -6,7 +6,7 @@ import numpy as np
 from parity_skill.runtime.checks.basic import flag_output_problems, gradients, is_deterministic, verdict_from
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import HOT_SCALE, batch_inputs, edge_inputs, hot_inputs
-from parity_skill.runtime.sides.loading import describe
+from parity_skill.runtime.sides.failures import describe
 from parity_skill.runtime.judging.metrics import compare, rmse, scaled_atol
 from parity_skill.runtime.judging.outputs import first_nonfinite, judge, label, match_outputs
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import base_inputs
-from parity_skill.runtime.sides.loading import describe
+from parity_skill.runtime.sides.failures import describe
 
 TV_MEAN, TV_MAX, LOWP_FLOOR, TOP_K = 1e-3, 1e-2, 1e-3, 5
 GUMBEL_DRAWS = 32

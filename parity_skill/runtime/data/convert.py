@@ -7,7 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from parity_skill.runtime.sides.loading import UserCodeError, describe, load_file
+from parity_skill.runtime.sides.failures import UserCodeError, describe
+from parity_skill.runtime.sides.loading import load_file
 from parity_skill.spec import MapEntry
 
 # how a converted value can come from one A parameter, tried in this order

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.runtime.diagnosis import rootcause
+from parity_skill.runtime.diagnosis.calls import aligned, compare_calls, differs
 from parity_skill.runtime.checks.basic import gradients, upstreams
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.judging.metrics import compare, scaled_atol
-from parity_skill.runtime.judging.outputs import match_outputs
 from parity_skill.runtime.diagnosis.symptoms import log_bar
 
 MAX_PROFILE = 60
@@ -45,27 +45,6 @@ def counterparts(run: PairRun) -> dict[str, str]:
         if n not in out and n in owned_b and n not in taken:
             out[n] = n
     return out
-
-
-def _differs(fa, fb, tol) -> tuple[bool, float | None, float | None]:
-    """(differs, max abs diff, that diff relative to A's largest value), per element as matched by key or shape:
-    `(out, attn)` vs `out` is judged on `out` alone, and a module never differs for its output's structure while
-    its first output has a counterpart."""
-    if not fa:
-        return True, None, None
-    pairs, _, _ = match_outputs(fa, fb)
-    if not pairs or pairs[0][0] != fa[0][0]:
-        return True, None, None
-    worst, bad, scale = 0.0, False, 0.0
-    for _, x, _, y in pairs:
-        if x.shape != y.shape:
-            return True, None, None
-        c = compare(x, y, scaled_atol(tol.atol, x), tol.rtol)
-        bad |= not c["ok"]
-        worst = max(worst, c.get("max_abs_diff") if c.get("max_abs_diff") is not None else float("inf"))
-        finite = np.abs(x[np.isfinite(x)]) if x.size else np.zeros(1)
-        scale = max(scale, float(finite.max()) if finite.size else 0.0)
-    return bad, worst, worst / scale if scale else (0.0 if worst == 0 else float("inf"))
 
 
 def locate(run: PairRun, isolate: bool, findings: list[dict] = ()) -> dict | None:
@@ -107,33 +86,6 @@ def _parent(name: str, names: list[str]) -> str | None:
     return max(inside, key=len) if inside else None
 
 
-def _aligned(rec_a: list, rec_b: list, pairs: dict[str, str]):
-    """(A's name with its call index, B's name, A's (first, second) arrays, B's) for each A submodule call whose
-    counterpart B made as often: the k-th call of a module meets the k-th call of its counterpart."""
-    calls_b: dict[str, list] = {}
-    for name, first, second in rec_b:
-        calls_b.setdefault(name, []).append((first, second))
-    seen: dict[str, int] = {}
-    for name, first, second in rec_a:
-        k = seen.get(name, 0)
-        seen[name] = k + 1
-        b_name = pairs.get(name)
-        if b_name is not None and k < len(calls_b.get(b_name, [])):
-            yield name + (f"#{k}" if k else ""), b_name, (first, second), calls_b[b_name][k]
-
-
-def compare_calls(rec_a: list, rec_b: list, pairs: dict[str, str], tol) -> list[dict]:
-    """One row per aligned submodule call: whether its output and its input differ, and by how much."""
-    rows = []
-    for a_name, b_name, (inp, out), (inp_b, out_b) in _aligned(rec_a, rec_b, pairs):
-        bad, err, rel = _differs(out, out_b, tol)
-        in_bad, in_err, in_rel = _differs(inp, inp_b, tol) if inp and inp_b else \
-            (False, 0.0, 0.0) if not inp else (False, None, None)
-        rows.append({"a": a_name, "b": b_name, "max_abs_diff": err, "differs": bad, "input_differs": in_bad,
-                     "input_max_abs_diff": in_err, "rel_diff": rel, "input_rel_diff": in_rel})
-    return rows
-
-
 def locate_backward(run: PairRun, findings: list[dict] = ()) -> dict | None:
     """{root_cause, rows} for a backward pass that differs: per submodule call, in the order backward reaches
     them, whether the gradient arriving at its outputs agrees ("input" here) and whether what it passes back to
@@ -147,10 +99,10 @@ def locate_backward(run: PairRun, findings: list[dict] = ()) -> dict | None:
     bad_params = _differing_params(run, tol)
     owned = _owned(run.a.module_names(), run.a.param_names())
     rows = []
-    for a_name, b_name, (gin, gout), (gin_b, gout_b) in _aligned(rec_a, rec_b, pairs):
+    for a_name, b_name, (gin, gout), (gin_b, gout_b) in aligned(rec_a, rec_b, pairs):
         name = rootcause.base(a_name)
-        out_bad, out_err, out_rel = _differs(gout, gout_b, tol) if gout else (False, 0.0, 0.0)
-        in_bad, in_err, in_rel = _differs(gin, gin_b, tol) if gin else (False, 0.0, 0.0)
+        out_bad, out_err, out_rel = differs(gout, gout_b, tol) if gout else (False, 0.0, 0.0)
+        in_bad, in_err, in_rel = differs(gin, gin_b, tol) if gin else (False, 0.0, 0.0)
         params = [bad_params[p] for p in owned.get(name, ()) if p in bad_params]
         rows.append({"a": a_name, "b": b_name, "input_differs": out_bad,
                      "input_max_abs_diff": out_err, "input_rel_diff": out_rel, "differs": in_bad or bool(params),

@@ -12,7 +12,7 @@ from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import matrix
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try, permuted_spec
-from parity_skill.runtime.sides.loading import UserCodeError, describe
+from parity_skill.runtime.sides.failures import UserCodeError, describe
 from parity_skill.runtime.sides.replay import MirrorSide, RecordingSide, encode
 from parity_skill.runtime.sides.session import _first_forward, _run_checks
 from parity_skill.runtime.sides.side import Side

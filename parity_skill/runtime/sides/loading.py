@@ -4,44 +4,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import os
 import re
 import sys
-import traceback
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import parity_skill
-from parity_skill.runtime.sides.replay import MissingRecord, RecordedError
+from parity_skill.runtime.sides.failures import USER_FILES, UserCodeError, describe
 from parity_skill.spec import Config, Implementation, Ref
 
 _LOADED: dict[str, ModuleType] = {}
-USER_FILES: set[str] = set()
-
-
-class UserCodeError(Exception):
-    """User code raised; `str()` is '<exception last line> (<user file:line>)'."""
-
-
-def describe(exc: BaseException) -> str:
-    """The exception's last line plus the innermost frame that lies in a user file."""
-    if isinstance(exc, (RecordedError, MissingRecord)):
-        return str(exc)  # already described when side A was captured
-    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    where = None
-    frames = traceback.extract_tb(exc.__traceback__)
-    for frame in frames:
-        if os.path.abspath(frame.filename) in USER_FILES:
-            where = f"{os.path.relpath(frame.filename)}:{frame.lineno}"
-    if where is None:  # raised in a library the user code called: name the innermost frame outside this tool
-        ours = os.path.dirname(os.path.abspath(parity_skill.__file__))
-        outside = [f for f in frames if not os.path.abspath(f.filename).startswith(ours + os.sep)]
-        if outside:
-            where = f"{outside[-1].filename}:{outside[-1].lineno}"
-    if where is None and isinstance(exc, SyntaxError) and exc.filename:
-        where = f"{os.path.relpath(exc.filename)}:{exc.lineno}"
-    return f"{last} ({where})" if where else last
 
 
 def _package_root(path: Path) -> tuple[Path, list[str]]:

@@ -18,17 +18,10 @@ from typing import Any, Callable
 import numpy as np
 
 from parity_skill.runtime.adapters.base import Flat
+from parity_skill.runtime.sides.failures import MissingRecord, RecordedError, describe
 from parity_skill.spec import Implementation
 
 KINDS = ("run", "twice", "grads", "trace", "grad_trace", "cached", "cache_rows")
-
-
-class RecordedError(Exception):
-    """A call that raised when A was captured; `str()` is the original one-line description."""
-
-
-class MissingRecord(Exception):
-    """B's checks asked A for something the capture did not record."""
 
 
 def call_key(kind: str, dtype: str, args: list[np.ndarray], upstream: dict | None = None) -> str:
@@ -63,8 +56,6 @@ class RecordingSide:
             try:
                 rec["value"] = fn()
             except Exception as exc:  # noqa: BLE001 - replayed as the same failure
-                from parity_skill.runtime.sides.loading import describe
-
                 rec["error"] = describe(exc)
             self.records[key] = rec
             if self.folder and kind == "grads" and "value" in rec:

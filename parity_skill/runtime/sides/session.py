@@ -12,7 +12,7 @@ from parity_skill.runtime import progress
 from parity_skill.runtime.diagnosis import explain, trace
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try
-from parity_skill.runtime.sides.loading import UserCodeError, describe
+from parity_skill.runtime.sides.failures import UserCodeError, describe
 from parity_skill.runtime.judging.outputs import first_nonfinite
 from parity_skill.runtime.sides.side import Side
 from parity_skill.runtime.sides.replay import ReplaySide, capture_mismatch

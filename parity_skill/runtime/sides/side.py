@@ -11,7 +11,8 @@ import numpy as np
 from parity_skill.runtime.adapters import get_adapter
 from parity_skill.runtime.adapters.base import Flat
 from parity_skill.runtime.data.inputs import inverse, permute
-from parity_skill.runtime.sides.loading import UserCodeError, constructor_kwargs, describe, resolve
+from parity_skill.runtime.sides.failures import UserCodeError, describe
+from parity_skill.runtime.sides.loading import constructor_kwargs, resolve
 from parity_skill.spec import Companion, Implementation
 
 
@@ -192,7 +193,7 @@ class Side:
         """Per submodule call at decoding step `step`: the cached call against the full recomputation's last
         positions (rows as trace.py compares two sides)."""
         from parity_skill.runtime.checks.cached_decode import cache_trace
-        from parity_skill.runtime.diagnosis.trace import compare_calls
+        from parity_skill.runtime.diagnosis.calls import compare_calls
 
         self.seed(0)
         full, cached = cache_trace(self.adapter, self.model_for("fp32"), self.impl, prompt, tokens, step)
