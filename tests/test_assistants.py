@@ -56,6 +56,15 @@ def test_the_repository_copy_of_the_skill_is_current():
             "write_folder('skills/parity')\"")
 
 
+def test_the_repository_copy_of_the_command_files_is_current():
+    from parity_skill.assistants.skill import command_files
+
+    for rel, text in command_files().items():
+        assert (REPO / "commands" / rel).read_text() == text, (
+            f"commands/{rel} is stale: python -c \"from parity_skill.assistants.skill import write_commands; "
+            "write_commands('commands')\"")
+
+
 def test_command_files_carry_each_assistants_argument_syntax():
     assert tomllib.loads(command_file("gemini"))["prompt"].count("{{args}}") >= 1
     assert "$ARGUMENTS" in command_file("claude") and "argument-hint" in command_file("claude")

@@ -82,6 +82,25 @@ def validate(text: str, folder_name: str = SKILL_NAME) -> list[str]:
     return problems
 
 
+COMMAND_FILES = {"claude": "claude/parity.md", "gemini": "gemini/parity.toml", "cursor": "cursor/parity.md",
+                 "opencode": "opencode/parity.md"}
+
+
+def command_files() -> dict[str, str]:
+    """The slash-command files the installer writes, one per command style: relative path -> text."""
+    return {rel: command_file(style) for style, rel in COMMAND_FILES.items()}
+
+
+def write_commands(folder: str) -> None:
+    """Write the command files into `folder` (the repository keeps a copy at commands/)."""
+    from pathlib import Path
+
+    for rel, text in command_files().items():
+        path = Path(folder) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
 def write_folder(folder: str) -> None:
     """Write the Agent Skill into `folder` (the repository keeps a copy at skills/parity)."""
     from pathlib import Path
