@@ -105,3 +105,14 @@ def test_chunked_comparison_gives_the_one_pass_figures(monkeypatch):
                 assert chunked[key] == pytest.approx(value, rel=1e-12, abs=1e-300), key
             else:
                 assert chunked[key] == value, key
+
+
+def test_cosine_and_pearson_of_zero_or_constant_vectors_are_undefined():
+    zeros = compare(np.zeros(6), np.zeros(6), 1e-5, 0)
+    assert zeros["ok"] and zeros["cosine"] is None and zeros["pearson"] is None
+    assert zeros["undefined"] == {"cosine": "A and B are all zeros", "pearson": "A and B are constant"}
+    one = compare(np.zeros(6), np.ones(6), 1e-5, 0)
+    assert one["cosine"] is None and one["undefined"]["cosine"] == "A is all zeros"
+    const = compare(np.full(6, 2.0), np.arange(6.0), 1e-5, 0)
+    assert const["cosine"] is not None and const["pearson"] is None and const["undefined"] == {"pearson": "A is constant"}
+    assert compare(np.arange(6.0), np.arange(6.0) * 2, 1e-5, 0)["undefined"] == {}

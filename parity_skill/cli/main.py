@@ -303,8 +303,8 @@ def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, m
         from parity_skill.compare import phases
         from parity_skill.run.processes import Worker, frameworks_in
 
-        if Path(target, "manifest.json").is_file():  # two artifacts: no code runs at all
-            return _print_report(phases.compare_two(artifact, target, opts, min_correlation), as_json)
+        if Path(target).is_dir():  # two artifacts: no code runs at all
+            return _print_report(phases.compare_two(artifact, target, opts, min_correlation, timeout), as_json)
         target_b = parse_target(target, allow_reference=True)
         plan = phases.plan_compare(artifact, target_b, _options(**opts))
         warm = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]

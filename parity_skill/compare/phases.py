@@ -2,9 +2,11 @@
 against one. Planning happens here, running in `run/processes.py`, printing in `cli/main.py`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +49,7 @@ def prepare_folder(folder: str, force: bool) -> None:
 
 def read_capture(folder: str) -> dict:
     from parity_skill.runtime.data.artifact import ArtifactError, read_manifest
+    from parity_skill.runtime.data.manifest import ManifestError, captured
 
     try:
         manifest = read_manifest(folder)
@@ -54,6 +57,10 @@ def read_capture(folder: str) -> dict:
         raise InputError(str(exc)) from None
     if manifest.get("error"):
         raise InputError(f"{folder}: side A could not be captured: {manifest['error']}")
+    try:
+        captured(manifest, folder)
+    except ManifestError as exc:
+        raise InputError(str(exc)) from None
     return manifest
 
 
@@ -145,18 +152,35 @@ def run_compare(worker, script: str, folder: str, timeout: float) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | None) -> dict:
-    """Two artifacts, stage by stage (levels: layer 1e-5, chain 1e-4, model 1e-3; cosine 0.999)."""
+def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | None, timeout: float) -> dict:
+    """Two artifacts, stage by stage (levels: layer 1e-5, chain 1e-4, model 1e-3; cosine 0.999), within
+    `timeout` seconds like every other command."""
     from parity_skill.report import report
     from parity_skill.runtime.data.artifact import ArtifactError
     from parity_skill.compare.stages import compare_artifacts
 
     try:
-        entry = compare_artifacts(dir_a, dir_b, opts.get("level") or "layer", opts.get("atol"), opts.get("cosine"),
-                                  min_correlation)
+        with _deadline(timeout, "compare"):
+            entry = compare_artifacts(dir_a, dir_b, opts.get("level") or "layer", opts.get("atol"),
+                                      opts.get("cosine"), min_correlation)
     except ArtifactError as exc:
         raise InputError(str(exc)) from None
     return report([entry])
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float, what: str):
+    """RunError when `seconds` pass (SIGALRM: this process runs no user code, only reads files)."""
+    def expire(signum, frame):
+        raise RunError(f"{what} timed out after {seconds:g}s (raise --timeout)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def capture_into(target: Target, plan: ParityPlan, folder: str, timeout: float, debug: bool,

@@ -34,9 +34,10 @@ def _row(name: str, a_items, b_items, atol: float, cosine_min: float, min_correl
                                                             "min_correlation": min_correlation}}
     if b_items is None or any(v is None for _, v in b_items):
         return dict(check, status="skip", message="missing in B's artifact")
-    notes, failed = [], False
+    notes, failing = [], []
     if not a_items or any(a is None for _, a in a_items):  # nothing of A's to measure: never a pass
         return dict(check, status="skip", message="no recorded output in A's artifact")
+    max_rule = f"max abs <= {atol:g} x max(1, max|A|)"
     for (tname, a), (_, b) in zip(a_items, b_items):
         if a.shape != b.shape:
             return dict(check, status="fail", message=f"{tname}: shape A {a.shape} vs B {b.shape}")
@@ -48,17 +49,27 @@ def _row(name: str, a_items, b_items, atol: float, cosine_min: float, min_correl
         mean = float(np.mean(np.abs(a64[both] - b64[both]))) if both.any() else None
         if check["max_abs_diff"] is None or (c.get("max_abs_diff") or 0) > check["max_abs_diff"]:
             check.update(max_abs_diff=c.get("max_abs_diff"), mean_abs_diff=mean, cosine=c.get("cosine"),
-                         pearson=c.get("pearson"), nonfinite_a=c.get("nonfinite_a"), nonfinite_b=c.get("nonfinite_b"))
-        if min_correlation is not None:
-            failed |= c.get("pearson") is None or c["pearson"] < min_correlation or not both.all()
+                         pearson=c.get("pearson"), nonfinite_a=c.get("nonfinite_a"), nonfinite_b=c.get("nonfinite_b"),
+                         undefined=c.get("undefined"))
+        metric, bound = ("pearson", min_correlation) if min_correlation is not None else ("cosine", cosine_min)
+        why = (c.get("undefined") or {}).get(metric)
+        if why:  # a zero or constant stage: the correlation says nothing, the elementwise rule still does
+            notes.append(f"{metric} undefined for {tname} ({why}): judged by {max_rule} alone")
+            failing += [max_rule] if not c["ok"] else []
+        elif metric == "pearson":
+            failing += [] if c.get("pearson") is not None and c["pearson"] >= bound and both.all() else \
+                [f"Pearson >= {bound:g}" + ("" if both.all() else " on finite values only")]
         else:
-            failed |= not c["ok"] or c.get("cosine") is None or c["cosine"] < cosine_min
-    rule = (f"Pearson >= {min_correlation:g}" if min_correlation is not None
-            else f"max abs <= {atol:g} x max(1, max|A|) and cosine >= {cosine_min:g}")
-    cos = "-" if check["cosine"] is None else f"{check['cosine']:.6f}"
+            failing += [max_rule] if not c["ok"] else []
+            failing += [f"cosine >= {bound:g}"] if c.get("cosine") is None or c["cosine"] < bound else []
+    failing = list(dict.fromkeys(failing))
+    rule = (f"Pearson >= {min_correlation:g}" if min_correlation is not None else f"{max_rule} and cosine >= {cosine_min:g}")
+    cos = "undefined" if check["cosine"] is None and "cosine" in (check.get("undefined") or {}) else \
+        "-" if check["cosine"] is None else f"{check['cosine']:.6f}"
     figures = f"max abs {check['max_abs_diff']:.3g}, cosine {cos}" if check["max_abs_diff"] is not None \
         else "no finite values"
-    check["message"] = "; ".join([figures, ("fails " if failed else "within ") + rule] + notes)
+    check["message"] = "; ".join([figures, ("fails " + " and ".join(failing)) if failing else "within " + rule] + notes)
+    failed = bool(failing)
     check["status"] = "fail" if failed else "pass"
     return check
 

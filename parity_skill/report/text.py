@@ -10,6 +10,11 @@ def _num(x) -> str:
     return "-" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
+def _metric(c: dict, name: str) -> str:
+    """A figure, or 'undef' where it is undefined (the cosine of a zero vector, the Pearson of a constant one)."""
+    return "undef" if c.get(name) is None and name in (c.get("undefined") or {}) else _num(c.get(name))
+
+
 def _summary(checks: dict[str, dict], names: list[str], title: str, detail) -> str | None:
     group = [checks[n] for n in names if n in checks]
     if not group:
@@ -152,7 +157,7 @@ def pair_text(p: dict) -> list[str]:
             figs = ""
             if c.get("max_abs_diff") is not None and c.get("mismatched") is not None:
                 figs = (f"  [abs {_num(c['max_abs_diff'])} rel {_num(c.get('max_rel_diff'))} "
-                        f"bad {c['mismatched']}/{c['total']} cos {_num(c.get('cosine'))} r {_num(c.get('pearson'))}"
+                        f"bad {c['mismatched']}/{c['total']} cos {_metric(c, 'cosine')} r {_metric(c, 'pearson')}"
                         + (f"; {c['excluded']} non-finite excluded" if c.get("excluded") else "") + "]")
             lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<5} {c['message']}{figs}")
             mt = c.get("min_tolerance") or {}
@@ -239,7 +244,7 @@ def stage_table(p: dict) -> list[str]:
     lines = ["", f"  {'stage':<{width}}  {'max abs':>9}  {'mean abs':>9}  {'cosine':>9}  {'pearson':>9}  status"]
     for c in p["checks"]:
         lines.append(f"  {c['name'][6:]:<{width}}  {_num(c['max_abs_diff']):>9}  {_num(c['mean_abs_diff']):>9}  "
-                     f"{_num(c['cosine']):>9}  {_num(c['pearson']):>9}  {c['status'].upper()}"
+                     f"{_metric(c, 'cosine'):>9}  {_metric(c, 'pearson'):>9}  {c['status'].upper()}"
                      + (f" ({c['message']})" if c["status"] != "pass" else ""))
     if p.get("first_divergence"):
         lines += ["", f"First divergence: {p['first_divergence']}"]

@@ -9,7 +9,8 @@ import numpy as np
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.sides.failures import describe
 from parity_skill.runtime.judging.metrics import compare, scaled_atol
-from parity_skill.runtime.judging.outputs import describe_mismatch, figures, first_nonfinite, judge, label, match_outputs
+from parity_skill.runtime.judging.outputs import (cosine_text, describe_mismatch, figures, first_nonfinite, judge, label,
+                                                  match_outputs)
 from parity_skill.runtime.data.weights import b_values
 
 
@@ -33,7 +34,7 @@ def flag_output_problems(run: PairRun, name: str, j: dict) -> None:
 def verdict_from(name: str, j: dict, tol) -> dict:
     w = j["worst"]
     if j["ok"]:
-        msg = f"max abs diff {w['max_abs_diff']:.3g} ({label(w['key'])}), cosine {w['cosine']:.6f}" if w else "no outputs"
+        msg = f"max abs diff {w['max_abs_diff']:.3g} ({label(w['key'])}), {cosine_text(w)}" if w else "no outputs"
         return result(name, "pass", msg, tol, **figures(w))
     msg = describe_mismatch(w, label(w["key"])) if w else "; ".join(j["notes"])
     if w and w.get("cosine_failed"):

@@ -9,10 +9,12 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from parity_skill.runtime.data import manifest as manifest_io
+from parity_skill.runtime.data.tensor_file import Tensors, TensorFileError
 
 SCHEMA = "parity-artifact/1"
 MANIFEST = "manifest.json"
@@ -80,63 +82,40 @@ def write_error(folder: str | Path, manifest: dict, error: str) -> None:
 
 
 def read_manifest(folder: str | Path) -> dict:
+    """The manifest of an artifact folder, read as untrusted data (runtime/data/manifest.py)."""
     path = Path(folder) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = manifest_io.load(Path(folder), MANIFEST)
     except FileNotFoundError:
         raise ArtifactError(f"{folder}: no {MANIFEST} (not a parity-skill artifact, or its capture did not "
-                            "finish)") from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
+                            "finish; docs/fixtures.md describes the format)") from None
+    except manifest_io.ManifestError as exc:
+        raise ArtifactError(str(exc)) from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         found = manifest.get("schema") if isinstance(manifest, dict) else None
         raise ArtifactError(f"{path}: schema {found!r}, expected {SCHEMA!r} (captured by another parity-skill "
                             "version: capture it again)")
-    return manifest
-
-
-class Tensors(Mapping):
-    """The tensors of an artifact, read from disk one at a time when asked for and not kept: each read opens the
-    file and closes it again, so a model's worth of gradients is never resident (not even as mapped pages)."""
-
-    def __init__(self, paths: list[str]) -> None:
-        from safetensors import safe_open
-
-        self._where: dict[str, str] = {}
-        for path in paths:
-            with safe_open(path, framework="numpy") as handle:
-                self._where.update(dict.fromkeys(handle.keys(), path))
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        from safetensors import safe_open
-
-        with safe_open(self._where[name], framework="numpy") as handle:
-            return handle.get_tensor(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
+    try:
+        return manifest_io.validate(manifest, str(path))
+    except manifest_io.ManifestError as exc:
+        raise ArtifactError(str(exc)) from None
 
 
 def read(folder: str | Path) -> tuple[dict, Tensors]:
-    """(manifest, tensors), every file checked against the manifest's sha256."""
+    """(manifest, tensors): every file resolved inside the folder and checked against the manifest's sha256."""
     manifest = read_manifest(folder)
     if manifest.get("error"):
         return manifest, Tensors([])
     paths = []
-    for name, digest in sorted(manifest.get("files", {}).items()):
-        path = Path(folder) / name
-        if not path.is_file():
-            raise ArtifactError(f"{path}: missing (listed in {MANIFEST})")
-        if _sha256(path) != digest:
-            raise ArtifactError(f"{path}: corrupt or truncated (sha256 differs from {MANIFEST})")
-        paths.append(str(path))
     try:
+        for name, digest in sorted(manifest["files"].items()):
+            path = manifest_io.file_path(Path(folder), name)
+            if _sha256(path) != digest:
+                raise ArtifactError(f"{Path(folder) / name}: corrupt or truncated (sha256 differs from {MANIFEST})")
+            paths.append(str(path))
         return manifest, Tensors(paths)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
-        raise ArtifactError(f"{folder}: not a readable safetensors file ({exc})") from None
+    except (manifest_io.ManifestError, TensorFileError) as exc:
+        raise ArtifactError(str(exc)) from None
 
 
 def wait_for(folder: str | Path, done_marker: Path, timeout: float) -> None:

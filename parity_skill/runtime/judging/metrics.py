@@ -39,6 +39,7 @@ class _Sums:
         self.worst_off = (-1.0, None)  # (largest out-of-tolerance diff, flat index)
         self.worst_any = (-1.0, None)
         self.first_nf = self.first_nf_a = self.first_nf_b = None
+        self.constant: list[str] = []  # the sides whose finite values are all equal (set by _pearson)
 
     def add(self, at: int, a: np.ndarray, b: np.ndarray) -> None:
         fin_a, fin_b = np.isfinite(a), np.isfinite(b)
@@ -121,6 +122,7 @@ def compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> dict:
         "worst_b": _f(b.reshape(-1)[worst]),
         "cosine": _cosine(s.dot, s.aa, s.bb) if n else None,
         "pearson": _pearson(a, b, s) if n >= 2 else None,
+        "undefined": _undefined(s, n),
         "rmse": _f(math.sqrt(s.sq / n)) if n else None,
         "min_tolerance": None if n < total else {  # no tolerance makes a NaN agree
             "atol": _f(max(0.0, s.min_atol)),
@@ -135,28 +137,39 @@ def compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> dict:
 
 
 def _cosine(dot: float, aa: float, bb: float) -> float | None:
+    """None where undefined: the cosine of a zero vector is no agreement and no disagreement."""
     na, nb = math.sqrt(aa), math.sqrt(bb)
-    if na == 0.0 and nb == 0.0:
-        return 1.0
     if na == 0.0 or nb == 0.0:
-        return 0.0
+        return None
     return _f(dot / (na * nb))
+
+
+def _undefined(s: _Sums, n: int) -> dict[str, str]:
+    """Why cosine or Pearson is undefined here ({} when both are defined): a zero or a constant vector."""
+    out = {}
+    zero = [side for side, sq in (("A", s.aa), ("B", s.bb)) if sq == 0.0]
+    if n and zero:
+        out["cosine"] = f"{' and '.join(zero)} {'is' if len(zero) == 1 else 'are'} all zeros"
+    if n >= 2 and s.constant:
+        out["pearson"] = f"{' and '.join(s.constant)} {'is' if len(s.constant) == 1 else 'are'} constant"
+    elif n == 1:
+        out["pearson"] = "one value"
+    return out
 
 
 def _pearson(a: np.ndarray, b: np.ndarray, s: _Sums) -> float | None:
     """Second pass over the chunks, centred on the means of the first (finite values on both sides)."""
     ma, mb = s.sum_a / s.n_both, s.sum_b / s.n_both
     cov = va = vb = 0.0
-    close = True
     for _, ca, cb in _chunks(a, b):
         both = np.isfinite(ca) & np.isfinite(cb)
         da, db = ca[both] - ma, cb[both] - mb
         cov += float(np.dot(da, db))
         va += float(np.dot(da, da))
         vb += float(np.dot(db, db))
-        close = close and bool(np.allclose(ca[both], cb[both]))
-    if va == 0.0 or vb == 0.0:
-        return 1.0 if va == vb and close else None
+    s.constant = [side for side, v in (("A", va), ("B", vb)) if v == 0.0]
+    if s.constant:
+        return None
     return _f(cov / math.sqrt(va * vb))
 
 

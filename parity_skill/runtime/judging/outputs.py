@@ -59,7 +59,10 @@ def judge(fa: Flat, fb: Flat, tol: Tolerance, cosine_min: float | None = None) -
         if c.get("min_tolerance") and c["min_tolerance"]["atol"] is not None:
             c["min_tolerance"]["atol"] /= scaled_atol(1.0, a)  # on the scale of the user's --atol
         if cosine_min is not None and not c.get("shape_mismatch"):
-            if c.get("cosine") is None or c["cosine"] < cosine_min:
+            if "cosine" in c.get("undefined", {}):
+                result["notes"].append(f"cosine undefined for {label(ka)} ({c['undefined']['cosine']}): judged by the "
+                                       "elementwise tolerance alone")
+            elif c.get("cosine") is None or c["cosine"] < cosine_min:
                 c["ok"] = False
                 c["cosine_failed"] = True
         result["outputs"].append(c)
@@ -83,7 +86,16 @@ def figures(c: dict | None) -> dict:
     if not c or c.get("shape_mismatch"):
         return {}
     return {k: c.get(k) for k in ("max_abs_diff", "max_rel_diff", "mismatched", "total", "cosine", "pearson",
-                                  "worst_index", "min_tolerance", "rmse", "excluded", "nonfinite_a", "nonfinite_b")}
+                                  "worst_index", "min_tolerance", "rmse", "excluded", "nonfinite_a", "nonfinite_b",
+                                  "undefined")}
+
+
+def cosine_text(c: dict) -> str:
+    """'cosine 0.999998', or 'cosine undefined (A and B are all zeros)'."""
+    if c.get("cosine") is not None:
+        return f"cosine {c['cosine']:.6f}"
+    why = c.get("undefined", {}).get("cosine")
+    return f"cosine undefined ({why})" if why else "cosine -"
 
 
 def nonfinite_text(c: dict) -> str | None:
