@@ -14,6 +14,8 @@ CASES = {
     "nothing to pair": ((fx("errors/unrelated.py"), "vs", FFN), "nothing to pair"),
     "one target": ((FFN,), "expected two targets"),
     "bad --input": ((FFN, "vs", FFN, "--input", "x"), "--input 'x'"),
+    "a folder as target": ((fx("torch"), "vs", FFN), "is a folder: name a file in it (tests/fixtures/torch/"),
+    "v for vs": ((FFN, "v", FFN), "'v' between them is not 'vs' (did you mean"),
 }
 
 
@@ -60,3 +62,16 @@ def test_timeout():
     run = parity(FFN, "vs", fx("errors/slow.py"), "--quick", "--timeout", "6")
     assert run.code == 2
     assert "timed out after 6s" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_misspelt_library_reference_gets_a_suggestion():
+    run = parity(FFN + "::FeedForward", "vs", "torch.nn.LayerNrm", "--quick", "--json")
+    assert run.code == 2 and "torch.nn has no LayerNrm (did you mean torch.nn.LayerNorm?)" in run.report["error"]
+    assert run.report["next_steps"] and run.report["pairs"][0]["next_steps"] == run.report["next_steps"]
+
+
+def test_outputs_of_different_shapes_fail_forward_only():
+    run = parity(fx("errors/pool_mean.py"), "vs", fx("errors/pool_mean_keepdim.py"), "--quick", "--json")
+    assert run.code == 1 and run.status("forward") == "fail" and "shape A (3, 6) vs B (3, 6, 1)" in \
+        run.check("forward")["message"]
+    assert run.status("backward") == "skip" and "no output of B has the shape of A's" in run.check("backward")["message"]

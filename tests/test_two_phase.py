@@ -189,6 +189,17 @@ def test_emitted_test_passes_then_fails_when_b_regresses(tmp_path):
     assert "parity regressed" in failed.stdout and "forward: FAIL" in failed.stdout and "GELU differs" in failed.stdout
 
 
+def test_a_test_emitted_for_a_pair_that_never_matched_does_not_call_it_a_regression(tmp_path):
+    shutil.copy(ROOT / fx("torch/ffn_module.py"), tmp_path / "ref.py")
+    shutil.copy(ROOT / fx("torch/ffn_tanh.py"), tmp_path / "port.py")
+    run = cli("ref.py::FeedForward", "vs", "port.py::FeedForward", "--quick", "--emit-test", "test_port.py",
+              cwd=tmp_path)
+    assert run.returncode == 1 and (tmp_path / "test_port.py").is_file()
+    failed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                            capture_output=True, text=True, cwd="/", timeout=300)
+    assert failed.returncode == 1 and "parity not reached yet" in failed.stdout and "regressed" not in failed.stdout
+
+
 # ---- two artifacts -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory):
@@ -249,13 +260,30 @@ def test_an_artifact_written_by_another_program(stacks, tmp_path):
 
 def test_each_side_may_name_its_own_interpreter(tmp_path):
     """Another path to an interpreter takes the two-worker route (one process per side, no shared zygote)."""
-    python = tmp_path / "python-b"
-    python.symlink_to(sys.executable)
+    python = tmp_path / "python-b"  # a wrapper, not a symlink: a symlink leaves a virtual environment's packages
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     good = cli(fx("torch/ffn_module.py"), "vs", fx("torch/ffn_functional.py"), "--quick", "--python-b", str(python))
     bad = cli(fx(f"{ISO}/old/mypkg/model.py::Block"), "vs", fx(f"{ISO}/new/mypkg/model.py::Block"), "--quick",
               "--python-a", str(python))
     assert good.returncode == 0, good.stderr
     assert bad.returncode == 1 and "Verdict: FAIL" in bad.stdout
+
+
+def test_a_side_interpreter_without_the_framework_is_named(tmp_path):
+    bare = tmp_path / "bare"  # an interpreter that runs the runtime but has no torch
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    site = subprocess.run([str(bare / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    import numpy
+    ours = Path(numpy.__file__).parent.parent  # every package of this environment but torch
+    for entry in ours.iterdir():
+        if not entry.name.lower().startswith("torch") and not Path(site, entry.name).exists():
+            Path(site, entry.name).symlink_to(entry)
+    Path(site, "deps.pth").write_text(f"{ROOT}\n")
+    run = cli(fx("torch/ffn_module.py"), "vs", fx("torch/ffn_functional.py"), "--quick", "--python-b",
+              str(bare / "bin/python"))
+    assert run.returncode == 2 and f"torch is not installed for {bare / 'bin/python'}" in run.stderr, run.stderr
 
 
 def test_side_runtime_never_imports_the_analysis_stack():

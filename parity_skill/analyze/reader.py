@@ -36,6 +36,11 @@ def _depth(tree: ast.AST) -> int:
 def parse(path: str) -> tuple[cst.Module, dict]:
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        py = sorted(f for f in os.listdir(path) if f.endswith(".py"))[:3]
+        hint = f"name a file in it ({', '.join(os.path.join(path, f) for f in py)})" if py else "name a .py file"
+        raise InputError(f"{path}: is a folder: {hint}; to compare two artifact folders use "
+                         f"`parity-skill compare A_DIR B_DIR`")
     try:
         source = read_source(path)
     except (OSError, ValueError) as exc:

@@ -116,7 +116,9 @@ def _print_report(rep: dict, as_json: bool) -> int:
     elif out.get("format") == "md":
         from parity_skill.report.markdown import render_markdown
 
-        click.echo(render_markdown(rep, out["plot"] if drawn else None), nl=False)
+        # stdout is read as a file of the current folder (`> report.md`): the chart is linked relative to it
+        chart = os.path.relpath(os.path.abspath(out["plot"])) if drawn else None
+        click.echo(render_markdown(rep, chart.replace(os.sep, "/") if chart else None), nl=False)
     elif rep["pairs"]:  # also when nothing could be checked: what was planned, and what to change
         text = render_text(rep)
         click.echo(paint(text) if out.get("color") else text, nl=False)
@@ -222,7 +224,7 @@ def check_command(targets, as_json, emit, emit_test, timeout, debug, python_a, p
     def work() -> int:
         code = check(targets, as_json, emit, timeout, debug, python_a, python_b, **opts)
         if emit_test:
-            _emit_test(targets, emit_test, timeout, debug, python_a, opts, _plan_flags())
+            _emit_test(targets, emit_test, timeout, debug, python_a, opts, _plan_flags(), passed=code == 0)
         return code
     sys.exit(_guarded(as_json, debug, work))
 
@@ -245,7 +247,8 @@ def _plan_flags() -> list[str]:
     return flags
 
 
-def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: dict, flags: list[str]) -> None:
+def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: dict, flags: list[str],
+               passed: bool) -> None:
     """Write a pytest file and, beside it, A's artifact as its fixture."""
     from parity_skill.compare import phases
     from parity_skill.render.script import render_test
@@ -262,7 +265,7 @@ def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: 
     rel = os.path.relpath(os.path.abspath(target_b.path), os.path.abspath(test.parent))
     command = " ".join([target_a.display, "vs", target_b.display, "--emit-test", path, *flags])
     test.write_text(render_test(f"{target_a.display} vs {target_b.display}", command, name, fixture.name, rel,
-                                target_b.symbol, flags), encoding="utf-8")
+                                target_b.symbol, flags, passed), encoding="utf-8")
     click.echo(f"parity-skill: wrote {path} and its fixture {fixture}", err=True)
 
 

@@ -55,6 +55,9 @@ def library_source(text: str) -> tuple[str, str]:
 
 def split_targets(args: tuple[str, ...]):
     words = [a for a in args if a.lower() != "vs"]
+    if len(words) == 3 and len(args) == 3 and not words[1].endswith(".py") and "::" not in words[1]:
+        raise InputError(f"expected two targets: A vs B; '{words[1]}' between them is not 'vs' (did you mean "
+                         f"{words[0]} vs {words[2]}?)")
     if len(words) != 2:
         raise InputError("expected two targets: A vs B (e.g. a.py::FeedForward vs b.py::FeedForward)")
     return parse_target(words[0], allow_reference=False), parse_target(words[1], allow_reference=True)

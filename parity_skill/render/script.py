@@ -54,8 +54,9 @@ def render_script(plan: ParityPlan, script_path: str, cwd: str | None = None) ->
 
 
 def render_test(title: str, command: str, test_name: str, fixture: str, target_path: str, symbol: str | None,
-                options: list[str]) -> str:
-    """A pytest file that compares B (`target_path`, relative to the test) against the fixture folder beside it."""
+                options: list[str], passed: bool) -> str:
+    """A pytest file that compares B (`target_path`, relative to the test) against the fixture folder beside it;
+    `passed`: whether B matched A when the test was written (a failure is then a regression, else not yet reached)."""
     return _environment().get_template("parity_test.py.j2").render(
         version=__version__, title=title, command=command, test_name=test_name, fixture=fixture,
-        target_path=target_path, target_symbol=f"::{symbol}" if symbol else "", options=list(options))
+        target_path=target_path, target_symbol=f"::{symbol}" if symbol else "", options=list(options), passed=passed)

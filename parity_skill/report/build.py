@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from parity_skill.report.next_steps import suggestions
+
 SCHEMA = "parity-report/1"
 
 
@@ -36,7 +38,10 @@ def report(pairs: list[dict], error: str | None = None) -> dict:
               for p in pairs for line in p.get("limitations", [])]
     limits += [f"{p['a']['symbol']} vs {p['b']['symbol']} with {p['variant']}: not run ({p.get('error')})"
                for p in pairs if p.get("variant") and p["verdict"] == "error"]
-    return {"schema": SCHEMA, "verdict": verdict, "error": error, "limitations": limits, "pairs": clean(pairs)}
+    pairs = [dict(p, next_steps=suggestions(p)) if "a" in p and "b" in p else p for p in pairs]
+    steps = list(dict.fromkeys(s for p in pairs for s in p.get("next_steps", [])))
+    return {"schema": SCHEMA, "verdict": verdict, "error": error, "limitations": limits, "next_steps": steps,
+            "pairs": clean(pairs)}
 
 
 def error_report(message: str) -> dict:

@@ -24,6 +24,13 @@ def _init_options(side: dict) -> list[str]:
 
 def next_steps(p: dict) -> list[str]:
     """Lines for the text report of a pair that errored before its checks could run."""
+    steps = suggestions(p)
+    return ["", "Next steps:"] + [f"  - {s}" for s in steps] if steps else []
+
+
+def suggestions(p: dict) -> list[str]:
+    """What to try next for a pair that errored before its checks could run ([] otherwise): the JSON's
+    `next_steps`, and the text report's "Next steps"."""
     error = p.get("error") or ""
     if not error or p.get("checks"):
         return []
@@ -48,4 +55,4 @@ def next_steps(p: dict) -> list[str]:
                      "(lines like `a.name -> b.name`, `blocks.{i}.qkv -> layers.{i}.[q,k,v]`)")
     if not steps:
         steps.append("rerun with --debug to keep the generated script, and run it to see the full traceback")
-    return ["", "Next steps:"] + [f"  - {s}" for s in steps]
+    return steps

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 _MODULES = {"torch": ("torch_adapter", "TorchAdapter"), "mlx": ("mlx_adapter", "MLXAdapter"),
             "numpy": ("numpy_adapter", "NumpyAdapter")}
@@ -16,6 +17,8 @@ def get_adapter(framework: str):
         try:
             mod = importlib.import_module(f"parity_skill.runtime.adapters.{module}")
         except ImportError as exc:
-            raise ValueError(f"{framework} is not installed ({exc}); pip install 'parity-skill[{framework}]'") from None
+            raise ValueError(f"{framework} is not installed for {sys.executable} ({exc}): install it there "
+                             f"(pip install 'parity-skill[{framework}]'), or name another interpreter with "
+                             "--python-a/--python-b") from None
         _CACHE[framework] = getattr(mod, cls)()
     return _CACHE[framework]

@@ -180,6 +180,9 @@ def check_backward(run: PairRun) -> dict:
     for side in (run.a, run.b):
         if not side.differentiable:
             return result("backward", "skip", f"{side.label}: {side.impl.framework} has no automatic differentiation")
+    up_a, up_b = upstreams(run)
+    if up_a and not up_b:  # no output of B has the shape of A's: one upstream gradient cannot be given to both
+        return result("backward", "skip", "not compared: no output of B has the shape of A's (see forward)")
     ga, gb = gradients(run, "fp32")
     if not ga:
         return result("backward", "skip", "no floating input and no mapped trainable parameter to differentiate")

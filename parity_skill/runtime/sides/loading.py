@@ -1,6 +1,7 @@
 """Import user code (package-aware), resolve symbols and configs, and say where user code failed."""
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -70,14 +71,23 @@ def resolve(impl: Implementation) -> tuple[Any, ModuleType | None]:
         module_name, _, attr = impl.symbol.rpartition(".")
         try:
             module = importlib.import_module(module_name)
-            return getattr(module, attr), module
-        except (ImportError, AttributeError) as exc:
+        except ImportError as exc:
             raise UserCodeError(f"cannot import {impl.symbol}: {exc}") from exc
+        if not hasattr(module, attr):
+            raise UserCodeError(f"cannot import {impl.symbol}: {module_name} has no {attr}"
+                                + _did_you_mean(attr, dir(module), f"{module_name}."))
+        return getattr(module, attr), module
     module = load_file(impl.file)
     try:
         return getattr(module, impl.symbol), module
     except AttributeError:
-        raise UserCodeError(f"{impl.file} has no attribute {impl.symbol}") from None
+        raise UserCodeError(f"{impl.file} has no attribute {impl.symbol}"
+                            + _did_you_mean(impl.symbol, dir(module), f"{impl.file}::")) from None
+
+
+def _did_you_mean(name: str, names: list[str], prefix: str) -> str:
+    close = difflib.get_close_matches(name, [n for n in names if not n.startswith("_")], n=3, cutoff=0.75)
+    return f" (did you mean {' or '.join(prefix + c for c in close)}?)" if close else ""
 
 
 def _config_class(name: str, module: ModuleType | None) -> Any:
