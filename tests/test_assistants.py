@@ -125,3 +125,19 @@ def test_list_shows_every_assistant_in_both_scopes(tmp_path):
     assert run.returncode == 0
     assert len(run.stdout.strip().splitlines()) == 2 * len(ASSISTANTS)
     assert str(tmp_path / ".github/skills/parity") in run.stdout
+
+
+def test_every_option_the_skill_names_exists_and_every_workflow_has_a_line():
+    import re
+
+    from parity_skill.cli.main import cli
+
+    text = (REPO / "skills/parity/SKILL.md").read_text()
+    known = {opt for cmd in cli.commands.values() for p in cmd.params for opt in getattr(p, "opts", [])}
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", re.sub(r"python -m pip [^`\n]*", "", text)))
+    assert named and named - {"--json"} <= known, named - known
+    for workflow in ("parity-skill capture", "parity-skill compare", "A_DIR B_DIR", "--sampling", "--generate",
+                     "--emit-test", "--level", "--timeout", "--isolate"):
+        assert workflow in text, workflow
+    assert "pip install parity-skill" not in text.replace("`pip install parity-skill` finds nothing", "")
+    assert "never loosen" in text.lower() and "verbatim" in text and "next_steps" in text
