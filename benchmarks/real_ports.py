@@ -3,7 +3,7 @@
     python benchmarks/real_ports.py [--quick] [NAME_FILTER]
 
 References come from transformers (PyTorch), ports from mlx-embeddings, mlx-audio, mlx-image and mlx-lm, installed
-at the versions pinned in .ci/real-ports*.txt. Prints one row per pair: expected verdict, verdict, seconds, and the first
+at the versions pinned in requirements/ports*.txt. Prints one row per pair: expected verdict, verdict, seconds, and the first
 problem when the verdict is not the expected one.
 """
 from __future__ import annotations

@@ -34,8 +34,12 @@ def test_quick_start_commands_run_verbatim_with_the_exit_codes_they_claim():
     outputs = []
     for line in lines:
         run = _run(line)
-        expected = 1 if "FAIL" in line.split("#", 1)[1] else 0
+        claim = line.split("#", 1)[1]
+        expected = 1 if "FAIL" in claim else 0
         assert run.returncode == expected, (line, run.stdout[-2000:], run.stderr)
+        if "PASS" in claim:  # the comment says the verdict the report prints
+            verdict = claim.split(": ", 1)[1].strip()
+            assert f"Verdict: {verdict}" in run.stdout and (verdict != "PASS" or "Verdict: PASS\n" in run.stdout)
         outputs.append(run.stdout)
     shown = README.split("The third prints (exit code 1):\n\n```\n", 1)[1].split("```\n", 1)[0]
     assert outputs[2] == shown  # the report in the README is the one a user gets
@@ -53,3 +57,21 @@ def test_shell_completion_is_as_documented():
     done = subprocess.run([sys.executable, "-m", "parity_skill"], env=env, capture_output=True, text=True, timeout=60,
                           cwd=ROOT)
     assert "file,examples/ml" in done.stdout  # the shell completes file paths
+
+
+def test_the_set_up_commands_are_what_ci_runs():
+    """CI runs the README's own lines (.ci/run reads them), so they cannot drift apart."""
+    def lines(kind):
+        return subprocess.run([sys.executable, str(ROOT / ".ci/readme_commands.py"), kind], capture_output=True,
+                              text=True, check=True).stdout.splitlines()
+    assert lines("install") == [
+        'python -m pip install -c constraints.txt -e ".[torch,mlx,dev,plot]" -r requirements/ports.txt',
+        "python -m pip install -c constraints.txt --no-deps -r requirements/ports-nodeps.txt"]
+    assert lines("test") == ["python -m pytest -q", "python -m pytest -q -m slow"]
+    ci = (ROOT / ".ci/run").read_text()
+    assert "python -m venv" in ci and "readme_commands.py install" in ci and "readme_commands.py test" in ci
+
+
+def test_the_wheel_line_keeps_the_constraints():
+    wheel = next(ln for ln in README.splitlines() if "dist/parity_skill-" in ln and "pip install" in ln)
+    assert "-c constraints.txt" in wheel
