@@ -106,3 +106,50 @@ def test_weights_never_map_across_blocks_of_a_stack():
     for e in entries:
         blocks = {name.split(".")[1] for name in e.a.split("+") + e.b.split("+")}
         assert len(blocks) == 1, e
+
+
+def test_separate_experts_map_onto_a_stacked_tensor_both_ways():
+    from parity_skill.plan.weight_map import ParamInfo, match_parameters
+
+    a = [ParamInfo(f"layers.0.mlp.experts.{e}.{p}.weight", (8, 4) if p != "down_proj" else (4, 8))
+         for e in range(3) for p in ("gate_proj", "up_proj", "down_proj")]
+    a += [ParamInfo("layers.1.mlp.experts.0.gate_proj.weight", (8, 4)),
+          ParamInfo("layers.1.mlp.experts.1.gate_proj.weight", (8, 4))]
+    b = [ParamInfo(f"layers.0.mlp.switch_mlp.{p}.weight", (3, 8, 4) if p != "down_proj" else (3, 4, 8))
+         for p in ("gate_proj", "up_proj", "down_proj")] + [ParamInfo("layers.1.mlp.switch_mlp.gate_proj.weight", (2, 8, 4))]
+    entries, left_a, left_b = match_parameters(a, b)
+    assert left_a == [] and left_b == []
+    gate = next(e for e in entries if e.b == "layers.0.mlp.switch_mlp.gate_proj.weight")
+    assert gate.transform == "stack" and gate.a.split("+") == [f"layers.0.mlp.experts.{e}.gate_proj.weight"
+                                                                for e in range(3)]
+    assert next(e for e in entries if e.b == "layers.1.mlp.switch_mlp.gate_proj.weight").a.count("+") == 1
+    back, left_a, left_b = match_parameters(b, a)  # the stacked side as A
+    assert left_a == [] and left_b == [] and {e.transform for e in back} == {"unstack"}
+
+
+def test_stacked_values_and_their_gradients_travel_through_the_map():
+    import numpy as np
+
+    from parity_skill.runtime.data.weights import b_values
+    from parity_skill.spec import MapEntry
+
+    parts = {f"e.{i}.w": np.full((2, 3), float(i)) for i in range(3)}
+    stacked = b_values(parts, [MapEntry("+".join(parts), "s.w", "stack", "stacked")])["s.w"]
+    assert stacked.shape == (3, 2, 3) and stacked[2, 0, 0] == 2.0
+    back = b_values({"s.w": stacked}, [MapEntry("s.w", "+".join(parts), "unstack", "stacked")])
+    assert all(np.array_equal(back[k], v) for k, v in parts.items())
+
+
+def test_a_tensor_named_for_two_roles_splits_along_the_axis_its_shapes_add_up_on():
+    """transformers 5 keeps experts as `gate_up_proj` (E, 2I, H); mlx-lm as gate and up (E, I, H) each."""
+    from parity_skill.plan.weight_map import ParamInfo, match_parameters
+
+    a = [ParamInfo("mlp.experts.gate_up_proj", (4, 16, 6)), ParamInfo("mlp.experts.down_proj", (4, 6, 8))]
+    b = [ParamInfo("mlp.switch_mlp.up_proj.weight", (4, 8, 6)), ParamInfo("mlp.switch_mlp.gate_proj.weight", (4, 8, 6)),
+         ParamInfo("mlp.switch_mlp.down_proj.weight", (4, 6, 8))]
+    entries, left_a, left_b = match_parameters(a, b)
+    assert left_a == [] and left_b == []
+    fused = next(e for e in entries if e.a == "mlp.experts.gate_up_proj")
+    assert fused.b == "mlp.switch_mlp.gate_proj.weight+mlp.switch_mlp.up_proj.weight" and fused.transform == "split1:8,8"
+    back, _, _ = match_parameters(b, a)
+    assert next(e for e in back if e.b == "mlp.experts.gate_up_proj").transform == "concat1:8,8"

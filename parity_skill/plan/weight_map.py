@@ -188,6 +188,8 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
                 break
 
     _match_fused(rest_a, rest_b, entries)
+    _match_stacked(rest_a, rest_b, entries)
+    _match_fused_by_name(rest_a, rest_b, entries)
     _match_recurrent(rest_a, rest_b, entries)
     _match_last_in_module(rest_a, rest_b, take)
     _match_unique_shape(rest_a, rest_b, take)
@@ -241,6 +243,94 @@ def _match_fused(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list
                 entries.append(MapEntry(names, big.name, f"concat0:{sizes}", "fused"))
             else:
                 entries.append(MapEntry(big.name, names, f"split0:{sizes}", "fused"))
+            big_side.remove(big)
+            for g in group:
+                small_side.remove(g)
+
+
+def _numbered_groups(params: list[ParamInfo]) -> dict[tuple[str, str], list[ParamInfo]]:
+    """(prefix, suffix) -> the parameters `prefix.<i>.suffix` for i = 0..n-1 (n >= 2, one known shape): the
+    separate experts of a mixture, say, that another implementation keeps as one stacked tensor."""
+    groups: dict[tuple[str, str], dict[int, ParamInfo]] = {}
+    for p in params:
+        for m in re.finditer(r"(?:^|\.)(\d+)\.", p.name):
+            prefix, suffix = p.name[:m.start()], p.name[m.end():]
+            groups.setdefault((prefix, suffix), {})[int(m.group(1))] = p
+    out = {}
+    for key, members in groups.items():
+        shapes = {m.shape for m in members.values()}
+        if len(members) >= 2 and sorted(members) == list(range(len(members))) and len(shapes) == 1 \
+                and None not in shapes:
+            out[key] = [members[i] for i in range(len(members))]
+    return out
+
+
+def _match_stacked(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list[MapEntry]) -> None:
+    """Separate per-index tensors on one side (`experts.{i}.gate_proj.weight`, each (I, H)) vs one stacked tensor
+    on the other (`switch_mlp.gate_proj.weight`, (E, I, H)): same leaf, same role, same enclosing block."""
+    for small_side, big_side, flip in ((rest_a, rest_b, False), (rest_b, rest_a, True)):
+        for (prefix, suffix), group in sorted(_numbered_groups(small_side).items(), key=lambda kv: kv[0]):
+            if any(g not in small_side for g in group):
+                continue
+            shape = (len(group), *group[0].shape)
+            role = module_role(owner(suffix)) if "." in suffix else None
+            outer = block_index(prefix + ".x") if prefix else ()
+            fits = [b for b in big_side if b.shape == shape and leaf(b.name) == leaf(suffix)
+                    and block_index(b.name) == outer
+                    and not (role and module_role(owner(b.name)) and module_role(owner(b.name)) != role)]
+            if role:
+                fits = [b for b in fits if module_role(owner(b.name)) == role] or fits
+            if len(fits) != 1:
+                continue
+            names = "+".join(g.name for g in group)
+            entries.append(MapEntry(fits[0].name, names, "unstack", "stacked") if flip else
+                           MapEntry(names, fits[0].name, "stack", "stacked"))
+            big_side.remove(fits[0])
+            for g in group:
+                small_side.remove(g)
+
+
+def _roles_in(name: str) -> tuple[str, ...] | None:
+    """The fused roles a tensor's own name spells, in fused order: `gate_up_proj` -> (gate, up), `qkv` ->
+    (q, k, v), `w13`/`wqkv` likewise; None for a name of one role or none."""
+    last = leaf(name).lower()
+    tokens = [t for t in re.split(r"[_.]", last) if t not in ("proj", "weight", "bias", "w", "in")]
+    joined = "".join(tokens).removeprefix("w")
+    for combo in FUSED_ROLES:
+        if tokens[:len(combo)] == list(combo) or joined == "".join(combo) or \
+                (combo == ("gate", "up") and joined in ("13", "gateup")):
+            return combo
+    return None
+
+
+def _match_fused_by_name(rest_a: list[ParamInfo], rest_b: list[ParamInfo], entries: list[MapEntry]) -> None:
+    """A tensor named for several roles (`experts.gate_up_proj`, (E, 2I, H)) vs one tensor per role on the other side
+    (`switch_mlp.gate_proj.weight`, `switch_mlp.up_proj.weight`, (E, I, H) each), joined along whichever axis their
+    shapes add up on, in the order the name gives."""
+    for big_side, small_side, flip in ((rest_a, rest_b, False), (rest_b, rest_a, True)):
+        for big in list(big_side):
+            roles = _roles_in(big.name) if big.shape else None
+            if not roles:
+                continue
+            outer = block_index(big.name)
+            by_role = {}
+            for r in roles:
+                fits = [p for p in small_side if p.shape and len(p.shape) == len(big.shape)
+                        and module_role(owner(p.name)) == r and block_index(p.name) == outer]
+                if len(fits) != 1:
+                    break
+                by_role[r] = fits[0]
+            if len(by_role) != len(roles):
+                continue
+            group = [by_role[r] for r in roles]
+            axes = [ax for ax in range(len(big.shape)) if sum(g.shape[ax] for g in group) == big.shape[ax]
+                    and all(g.shape[:ax] + g.shape[ax + 1:] == big.shape[:ax] + big.shape[ax + 1:] for g in group)]
+            if len(axes) != 1:
+                continue
+            names = "+".join(g.name for g in group)
+            sizes = ",".join(str(g.shape[axes[0]]) for g in group)
+            entries.append(MapEntry(names, big.name, f"concat{axes[0]}:{sizes}", "fused") if flip else
+                           MapEntry(big.name, names, f"split{axes[0]}:{sizes}", "fused"))
             big_side.remove(big)
             for g in group:
                 small_side.remove(g)

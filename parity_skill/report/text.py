@@ -107,6 +107,8 @@ def grouped_entries(entries: list[dict]) -> list[str]:
     """Mapping rows, a stack of repeated blocks folded into one row per parameter (readable at 200+ entries)."""
     items = []
     for e in entries:
+        if e["transform"] in ("stack", "unstack"):  # n per-index tensors on one side: shown as their pattern
+            e = dict(e, a=_stacked_names(e["a"]), b=_stacked_names(e["b"]))
         ia, ib = tuple(_INDEX.findall(e["a"])), tuple(_INDEX.findall(e["b"]))
         same = len(ia) == 1 and bool(ib) and set(ib) == set(ia)  # one block, named on both sides (fused: 3x on B)
         pa = _INDEX.sub("{i}", e["a"]) if same else e["a"]
@@ -114,6 +116,21 @@ def grouped_entries(entries: list[dict]) -> list[str]:
         items.append((f"{pa} -> {pb}", ia if same else (), f"[{e['transform']}, {e['how']}]"))
     return [f"{row}  {tag}" + (f"  for i in {_ranges(ix)}" if len(ix) > 1 else "") if len(ix) > 1 else
             f"{row.replace('{i}', str(ix[0])) if ix else row}  {tag}" for row, tag, ix in _by_block(items)]
+
+
+def _stacked_names(joined: str) -> str:
+    """'experts.0.w+experts.1.w+...' -> 'experts.[0-59].w' (the names a stack entry joins); one name unchanged."""
+    names = joined.split("+")
+    if len(names) < 2:
+        return joined
+    parts = [n.split(".") for n in names]
+    varying = [k for k in range(len(parts[0])) if len({p[k] for p in parts if len(p) == len(parts[0])}) > 1]
+    if len(varying) != 1 or any(len(p) != len(parts[0]) for p in parts):
+        return joined
+    k = varying[0]
+    index = sorted(int(p[k]) for p in parts) if all(p[k].isdigit() for p in parts) else None
+    head = ".".join(parts[0][:k] + [f"[{_ranges(index)}]" if index else "[...]"] + parts[0][k + 1:])
+    return head
 
 
 def grouped_names(names: list[str]) -> list[str]:

@@ -1,6 +1,8 @@
 """Give A fresh seeded parameters and load them into B through the weight map."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from parity_skill.plan.map_rules import expand, parse_rules
@@ -9,6 +11,9 @@ from parity_skill.plan.weight_map import ParamInfo, apply_shape, match_parameter
 from parity_skill.runtime.data.init import fresh_state
 from parity_skill.runtime.sides.side import Side
 from parity_skill.spec import MapEntry
+
+
+_JOINED = re.compile(r"^(split|concat)(\d+):([\d,]+)$")  # fused tensors, split or joined along an axis
 
 
 def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
@@ -21,17 +26,23 @@ def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
         return [np.moveaxis(value, 1, -1)]
     if how == "conv_to_channels_first":
         return [np.moveaxis(value, -1, 1)]
-    if how.startswith("split0:"):
-        sizes = [int(s) for s in how.split(":")[1].split(",")]
-        return np.split(value, np.cumsum(sizes)[:-1], axis=0)
+    if how == "unstack":  # one stacked tensor -> its slices along the first axis
+        return [np.ascontiguousarray(v) for v in value]
+    m = _JOINED.match(how)
+    if m and m.group(1) == "split":
+        sizes = [int(s) for s in m.group(3).split(",")]
+        return np.split(value, np.cumsum(sizes)[:-1], axis=int(m.group(2)))
     raise ValueError(f"unknown transform '{how}'")
 
 
 def gather(values: dict[str, np.ndarray], entry: MapEntry) -> np.ndarray:
-    """A's value for an entry (concat0 entries join several A parameters; weight_norm computes g * v / |v|)."""
+    """A's value for an entry (concat entries join several A parameters; weight_norm computes g * v / |v|)."""
     names = entry.a.split("+")
-    if entry.transform.startswith("concat0:"):
-        return np.concatenate([values[n] for n in names], axis=0)
+    m = _JOINED.match(entry.transform)
+    if m and m.group(1) == "concat":
+        return np.concatenate([values[n] for n in names], axis=int(m.group(2)))
+    if entry.transform == "stack":
+        return np.stack([values[n] for n in names], axis=0)
     if entry.transform == "sum":
         return sum(np.asarray(values[n]) for n in names)
     if entry.transform.startswith("weight_norm>"):
@@ -44,7 +55,7 @@ def gather(values: dict[str, np.ndarray], entry: MapEntry) -> np.ndarray:
 def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[str, np.ndarray]:
     out = {}
     for e in entries:
-        how = "identity" if e.transform.startswith("concat0:") or e.transform == "sum" else \
+        how = "identity" if e.transform.startswith("concat") or e.transform in ("sum", "stack") else \
             e.transform.split(">")[-1]
         for name, v in zip(e.b.split("+"), transform(gather(values_a, e), how)):
             out[name] = v
