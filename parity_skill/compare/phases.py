@@ -41,7 +41,7 @@ def prepare_folder(folder: str, force: bool) -> None:
             listed = list(json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("files", {}))
         except (OSError, ValueError, AttributeError):
             listed = []
-        for name in {MANIFEST, TENSORS, *listed}:
+        for name in {MANIFEST, TENSORS, "config.json", *listed}:
             if "/" not in name and "\\" not in name:  # only files of the artifact itself
                 (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)

@@ -214,9 +214,24 @@ def pair_text(p: dict) -> list[str]:
     built = [f"  {side}: {x['symbol'].rsplit('.', 1)[-1]}(" + ", ".join(f"{k}={v}" for k, v in x["init"].items())
              + ")" for side, x in (("A", a), ("B", b)) if x.get("init")]
     if built:
-        lines += ["", "Built with:"] + built
+        lines += ["", "Built with:"] + built + config_lines(a.get("config") or {}, b.get("config") or {})
     lines += ["", verdict_line(p)]
     return lines
+
+
+def config_lines(ca: dict, cb: dict) -> list[str]:
+    """What each side's config objects resolved to: the fields both read with different values, and the count."""
+    out = []
+    for side, configs in (("A", ca), ("B", cb)):
+        for arg, fields in configs.items():
+            out.append(f"  {side}'s {arg}: {len(fields)} fields as its config class resolved them (JSON: "
+                       f"{side.lower()}.config.{arg})")
+    if len(ca) == 1 and len(cb) == 1:
+        fa, fb = next(iter(ca.values())), next(iter(cb.values()))
+        differ = [k for k in sorted(set(fa) & set(fb)) if fa[k] != fb[k]]
+        out.append("  config fields both sides have, with different values: " +
+                   (", ".join(f"{k} (A {fa[k]!r}, B {fb[k]!r})" for k in differ[:8]) or "none"))
+    return out
 
 
 def cause_lines(cause: dict) -> list[str]:

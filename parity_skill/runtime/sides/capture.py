@@ -12,6 +12,8 @@ from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import matrix
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try, permuted_spec
+from parity_skill.runtime.sides import configs
+from parity_skill.runtime.sides.configs import config_args
 from parity_skill.runtime.sides.failures import UserCodeError, describe
 from parity_skill.runtime.sides.replay import MirrorSide, RecordingSide, encode
 from parity_skill.runtime.sides.session import _first_forward, _run_checks
@@ -65,6 +67,28 @@ def settle_inputs(spec: PairSpec, a: Side, notes: list[str]) -> PairSpec:
                 continue
             notes.append(f"input '{s.name}': A rejected shape {s.shape} ({first}); it runs on "
                          f"{inputs[i].shape}, which every check uses")
+            return replace(spec, inputs=inputs)
+    return _live_width(spec, a, first, notes)
+
+
+def _live_width(spec: PairSpec, a: Side, first: str, notes: list[str]) -> PairSpec:
+    """The sizes the live module was built with decide the input's width (a config class that settled its sizes
+    itself): each input width a matrix of A takes, in declaration order, on the last axis of a floating input."""
+    widths = list(dict.fromkeys(int(v.shape[1]) for k, v in a.state().items()
+                                if k.endswith("weight") and getattr(v, "ndim", 0) == 2))[:6]
+    for i, s in enumerate(spec.inputs):
+        if not s.is_float or not s.shape:
+            continue
+        for width in widths:
+            if width == s.shape[-1]:
+                continue
+            inputs = spec.inputs[:i] + (replace(s, shape=(*s.shape[:-1], width)),) + spec.inputs[i + 1:]
+            try:
+                a.run(base_inputs(inputs, spec.checks.seed))
+            except Exception:  # noqa: BLE001 - not this width
+                continue
+            notes.append(f"input '{s.name}': A rejected shape {s.shape} ({first}); its live module takes width "
+                         f"{width}: every check uses {inputs[i].shape}")
             return replace(spec, inputs=inputs)
     return spec
 
@@ -136,6 +160,9 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     try:
         a = Side("a", spec.a)
         a.adapter.arg_names = tuple(i.arg_a for i in spec.inputs)
+        notes += configs.NOTES
+        manifest["side"]["config"] = configs.resolved(a.kwargs, config_args(spec.a))
+        configs.write_early(folder, manifest["side"]["config"])  # B builds its config from these: B waits no more
         fresh(a, spec.checks.seed, notes)
     except Exception as exc:  # noqa: BLE001 - the comparison reports it as the pair's error
         artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+from parity_skill.runtime.sides.configs import consistent
 from parity_skill.runtime.sides.failures import USER_FILES, UserCodeError, describe
 from parity_skill.spec import Config, Implementation, Ref
 
@@ -111,14 +112,17 @@ def _as_a_model_would(config: Any) -> None:
         pass
 
 
-def build_config(value: Config, module: ModuleType | None, owner: str) -> Any:
+def build_config(value: Config, module: ModuleType | None, owner: str, shared: dict | None = None) -> Any:
     """A config object: the class with the fields its constructor takes (the rest set as attributes), or a plain
-    namespace when the class is unknown."""
+    namespace when the class is unknown. `shared`: the other side's resolved config (runtime/sides/configs.py),
+    whose values win over the planned ones and reach the class through its own `from_dict` where it has one."""
     if not value.cls:
-        return SimpleNamespace(**value.kwargs, **value.attrs)
+        return SimpleNamespace(**{**value.kwargs, **value.attrs, **(shared or {})})
     cls = _config_class(value.cls, module)
     if cls is None:
         raise UserCodeError(f"config class {value.cls} not found next to {owner}")
+    if shared:
+        return _from_shared(cls, value, shared)
     kwargs, late = dict(value.kwargs), dict(value.attrs)
     try:
         params = inspect.signature(cls).parameters
@@ -127,7 +131,10 @@ def build_config(value: Config, module: ModuleType | None, owner: str) -> Any:
     except (TypeError, ValueError):
         pass
     try:
-        obj = cls(**kwargs)
+        try:
+            obj = cls(**kwargs)
+        except (ValueError, AssertionError) as exc:  # the class checks its sizes against each other
+            obj = consistent(cls, kwargs, exc)
         for key, v in late.items():
             setattr(obj, key, v)
         _as_a_model_would(obj)
@@ -137,13 +144,40 @@ def build_config(value: Config, module: ModuleType | None, owner: str) -> Any:
     return obj
 
 
-def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | None) -> dict[str, Any]:
-    """Materialise Config and Ref values; fill required arguments the plan could not see (a constructor inherited
-    from a framework layer) by role; in reference mode keep only the arguments the reference accepts."""
+def _from_shared(cls: type, value: Config, shared: dict) -> Any:
+    """The class built from one dict, the way it loads a config.json: `from_dict` (mlx-lm's ModelArgs, transformers
+    configs), else the keyword arguments its constructor takes; planned fields the dict lacks are kept."""
+    merged = {**value.kwargs, **value.attrs, **shared}
+    from_dict = getattr(cls, "from_dict", None)
+    try:
+        if callable(from_dict):
+            obj = from_dict(merged)
+            obj = obj[0] if isinstance(obj, tuple) else obj
+        else:
+            try:
+                params = inspect.signature(cls).parameters
+                takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
+            except (TypeError, ValueError):
+                params, takes_all = {}, True
+            obj = cls(**{k: v for k, v in merged.items() if takes_all or k in params})
+        for key, v in value.attrs.items():
+            if not hasattr(obj, key):
+                setattr(obj, key, v)
+        _as_a_model_would(obj)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise UserCodeError(f"config {value.cls} built from A's resolved config raised {describe(exc)}") from exc
+    return obj
+
+
+def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | None,
+                       shared: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Materialise Config and Ref values (a config argument in `shared` is built from that dict); fill required
+    arguments the plan could not see (a constructor inherited from a framework layer) by role; in reference mode
+    keep only the arguments the reference accepts."""
     kwargs: dict[str, Any] = {}
     for key, value in impl.init.items():
         if isinstance(value, Config):
-            value = build_config(value, module, impl.symbol)
+            value = build_config(value, module, impl.symbol, (shared or {}).get(key))
         elif isinstance(value, Ref):
             value = value.resolve()
         kwargs[key] = value

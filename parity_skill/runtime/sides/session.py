@@ -12,6 +12,8 @@ from parity_skill.runtime import progress
 from parity_skill.runtime.diagnosis import explain, trace
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try
+from parity_skill.runtime.sides import configs
+from parity_skill.runtime.sides.configs import config_args
 from parity_skill.runtime.sides.failures import UserCodeError, describe
 from parity_skill.runtime.judging.outputs import first_nonfinite
 from parity_skill.runtime.sides.side import Side
@@ -93,9 +95,16 @@ def _locate_backward(run: PairRun, entry: dict) -> None:
         entry["backward_submodules"] = found["rows"]
 
 
-def _build_b(spec: PairSpec, notes: list[str]) -> Side:
+def _build_b(spec: PairSpec, notes: list[str], folder: str, wait: float | None, done_marker) -> Side:
+    """B, its config arguments built from A's resolved configs when A has them (waiting for A's early file)."""
     layout = next((i.layout_b for i in spec.inputs if i.layout_b), None)
-    b = Side("b", spec.b, layout)
+    wanted = config_args(spec.b)
+    shared = configs.for_b(configs.wait_for_a(folder, done_marker, wait), wanted) if wanted else {}
+    b = Side("b", spec.b, layout, shared)
+    notes += [n.replace("refused", "(B) refused", 1) for n in configs.NOTES]
+    for name, d in shared.items():
+        notes.append(f"B's {spec.b.init[name].cls or 'config'} ({name}) built from A's resolved config ({len(d)} "
+                     "fields): one config drives both sides, each through its own config class")
     b.adapter.arg_names = tuple(i.arg_b for i in spec.inputs)
     if spec.b.file is None:
         args = ", ".join(f"{k}={v!r}" for k, v in b.kwargs.items())
@@ -217,7 +226,7 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     entry = new_entry(spec)
     notes = entry["notes"]
     try:  # B is built while A may still be computing
-        b = _build_b(spec, notes)
+        b = _build_b(spec, notes, folder, wait, done_marker)
     except Exception as exc:  # noqa: BLE001 - user code: could not check
         entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
         return entry
@@ -241,6 +250,8 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
         entry["inputs"] = [asdict(i) for i in spec.inputs]
     a = ReplaySide(manifest, tensors)
     notes[:0] = [n for n in manifest.get("notes", []) if n not in notes]
+    entry["a"]["config"] = manifest.get("side", {}).get("config") or {}
+    entry["b"]["config"] = configs.resolved(b.kwargs, config_args(spec.b))
     settle_layout(a, b, spec, notes)
     try:
         entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes,

@@ -51,12 +51,14 @@ class Side:
     """`layout`: axes that turn the plan's (A-layout) inputs into this side's layout; outputs of the same rank
     are turned back, so every comparison happens in A's layout."""
 
-    def __init__(self, which: str, impl: Implementation, layout: tuple[int, ...] | None = None):
+    def __init__(self, which: str, impl: Implementation, layout: tuple[int, ...] | None = None,
+                 shared: dict[str, dict] | None = None):
+        """`shared`: config arguments to build from the other side's resolved config (runtime/sides/configs.py)."""
         self.which, self.impl, self.layout = which, impl, layout
         self.permute_outputs = True  # False when this side already returns A's layout (decided on a live call)
         self.adapter = copy.copy(get_adapter(impl.framework))  # its own: it carries this side's argument names
         factory, module = resolve(impl)
-        self.kwargs = constructor_kwargs(impl, factory, module)
+        self.kwargs = constructor_kwargs(impl, factory, module, shared)
         self.adapter.seed(0)
         try:
             self.model = factory if impl.kind == "function" else self.adapter.build(factory, self.kwargs)
