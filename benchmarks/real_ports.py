@@ -88,6 +88,11 @@ PAIRS = [
     (f"{HF}.dinov2.modeling_dinov2", "Dinov2Layer", "mlx_vlm.models.dinov2.dinov2", "Block", "pass"),
     (f"{HF}.dinov2.modeling_dinov2", "Dinov2Attention", "mlx_vlm.models.dinov2.dinov2", "Attention", "pass"),
     (f"{HF}.dinov2.modeling_dinov2", "Dinov2PatchEmbeddings", "mlx_vlm.models.dinov2.dinov2", "PatchEmbed", "pass"),
+    # mixture of experts: per-expert Linears against mlx-lm's stacked SwitchGLU, one config dict for both sides
+    (f"{HF}.qwen2_moe.modeling_qwen2_moe", "Qwen2MoeSparseMoeBlock", "mlx_lm.models.qwen2_moe",
+     "Qwen2MoeSparseMoeBlock", "pass"),
+    (f"{HF}.olmoe.modeling_olmoe", "OlmoeDecoderLayer", "mlx_lm.models.olmoe", "TransformerBlock", "pass"),
+    (f"{HF}.cohere2.modeling_cohere2", "Cohere2DecoderLayer", "mlx_lm.models.cohere2", "TransformerBlock", "pass"),
     # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
     (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
      ("--init", "out_channels=16")),

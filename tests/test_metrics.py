@@ -116,3 +116,13 @@ def test_cosine_and_pearson_of_zero_or_constant_vectors_are_undefined():
     const = compare(np.full(6, 2.0), np.arange(6.0), 1e-5, 0)
     assert const["cosine"] is not None and const["pearson"] is None and const["undefined"] == {"pearson": "A is constant"}
     assert compare(np.arange(6.0), np.arange(6.0) * 2, 1e-5, 0)["undefined"] == {}
+
+
+def test_backend_limits_are_told_apart_from_port_failures():
+    from parity_skill.runtime.sides.failures import backend_limit
+
+    assert backend_limit("RuntimeError: [GatherMM::eval] Currently only supports float32. (port.py:12)")
+    assert backend_limit('RuntimeError: "addmm_impl_cpu_" not implemented for \'Half\'')
+    assert backend_limit("ValueError: bfloat16 is not supported on this device")
+    assert not backend_limit("RuntimeError: mat1 and mat2 shapes cannot be multiplied (18x32 and 64x8)")
+    assert not backend_limit("ValueError: operands could not be broadcast together with shapes (3,6) (3,7)")

@@ -211,3 +211,23 @@ def test_gpt_neox_ffn_keeps_its_width_ratio_and_the_approximate_gelu_is_found():
     assert run.status("forward") == "fail" and run.pair["root_cause"]["a"] == "gpt_neox.layers.0.mlp"
     gelu = [f for f in run.pair["static_findings"] if "GELU differs" in f["message"]]
     assert gelu and "tanh approximation" in gelu[0]["message"]
+
+
+def test_moe_block_maps_stacked_experts_shares_one_config_and_names_the_backend_limit():
+    """transformers' Qwen2-MoE sparse block (60 experts, one Linear each) vs mlx-lm's (a SwitchGLU holding them
+    stacked): the experts map by stacking; B's ModelArgs is built from A's resolved config (so rope_theta and the
+    expert counts are A's, not B's own defaults); MLX's CPU GatherMM has no fp16/bf16 kernel, which is a
+    limitation of this machine, never a failure of the port."""
+    if not _installed("mlx_lm"):
+        pytest.skip("mlx_lm is not installed")
+    a = f"{package_file('transformers.models.qwen2_moe.modeling_qwen2_moe')}::Qwen2MoeSparseMoeBlock"
+    run = parity(a, "vs", f"{package_file('mlx_lm.models.qwen2_moe')}::Qwen2MoeSparseMoeBlock", "--json",
+                 "--edge", "", "--batch-sizes", "1", "--no-backward")
+    assert run.report["verdict"] == "pass", run.stderr
+    stacked = [e for e in run.pair["weight_map"] if e["transform"] == "stack"]
+    assert {e["b"] for e in stacked} == {f"switch_mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")}
+    assert all(e["a"].count("+") == 59 for e in stacked)
+    args = run.pair["b"]["config"]["args"]
+    assert args["rope_theta"] == run.pair["a"]["config"]["config"]["rope_theta"] == 10000.0 and args["num_experts"] == 60
+    assert run.status("fp16") == run.status("bf16") == "skip" and "GatherMM" in run.check("fp16")["message"]
+    assert any(line.startswith("fp16 not checked: B's framework has no fp16 kernel") for line in run.report["limitations"])

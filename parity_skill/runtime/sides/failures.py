@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import traceback
 
 import parity_skill
@@ -41,3 +42,15 @@ def describe(exc: BaseException) -> str:
     if where is None and isinstance(exc, SyntaxError) and exc.filename:
         where = f"{os.path.relpath(exc.filename)}:{exc.lineno}"
     return f"{last} ({where})" if where else last
+
+
+_BACKEND_LIMIT = re.compile(
+    r"only supports? (float32|fp32|float)|not implemented for '?(half|bfloat16|float16|bf16)|"
+    r"(float16|bfloat16|half|fp16|bf16)\b.{0,40}\bnot (yet )?supported|not (yet )?supported\b.{0,40}"
+    r"\b(float16|bfloat16|half|fp16|bf16)|unsupported (data ?type|dtype)|no (kernel|implementation) for", re.I)
+
+
+def backend_limit(message: str) -> bool:
+    """Whether an error says the framework lacks an op in a dtype (MLX's CPU GatherMM is float32 only; torch's
+    'not implemented for Half'), which is a limitation of the machine, never a failure of the port."""
+    return bool(_BACKEND_LIMIT.search(message))
