@@ -49,14 +49,16 @@ class Companion:
     """A module of the implementation's own file that computes a forward argument the caller would pass, built
     with `init` and called per forward on the inputs: e.g. a rotary embedding giving `position_embeddings=(cos,
     sin)`. `call` names what each of its arguments gets: "x" (input `source`), "position_ids" (arange over the
-    sequence axis `seq_axis` of that input) or "seq_len"."""
+    sequence axis `seq_axis` of that input) or "seq_len". Or the enclosing model itself (`call[0] == "model"`):
+    run small on token ids of the input's batch and length, it hands the layer the argument, which is recorded."""
 
     arg: str
     symbol: str
     init: dict[str, Any] = field(default_factory=dict)
-    call: tuple[str, ...] = ("x", "position_ids")
+    call: tuple[str, ...] = ("x", "position_ids")  # ("model", LAYER_CLASS, IDS_ARG): `symbol` encloses the layer
     source: int = 0
     seq_axis: int = 1
+    fallback: Companion | None = None  # used when the enclosing model cannot be built or run
 
 
 @dataclass(frozen=True)

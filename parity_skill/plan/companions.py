@@ -13,6 +13,9 @@ from parity_skill.spec import Companion, Config, InputSpec
 
 ROTARY_ARG = re.compile(r"^(position_embeddings?|pos_embs?|rotary_pos_emb|rotary_emb|freqs_cis|cos_sin)$")
 ROTARY_CLASS = re.compile(r"rotary|rope", re.I)
+# what a model computes once and hands each layer: rotary tables (one per attention kind), time embeddings
+MODEL_ARG = re.compile(r"^(position_embeddings?_\w+|\w*rotary\w*|\w*freqs\w*|temb|time_emb\w*|pos_emb\w*)$")
+IDS_NAMES = re.compile(r"^(input_ids|ids|tokens|token_ids|inputs)$")
 POSITION_NAMES = re.compile(r"^(position_ids|positions|pos_ids|pos)$")
 LENGTH_NAMES = re.compile(r"^(seq_len|seqlen|seq_length|length|max_seq_len)$")
 HEAD_DIM_NAMES = re.compile(r"^(dim|head_dim|rotary_dim|dims|rope_dim)$")
@@ -46,14 +49,31 @@ def rotary_class(fa: FileAnalysis, sym: Symbol) -> Symbol | None:
     return found[0] if found else None
 
 
+def enclosing_model(fa: FileAnalysis, sym: Symbol) -> tuple[Symbol, str] | None:
+    """(the file's model class that builds `sym` in its __init__, the token-ids argument it is called with)."""
+    for model in fa.symbols:
+        if model.kind != "module" or model is sym or not any(c[0] == sym.name for c in model.constructs):
+            continue
+        first = next((a for a in model.call_args if a.kind in ("positional", "kwonly")), None)
+        if first is not None and IDS_NAMES.match(first.name):
+            return model, first.name
+    return None
+
+
 def companion_args(sym: Symbol, fa: FileAnalysis, given: set[str]) -> dict[str, Symbol]:
-    """Argument -> rotary class, for the forward's position-embedding arguments the user did not give."""
+    """Argument -> the module that computes it, for the forward's position-embedding arguments the user did not
+    give: the enclosing model (which hands the layer exactly what it computes), else the file's rotary class."""
     if sym.kind != "module":
         return {}
-    names = [a.name for a in sym.call_args if a.kind in ("positional", "kwonly") and ROTARY_ARG.match(a.name)
-             and a.name not in given]
-    rot = rotary_class(fa, sym) if names else None
-    return {n: rot for n in names} if rot is not None else {}
+    names = [a.name for a in sym.call_args if a.kind in ("positional", "kwonly") and a.name not in given
+             and (ROTARY_ARG.match(a.name) or MODEL_ARG.match(a.name))]
+    if not names:
+        return {}
+    found = enclosing_model(fa, sym)
+    rot = rotary_class(fa, sym)
+    if found is None:
+        return {n: rot for n in names if ROTARY_ARG.match(n)} if rot is not None else {}
+    return {n: found[0] for n in names}
 
 
 def _init_for(rot: Symbol, fa: FileAnalysis, init: dict[str, Any], env: dict[str, Any],
@@ -86,10 +106,20 @@ def plan_companions(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], found: 
         return ()
     env = environment(sym, init)
     out = []
-    for arg, rot in found.items():
-        call = _call_plan(rot)
-        out.append(Companion(arg, rot.name, _init_for(rot, fa, init, env, overrides), call, source,
-                             inputs[source].seq_axis or 1))
-        notes.append(f"{sym.name}: '{arg}' computed per call by {rot.name}({', '.join(call)}) from input "
-                     f"'{inputs[source].name}', as the model around it would ({rot.location})")
+    rot = rotary_class(fa, sym)
+    for arg, maker in found.items():
+        axis = inputs[source].seq_axis or 1
+        fallback = Companion(arg, rot.name, _init_for(rot, fa, init, env, overrides), _call_plan(rot), source,
+                             axis) if rot is not None and ROTARY_ARG.match(arg) else None
+        if any(c[0] == sym.name for c in maker.constructs):  # the enclosing model: record what it passes
+            ids = enclosing_model(fa, sym)[1]
+            out.append(Companion(arg, maker.name, _init_for(maker, fa, init, env, overrides),
+                                 ("model", sym.name, ids), source, axis, fallback))
+            notes.append(f"{sym.name}: '{arg}' recorded per call from the model around it: {maker.name} run small "
+                         f"on token ids of input '{inputs[source].name}''s batch and length hands it to its first "
+                         f"{sym.name} ({maker.location})")
+            continue
+        out.append(fallback)
+        notes.append(f"{sym.name}: '{arg}' computed per call by {maker.name}({', '.join(fallback.call)}) from input "
+                     f"'{inputs[source].name}', as the model around it would ({maker.location})")
     return tuple(out)

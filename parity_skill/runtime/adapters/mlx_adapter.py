@@ -9,6 +9,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
+from parity_skill.runtime.adapters.enclosing import enclosing_fn
 from parity_skill.runtime.adapters.base import Flat, causal_mask_fn, companion_fn, flatten, flatten_native, invoke, map_arrays
 
 DT = {"fp64": mx.float64, "fp32": mx.float32, "fp16": mx.float16, "bf16": mx.bfloat16}
@@ -40,6 +41,22 @@ class MLXAdapter:
             module.eval()
         return companion_fn(module, call, source, seq_axis,
                             lambda n, t: mx.broadcast_to(mx.arange(t)[None], (n, t)), frozen)
+
+    def enclosing(self, model: Any, arg: str, layer_class: str, ids_arg: str, source: int, seq_axis: int,
+                  cache: dict) -> Callable:
+        """fn(xs): `arg` as the enclosing `model` hands it to its first `layer_class` (adapters/enclosing.py)."""
+        def cast_like(value, like):
+            if isinstance(value, mx.array) and mx.issubdtype(value.dtype, mx.floating) and \
+                    mx.issubdtype(like.dtype, mx.floating):
+                return mx.stop_gradient(value.astype(like.dtype))
+            if isinstance(value, (tuple, list)):
+                return type(value)(cast_like(v, like) for v in value)
+            return value
+
+        model.eval()
+        return enclosing_fn(model, arg, layer_class, ids_arg, source, seq_axis,
+                            [m for _, m in model.named_modules()], "__call__",
+                            lambda n, t: mx.arange(n * t).reshape(n, t) % 3 + 1, lambda fn: fn(), cast_like, cache)
 
     def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
         model = factory(**kwargs)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from parity_skill.runtime.adapters.enclosing import enclosing_fn
 from parity_skill.runtime.adapters.base import Flat, causal_mask_fn, companion_fn, flatten, flatten_native, invoke
 
 DT = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -57,6 +58,24 @@ class TorchAdapter:
             module.eval()
         return companion_fn(module, call, source, seq_axis,
                             lambda n, t: torch.arange(t).unsqueeze(0).expand(n, t), frozen)
+
+    def enclosing(self, model: Any, arg: str, layer_class: str, ids_arg: str, source: int, seq_axis: int,
+                  cache: dict) -> Callable:
+        """fn(xs): `arg` as the enclosing `model` hands it to its first `layer_class` (adapters/enclosing.py)."""
+        def frozen(fn):
+            with torch.no_grad():
+                return fn()
+
+        def cast_like(value, like):
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and like.is_floating_point():
+                return value.to(like.dtype)
+            if isinstance(value, (tuple, list)):
+                return type(value)(cast_like(v, like) for v in value)
+            return value
+
+        model.eval()
+        return enclosing_fn(model, arg, layer_class, ids_arg, source, seq_axis, list(model.modules()), "forward",
+                            lambda n, t: (torch.arange(n * t).reshape(n, t) % 3 + 1), frozen, cast_like, cache)
 
     def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
         model = factory(**kwargs)

@@ -159,6 +159,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     notes: list[str] = []
     try:
         a = Side("a", spec.a)
+        a.notes = notes  # what building or feeding A settled at run time
         a.adapter.arg_names = tuple(i.arg_a for i in spec.inputs)
         notes += configs.NOTES
         manifest["side"]["config"] = configs.resolved(a.kwargs, config_args(spec.a))

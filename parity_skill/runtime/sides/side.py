@@ -58,6 +58,8 @@ class Side:
         self.permute_outputs = True  # False when this side already returns A's layout (decided on a live call)
         self.adapter = copy.copy(get_adapter(impl.framework))  # its own: it carries this side's argument names
         factory, module = resolve(impl)
+        self.shared, self.notes = shared, []
+        self._enclosing_models: dict[str, tuple[Any, dict]] = {}
         self.kwargs = constructor_kwargs(impl, factory, module, shared)
         self.adapter.seed(0)
         try:
@@ -73,15 +75,53 @@ class Side:
         self.kept_fp32: dict[str, list[str]] = {}  # dtype -> submodules that had to stay in float32
 
     def _companion(self, c: Companion, module: Any) -> tuple[str, Any]:
-        """(argument, fn) for a module of this side's file that computes a forward argument (rotary cos/sin)."""
+        """(argument, fn) for a module of this side's file that computes a forward argument (rotary cos/sin), or
+        the enclosing model that hands it to the layer (recorded; its rotary fallback when it cannot run)."""
+        if c.call[:1] == ("model",):
+            try:
+                recorded = self._enclosing(c, module)
+            except Exception as exc:  # noqa: BLE001 - user code: the fallback, or the reason
+                return self._instead(c, module, exc)
+            chosen: list = []
+
+            def fn(xs):
+                if not chosen:
+                    try:
+                        value = recorded(xs)
+                        chosen.append(recorded)
+                        return value
+                    except Exception as exc:  # noqa: BLE001 - user code: decided on the first call, then kept
+                        chosen.append(self._instead(c, module, exc)[1])
+                return chosen[0](xs)
+            return c.arg, fn
         impl = Implementation(self.impl.file, c.symbol, self.impl.framework, "module", c.init)
         try:
             factory = getattr(module, c.symbol)
-            built = self.adapter.build(factory, constructor_kwargs(impl, factory, module))
+            built = self.adapter.build(factory, constructor_kwargs(impl, factory, module, self.shared))
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{self.impl.display}: building {c.symbol} for its argument '{c.arg}' raised "
                                 f"{describe(exc)}") from exc
         return c.arg, self.adapter.companion(built, c.call, c.source, c.seq_axis)
+
+    def _instead(self, c: Companion, module: Any, exc: Exception) -> tuple[str, Any]:
+        """The rotary fallback of an enclosing model that could not be built or run, or the reason as an error."""
+        if c.fallback is None:
+            raise UserCodeError(f"{self.impl.display}: the model around it ({c.symbol}) could not give '{c.arg}': "
+                                f"{describe(exc)}") from exc
+        self.notes.append(f"'{c.arg}': {c.symbol} could not be run small ({describe(exc)}); computed by "
+                          f"{c.fallback.symbol} instead")
+        return self._companion(c.fallback, module)
+
+    def _enclosing(self, c: Companion, module: Any) -> Any:
+        """fn(xs) recording `c.arg` from the enclosing model (built once per model class, one recording per input
+        shape shared by its arguments)."""
+        if c.symbol not in self._enclosing_models:
+            impl = Implementation(self.impl.file, c.symbol, self.impl.framework, "module", c.init)
+            factory = getattr(module, c.symbol)
+            self._enclosing_models[c.symbol] = (self.adapter.build(factory, constructor_kwargs(
+                impl, factory, module, self.shared)), {})
+        built, cache = self._enclosing_models[c.symbol]
+        return self.adapter.enclosing(built, c.arg, c.call[1], c.call[2], c.source, c.seq_axis, cache)
 
     @staticmethod
     def _mask_source(impl: Implementation) -> tuple[int, int]:
