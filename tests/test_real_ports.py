@@ -26,6 +26,7 @@ def _installed(module: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", PAIRS, ids=[f"{p[1]}-{p[3]}" for p in PAIRS])
 def test_real_port_verdict(pair):
     ma, sa, mb, sb, expect, *hints = pair

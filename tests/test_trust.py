@@ -197,6 +197,7 @@ def test_any_legal_file_name_is_compared(tmp_path, name):
     assert run.returncode == 0, run.stderr
 
 
+@pytest.mark.slow
 def test_analyzer_sweep_raises_on_no_valid_file():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from analyzer_sweep import sweep
