@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import fx, parity
+from conftest import ROOT, fx, parity
 from parity_skill.plan.map_rules import expand, parse_rules
 
 MAPPED = "realcode/mapped/"
@@ -95,3 +95,18 @@ def test_the_ports_own_converter_is_used_and_put_under_test(tmp_path):
     assert any("no converted value equals A's blocks.0.w_out" in n for n in broken.pair["notes"])
     missing = parity(a, "vs", b, "--quick", "--convert", "nope")
     assert missing.code == 2 and "--convert nope" in missing.stderr
+
+
+def test_a_ports_sanitize_maps_what_names_cannot_without_being_asked(tmp_path):
+    """B's model ships `sanitize` (as mlx-lm ports do): where names and module trees leave weights unmapped, it is
+    used unasked, and a bug in it fails the checks like any other port bug."""
+    a = fx(MAPPED + "stored_in_out.py::Net")
+    source = (ROOT / fx(MAPPED + "linear_port.py")).read_text()
+    method = "\n    def sanitize(self, weights):" + CONVERTER.split("def convert(weights):", 1)[1].replace("\n", "\n    ")
+    for name, bug in (("port_ok.py", ""), ("port_bad.py", " * (1.0 if leaf == 'w_in' else 1.01)")):
+        port = tmp_path / name
+        port.write_text(source.replace("        return x\n\n\nclass Block", "        return x\n" +
+                                       method.replace("{bug}", bug) + "\n\nclass Block", 1))
+        run = parity(a, "vs", f"{port}::Net", "--json", "--quick")
+        assert any("mapped through B's own sanitize" in n for n in run.pair["notes"]), run.pair["notes"]
+        assert run.report["verdict"] == ("pass" if not bug else "fail"), run.stderr
