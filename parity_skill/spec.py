@@ -134,6 +134,7 @@ class Checks:
     sampling: tuple[tuple[str, float], ...] = ()  # decoding settings of the sampling check (temperature, top_p...)
     positions: int = 64  # sequence length of the sampling check's inputs
     generate: int = 0  # --generate N: decoding steps compared (teacher-forced on A's tokens)
+    strict: bool = False  # --strict: a warning (fp16/bf16 at the stress scale) fails its check
 
 
 @dataclass(frozen=True)

@@ -62,15 +62,19 @@ def test_noise_in_forward_fails_determinism_b():
     assert "batch_coupling" not in run.kinds()  # noise is not mistaken for coupling
 
 
-def test_norm_in_input_dtype_fails_fp16_with_precision_and_both_errors():
+def test_norm_in_input_dtype_warns_at_the_stress_scale_and_fails_with_strict():
+    """Squaring in fp16 overflows only at 128x the activation scale: the operating point agrees, so it is a
+    warning with its figures (PASS with warnings, exit 0); --strict makes it the failure it is under that rule."""
     run = parity(REF_RMS, "vs", fx(T + "rmsnorm_lowprec.py"), "--json")
-    assert run.status("forward") == "pass"
+    assert run.status("forward") == "pass" and run.code == 0
     fp16 = run.check("fp16")
-    assert fp16["status"] == "fail"
-    assert fp16["b_error"] > 100 * fp16["a_error"] > 0
-    assert "A " in fp16["message"] and "B " in fp16["message"]
-    diag = next(d for d in run.pair["diagnosis"] if d["kind"] == "precision")
-    assert diag["a_error"] == fp16["a_error"] and diag["b_error"] == fp16["b_error"]
+    assert fp16["status"] == "pass" and "activation scale x128" in fp16["warning"]
+    assert fp16["b_error"] < 3 * fp16["a_error"] + 1e-4  # judged at the unit scale
+    assert run.pair["warnings"] == [f"fp16: {fp16['warning']}"] and run.report["warnings"] == run.pair["warnings"]
+    text = parity(REF_RMS, "vs", fx(T + "rmsnorm_lowprec.py"))
+    assert "Verdict: PASS with warnings" in text.stdout
+    strict = parity(REF_RMS, "vs", fx(T + "rmsnorm_lowprec.py"), "--json", "--strict")
+    assert strict.code == 1 and strict.status("fp16") == "fail" and "--strict:" in strict.check("fp16")["message"]
     assert run.status("bf16") == "pass"
 
 

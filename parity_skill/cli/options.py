@@ -105,7 +105,7 @@ def _sampling(text: str | None, logits: bool) -> tuple[tuple[str, float], ...]:
 
 
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
-             isolate, map_file=None, convert="", sampling=None, logits=False, generate=0):
+             isolate, map_file=None, convert="", sampling=None, logits=False, generate=0, strict=False):
     from parity_skill.plan.map_rules import read_rules
     from parity_skill.plan.planner import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
@@ -143,7 +143,7 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
                        layout_b=layout_b, isolate=isolate, map_rules=read_rules(map_file), convert=convert,
-                       sampling=_sampling(sampling, logits), generate=generate or 0)
+                       sampling=_sampling(sampling, logits), generate=generate or 0, strict=strict)
 
 
 def _options_of(*decorators):
@@ -181,6 +181,8 @@ PLAN_OPTIONS = _options_of(
                  "teacher-forced on A's tokens (greedy, and sampled with shared randomness): the first differing step."),
     click.option("--logits", is_flag=True, help="The first output is logits over a vocabulary: add the sampling "
                  "check at temperature 1.0."),
+    click.option("--strict", is_flag=True, help="Warnings fail (fp16/bf16 at 128x the activation scale, where "
+                 "realism is unknown, only warns by default)."),
 )
 PLAN_OPTION_NAMES = ("init", "inputs", "atol", "rtol", "level", "cosine", "dtypes", "batch_sizes", "edge",
-                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits", "generate")
+                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits", "generate", "strict")

@@ -52,6 +52,7 @@ class PlanOptions:
     convert: str = ""  # --convert sanitize: B's own state-dict converter
     sampling: tuple[tuple[str, float], ...] = ()  # --sampling temperature=0.8,top_p=0.95 (or --logits: T=1)
     generate: int = 0  # --generate N
+    strict: bool = False  # --strict: warnings fail
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
                         fixed_args(sa, set(derived_a) | set(opts.inputs), notes))
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
                     opts.cosine, seed=opts.seed, isolate=opts.isolate, sampling=opts.sampling,
-                    generate=opts.generate)
+                    generate=opts.generate, strict=opts.strict)
     set_a = settings(sa, fa_a, init_a, opts.init) if sa.kind == "module" else []
     if sb is None:  # reference mode: B is an importable dotted path; the runtime carries A's arguments over
         carried = {**{s.path: s.value for s in set_a if "." not in s.path}, **init_a}  # A's defaults too (eps)

@@ -40,8 +40,10 @@ def report(pairs: list[dict], error: str | None = None) -> dict:
                for p in pairs if p.get("variant") and p["verdict"] == "error"]
     pairs = [dict(p, next_steps=suggestions(p)) if "a" in p and "b" in p else p for p in pairs]
     steps = list(dict.fromkeys(s for p in pairs for s in p.get("next_steps", [])))
-    return {"schema": SCHEMA, "verdict": verdict, "error": error, "limitations": limits, "next_steps": steps,
-            "pairs": clean(pairs)}
+    warnings = [f"{p['a']['symbol']} vs {p['b']['symbol']}: {w}" if len(pairs) > 1 else w
+                for p in pairs for w in p.get("warnings", [])]
+    return {"schema": SCHEMA, "verdict": verdict, "error": error, "limitations": limits, "warnings": warnings,
+            "next_steps": steps, "pairs": clean(pairs)}
 
 
 def error_report(message: str) -> dict:

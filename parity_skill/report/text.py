@@ -291,11 +291,14 @@ def verdict_line(p: dict) -> str:
     differs = [f for f in p.get("static_findings") or [] if f["kind"] in CODE_DIFFERENCES]
     caveat = [f"  - the numbers agree within tolerance, yet the code differs: [{f['kind']}] {f['message']}"
               for f in differs] if p["verdict"] == "pass" else []
+    warnings = [f"  - warning: {w}" for w in p.get("warnings") or []] if p["verdict"] == "pass" else []
     if p["verdict"] != "pass" or not limits:
-        return "\n".join([f"Verdict: {p['verdict'].upper()}"] + caveat)
+        head = "PASS with warnings" if warnings else p["verdict"].upper()
+        return "\n".join([f"Verdict: {head}"] + warnings + caveat)
     skipped = [line.split(" not checked: ", 1) for line in limits if " not checked: " in line]
     head = ", ".join(name for name, _ in skipped) + " not checked" if skipped else "weakened checks"
-    return "\n".join([f"Verdict: PASS with limitations: {head}"] + [f"  - {line}" for line in limits] + caveat)
+    return "\n".join([f"Verdict: PASS with {'warnings and ' if warnings else ''}limitations: {head}"] + warnings +
+                     [f"  - {line}" for line in limits] + caveat)
 
 
 # static finding kinds that name a difference in what the code computes (not a style or a device assumption)

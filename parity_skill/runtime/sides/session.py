@@ -291,6 +291,7 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
                       f"{dtype}: {side.label} ran with {shown} kept in float32 (its code requires float32 "
                       "parameters there)")
     entry["limitations"] = limitations(entry["checks"], run.limitations)
+    entry["warnings"] = [f"{c['name']}: {c['warning']}" for c in entry["checks"] if c.get("warning")]
     outcomes = set(statuses.values())
     entry["verdict"] = "fail" if "fail" in outcomes else "error" if "error" in outcomes else "pass"
     if entry["verdict"] == "error":
