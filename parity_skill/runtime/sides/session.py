@@ -251,8 +251,10 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
         entry["inputs"] = [asdict(i) for i in spec.inputs]
     a = ReplaySide(manifest, tensors)
     notes[:0] = [n for n in manifest.get("notes", []) if n not in notes]
-    entry["a"]["config"] = manifest.get("side", {}).get("config") or {}
-    entry["b"]["config"] = configs.resolved(b.kwargs, config_args(spec.b))
+    for side, found in (("a", manifest.get("side", {}).get("config")), ("b", configs.resolved(b.kwargs,
+                                                                                            config_args(spec.b)))):
+        if found:  # only sides built with config objects
+            entry[side]["config"] = found
     settle_layout(a, b, spec, notes)
     try:
         entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes,
