@@ -263,3 +263,21 @@ def test_a_side_killed_by_a_signal_is_named_with_its_last_words(a, b, side):
     run = cli(fx(a), "vs", fx(b), "--quick", "--json")
     assert run.returncode == 2 and json.loads(run.stdout)["verdict"] == "error"
     assert f"side {side} crashed (exit -9) before a verdict: about to crash" in run.stderr
+
+
+def test_an_input_neither_side_uses_is_no_gradient_check_and_one_side_ignoring_it_fails(tmp_path):
+    """A block built without cross-attention never reads its memory `xa`: torch gives no gradient, MLX zeros;
+    that is not a failure. A port that reads a memory its reference ignores fails, and says so."""
+    a, b = fx(f"{TRUST}/unused_memory_torch.py::Block"), fx(f"{TRUST}/unused_memory_mlx.py::Block")
+    run = parity(a, "vs", b, "--json", "--quick")
+    assert run.report["verdict"] == "pass", [c["message"] for v in run.variants for c in v["checks"]]
+    (cross,) = run.variants
+    assert all(c["status"] == "pass" for c in cross["checks"])
+    port = tmp_path / "reads_memory.py"
+    port.write_text((ROOT / fx(f"{TRUST}/unused_memory_mlx.py")).read_text().replace(
+        "        return h\n", "        return h + 0.01 * xa.mean() if xa is not None else h\n"))
+    broken = parity(a, "vs", f"{port}::Block", "--json", "--quick")
+    (cross,) = broken.variants
+    backward = next(c for c in cross["checks"] if c["name"] == "backward")
+    assert backward["status"] == "fail" and "input grad 'xa': A ignores the input (B's output depends on it)" in \
+        backward["message"]

@@ -158,17 +158,25 @@ def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | Non
     ok = True
     for key, a in ga.items():
         b = gb.get(key)
-        if a is None or b is None:
-            if (a is None) != (b is None):
+        if a is None or b is None or (key.startswith("input grad") and not (_used(a) and _used(b))):
+            if _used(a) != _used(b):  # one side's output depends on the input, the other's does not
                 ok = False
-                problems.append(f"{key}: {'A' if a is None else 'B'} has no gradient")
-            continue
+                side, other = ("A", "B") if not _used(a) else ("B", "A")
+                problems.append(f"{key}: {side} ignores the input ({other}'s output depends on it)"
+                                if key.startswith("input grad") else f"{key}: {side} has no gradient")
+            continue  # an input neither side uses is no gradient to compare
         c = compare(a, b, scaled_atol(tol.atol, a), tol.rtol)
         if not c["ok"]:
             ok = False
         if worst is None or _rank(c) > _rank(worst):
             worst_key, worst = key, c
     return ok, worst_key, worst, problems
+
+
+def _used(grad) -> bool:
+    """Whether a side's output depends on what this gradient belongs to: torch gives None for an input the forward
+    never reads, MLX zeros."""
+    return grad is not None and bool(np.any(np.asarray(grad) != 0))
 
 
 def _rank(c: dict) -> tuple:
