@@ -95,12 +95,12 @@ def test_correct_ports_raise_no_false_alarm(a, b):
 
 
 def test_text_report_shows_the_matrix():
-    run = parity(REF_RMS, "vs", fx(T + "rmsnorm_lowprec.py"))
+    run = parity(REF_RMS, "vs", fx(T + "rmsnorm_lowprec.py"), "--strict")
     out = run.stdout
     for head in ("Forward pass:  PASS", "Backward pass: PASS", "FP16 forward:  FAIL (B err", "BF16 forward:  PASS",
                  "Batch sizes:   PASS", "Edge cases:    PASS", "Determinism:   PASS"):
         assert head in out, out
-    assert "[precision]" in out
+    assert "[precision]" in out and "activation scale x128" in out
 
 
 def test_options_select_checks():

@@ -296,7 +296,9 @@ def verdict_line(p: dict) -> str:
         head = "PASS with warnings" if warnings else p["verdict"].upper()
         return "\n".join([f"Verdict: {head}"] + warnings + caveat)
     skipped = [line.split(" not checked: ", 1) for line in limits if " not checked: " in line]
-    head = ", ".join(name for name, _ in skipped) + " not checked" if skipped else "weakened checks"
+    unsure = [line.split(" inconclusive: ", 1)[0] for line in limits if " inconclusive: " in line]
+    head = "; ".join(filter(None, [", ".join(name for name, _ in skipped) + " not checked" if skipped else "",
+                                   ", ".join(unsure) + " inconclusive" if unsure else ""])) or "weakened checks"
     return "\n".join([f"Verdict: PASS with {'warnings and ' if warnings else ''}limitations: {head}"] + warnings +
                      [f"  - {line}" for line in limits] + caveat)
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 from parity_skill import __version__
 from parity_skill.runtime.data import artifact
 from parity_skill.runtime.checks import basic
-from parity_skill.runtime.checks import matrix
+from parity_skill.runtime.checks import edges, matrix
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try, permuted_spec
 from parity_skill.runtime.sides import configs
@@ -43,6 +43,8 @@ def _references_first(run: PairRun) -> None:
     for key, xs in matrix.planned_references(run):
         try:
             matrix.reference(run, key, xs)
+            if key.startswith("ref:edge:"):  # the conditioning floor phase 2 may need (runtime/judging/condition.py)
+                edges.perturbed_runs(run, xs)
         except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the reference
             pass
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 
 from parity_skill.runtime.data import artifact
 from parity_skill.runtime.checks import basic
-from parity_skill.runtime.checks import matrix
+from parity_skill.runtime.checks import edges, matrix
 from parity_skill.runtime import progress
 from parity_skill.runtime.diagnosis import explain, trace
 from parity_skill.runtime.checks.context import PairRun, result
@@ -40,7 +40,7 @@ def _dispatch(run: PairRun, name: str) -> dict:
     if name == "batch":
         return matrix.check_batch(run)
     if name.startswith("edge:"):
-        return matrix.check_edge(run, name[5:])
+        return edges.check_edge(run, name[5:])
     if name == "generate":
         from parity_skill.runtime.checks.generate import check_generate
 
@@ -211,6 +211,7 @@ def _run_checks(run: PairRun) -> list[dict]:
 def limitations(checks: list[dict], weakened: list[str]) -> list[str]:
     """One line per check that did not run (skip) or ran under a substitute rule: a PASS does not cover these."""
     skipped = [f"{c['name']} not checked: {c['message']}" for c in checks if c["status"] == "skip"]
+    skipped += [f"{c['name']} inconclusive: {c['message']}" for c in checks if c["status"] == "inconclusive"]
     return skipped + list(weakened)
 
 
