@@ -96,6 +96,7 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
         raise RunError(f"{pair}: side {outcome.side} {how} before a verdict: {tail[-1] if tail else 'no output'}"
                        + (f"; the script is kept at {script}" if emit or debug else
                           "; rerun with --debug (or --emit check.py) to keep the script"))
+    outcome.report["unpaired"] = {side: list(names) for side, names in plan.unpaired.items()}
     return _print_report(outcome.report, as_json)
 
 

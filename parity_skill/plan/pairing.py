@@ -65,7 +65,15 @@ def _signature(sym: Symbol, prefixes: tuple[str, ...]) -> set[str]:
     and the ops it calls, spelled alike (`RMSNorm` layer, `rms_norm` op)."""
     kinds = {_bare(s.type_name.rsplit(".", 1)[-1], *prefixes) for s in sym.submodules}
     ops = {normalise(o.op) for o in sym.ops}
+    for fused, parts in _FUSED_OPS.items():  # a fused kernel is made of what it fuses
+        if any(fused in op for op in ops):
+            ops |= parts
     return (kinds | ops) - _NOISE
+
+
+# fused ops and the explicit ops they stand for (SDPA = scaled scores, softmax, matmul)
+_FUSED_OPS = {"scaleddotproductattention": {"softmax", "matmul", "attnscale"}, "rmsnorm": {"rsqrt", "mean"},
+              "layernorm": {"mean", "var"}}
 
 
 def _similarity(a: Symbol, b: Symbol, prefix_a: str = "", prefix_b: str = "") -> float:
@@ -80,9 +88,42 @@ def _similarity(a: Symbol, b: Symbol, prefix_a: str = "", prefix_b: str = "") ->
     return score * (1.0 if required[0] == required[1] else 0.8)
 
 
-def pair_symbols(fa_a: FileAnalysis, fa_b: FileAnalysis, name_a: str | None,
-                 name_b: str | None) -> list[tuple[Symbol, Symbol, str]]:
-    """[(A symbol, B symbol, how)]. Raises InputError when a named symbol is missing or nothing pairs."""
+def _by_name(rest_a: list[Symbol], rest_b: list[Symbol], same, pa: str, pb: str,
+             ambiguous: list[str]) -> list[tuple[Symbol, Symbol]]:
+    """Pairs whose names match under `same`, whatever the classes' order: a name matching several on the other side
+    is settled by structure, and left unpaired (recorded in `ambiguous`) when structure cannot tell either."""
+    out = []
+    for sa in sorted(rest_a, key=lambda s: s.name):
+        rivals_b = [sb for sb in rest_b if same(sa, sb)]
+        for sb in sorted(rivals_b, key=lambda s: s.name):
+            rivals_a = [x for x in rest_a if same(x, sb)]
+            if len(rivals_a) == 1 and len(rivals_b) == 1:
+                out.append((sa, sb))
+                continue
+            score = {(x.name, y.name): _similarity(x, y, pa, pb) for x in rivals_a for y in [sb]} | \
+                {(sa.name, y.name): _similarity(sa, y, pa, pb) for y in rivals_b}
+            mine = score[(sa.name, sb.name)]
+            others = [v for k, v in score.items() if k != (sa.name, sb.name)]
+            if others and mine > max(others) + 1e-9:
+                out.append((sa, sb))
+            elif len(rivals_a) > 1:
+                ambiguous.append(f"{', '.join(sorted(x.name for x in rivals_a))} (A) all match {sb.name} (B) by "
+                                 "name and structure does not tell them apart: name one with a.py::Name")
+    taken_a, taken_b, unique = set(), set(), []
+    for sa, sb in out:
+        if sa.name not in taken_a and sb.name not in taken_b:
+            unique.append((sa, sb))
+            taken_a.add(sa.name)
+            taken_b.add(sb.name)
+    return unique
+
+
+def pair_symbols(fa_a: FileAnalysis, fa_b: FileAnalysis, name_a: str | None, name_b: str | None,
+                 ambiguous: list[str] | None = None) -> list[tuple[Symbol, Symbol, str]]:
+    """[(A symbol, B symbol, how)], the same whatever the order of the classes in either file; `ambiguous` receives
+    the name matches structure could not settle. Raises InputError when a named symbol is missing or nothing
+    pairs."""
+    ambiguous = ambiguous if ambiguous is not None else []
     if name_a or name_b:
         sa = lookup(fa_a, name_a or name_b)
         sb = lookup(fa_b, name_b or name_a)
@@ -95,12 +136,10 @@ def pair_symbols(fa_a: FileAnalysis, fa_b: FileAnalysis, name_a: str | None,
     for same in (lambda x, y: x.name == y.name,
                  lambda x, y: x.kind == y.kind and normalise(x.name) == normalise(y.name),
                  lambda x, y: x.kind == y.kind and _bare(x.name, *prefixes) == _bare(y.name, *prefixes)):  # LlamaMLP ~ MLP
-        for sa in list(rest_a):
-            match = next((sb for sb in rest_b if same(sa, sb)), None)
-            if match:
-                pairs.append((sa, match, "name"))
-                rest_a.remove(sa)
-                rest_b.remove(match)
+        for sa, sb in _by_name(rest_a, rest_b, same, pa, pb, ambiguous):
+            pairs.append((sa, sb, "name"))
+            rest_a.remove(sa)
+            rest_b.remove(sb)
     # by structure, best pairs first whatever the classes' order; a pair must be clearly the best for both
     scored = sorted(((round(_similarity(sa, sb, pa, pb), 6), sa.name, sb.name, sa, sb)
                      for sa in rest_a if sa.kind == "module" for sb in rest_b if sb.kind == "module"),

@@ -59,6 +59,7 @@ class PlanOptions:
 class ParityPlan:
     pairs: tuple[PairSpec, ...]
     notes: tuple[str, ...] = ()
+    unpaired: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"a": (), "b": ()})  # whole files
 
 
 def check_names(opts: PlanOptions) -> tuple[str, ...]:
@@ -237,14 +238,18 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
         used |= set(opts.init)  # the reference takes A's arguments by name or role at run time
         return ParityPlan((spec,))
     fa_b = analyze_file(target_b.path)
-    pairs = pair_symbols(fa_a, fa_b, target_a.symbol, target_b.symbol)
+    ambiguous: list[str] = []
+    pairs = sorted(pair_symbols(fa_a, fa_b, target_a.symbol, target_b.symbol, ambiguous), key=lambda p: p[0].name)
     specs = []
     unpaired = ""
+    left_a: list[str] = []
+    left_b: list[str] = []
     if not (target_a.symbol or target_b.symbol):  # whole files: say what was left out on each side
-        left_a = [s.name for s in fa_a.symbols if s not in {p[0] for p in pairs} and not s.name.startswith("_")]
-        left_b = [s.name for s in fa_b.symbols if s not in {p[1] for p in pairs} and not s.name.startswith("_")]
+        left_a = sorted(s.name for s in fa_a.symbols if s not in {p[0] for p in pairs} and not s.name.startswith("_"))
+        left_b = sorted(s.name for s in fa_b.symbols if s not in {p[1] for p in pairs} and not s.name.startswith("_"))
         if left_a or left_b:
             unpaired = f"not paired: A {', '.join(left_a) or '-'}; B {', '.join(left_b) or '-'}"
+        unpaired += "".join(f"; ambiguous: {line}" for line in dict.fromkeys(ambiguous))
     for sa, sb, how in pairs:
         spec = plan_pair(fa_a, sa, fa_b, sb, opts, used=used)
         if how == "structure":
@@ -269,4 +274,4 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
         specs.append(spec)
         specs += [v for v in (mask_variant(spec, sa, sb), cross_variant(spec, sa, sb)) if v is not None]
     _unmatched_init(opts, used, specs)
-    return ParityPlan(tuple(specs))
+    return ParityPlan(tuple(specs), unpaired={"a": tuple(left_a), "b": tuple(left_b)})

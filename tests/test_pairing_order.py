@@ -1,0 +1,70 @@
+"""Pairing is a function of the code, not of its order: the same files with their classes and functions in reverse
+order give the same pairs, the same verdicts and the same JSON (apart from timings and the files' paths)."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, FIX, parity, without_timings
+
+pytest.importorskip("torch")
+
+
+def reversed_source(path: Path) -> str:
+    """The file with its top-level classes and functions in reverse order (everything else kept in place)."""
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    tree = ast.parse(text)
+    defs = [n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))]
+    names = {n.name for n in defs}
+    for n in defs:  # a base or decorator naming another top-level def would break when reordered
+        header = [*getattr(n, "bases", []), *n.decorator_list]
+        assert not {x.id for h in header for x in ast.walk(h) if isinstance(x, ast.Name)} & names, path
+    spans = [(min([n.lineno, *(d.lineno for d in n.decorator_list)]) - 1, n.end_lineno) for n in defs]
+    blocks = ["".join(lines[a:b]).rstrip() + "\n" for a, b in spans]
+    head = "".join(lines[:spans[0][0]]).rstrip() + "\n"
+    return head + "\n\n" + "\n\n\n".join(reversed(blocks)) + "".join(lines[spans[-1][1]:])
+
+
+PAIRS = [
+    ("pairing/norms_a.py", "pairing/norms_b.py"),
+    ("torch/blocks_a.py", "torch/blocks_b.py"),
+    ("numpy/ops_numpy.py", "numpy/ops_torch.py"),
+    ("sampling/processors_torch.py", "sampling/processors_numpy.py"),
+]
+
+
+def _json(a: str, b: str) -> dict:
+    """The report without timings; `file.py:LINE` locations without their line (moving a class moves its lines)."""
+    run = parity(a, "vs", b, "--json", "--quick")
+    return json.loads(re.sub(r"(\.py):\d+", r"\1:#", json.dumps(without_timings(run.report))))
+
+
+@pytest.mark.parametrize("a, b", PAIRS)
+def test_reversed_classes_give_identical_json(tmp_path, a, b):
+    original = _json(f"{FIX}/{a}", f"{FIX}/{b}")
+    copies = []
+    for rel in (a, b):
+        dest = tmp_path / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(reversed_source(ROOT / FIX / rel))
+        copies.append(str(dest))
+    flipped = json.loads(json.dumps(_json(*copies)).replace(str(tmp_path), FIX))
+    assert flipped == original
+
+
+def test_a_name_two_classes_share_is_settled_by_structure_in_either_order():
+    for a in ("pairing/norms_a.py", "pairing/norms_a_reversed.py"):
+        run = parity(f"{FIX}/{a}", "vs", f"{FIX}/pairing/norms_b.py", "--json", "--quick")
+        assert [(p["a"]["symbol"], p["b"]["symbol"]) for p in run.report["pairs"]] == [("MyNorm", "Norm")]
+        assert run.report["verdict"] == "pass" and run.report["unpaired"] == {"a": ["NormTorch"], "b": []}
+
+
+def test_explicit_softmax_attention_pairs_with_fused_self_attention():
+    run = parity(f"{FIX}/pairing/attn_a.py", "vs", f"{FIX}/pairing/attn_b.py", "--json", "--quick")
+    assert [(p["a"]["symbol"], p["b"]["symbol"]) for p in run.report["pairs"]] == [("Attention", "SelfAttention")]
+    assert run.report["verdict"] == "pass"
