@@ -260,11 +260,18 @@ def likely_causes(p: dict) -> list[str]:
     if not causes and not diagnosis:
         return []
     lines = ["", "Likely causes (most likely first):"]
-    for c in causes:
+    statement = p.get("line_cause")
+    for k, c in enumerate(causes):
         lines += [f"  {line}" for line in cause_lines(c)]
+        if statement and k == 0:
+            lines.append(f"    first differing statement: {statement['relation']}")
+    if statement and not causes:
+        lines.append(f"  First differing statement: {statement['relation']}")
+        lines += [f"    [{f['kind']}] {f['message']}" for f in statement.get("findings", [])]
     shown = {loc for c in causes for f in c["findings"] for loc in (f.get("a_location"), f.get("b_location")) if loc}
+    shown |= {loc for f in (statement or {}).get("findings", []) for loc in (f.get("a_location"), f.get("b_location"))}
     for d in diagnosis:
-        if d.get("location") in shown:
+        if d.get("location") in shown or d["kind"] == "line":
             continue
         lines.append(f"  [{d['kind']}] {d['message']}" + (f" ({d['location']})" if d.get("location") else ""))
     return lines

@@ -117,6 +117,10 @@ def _record_trace(run: PairRun, rec: RecordingSide) -> None:
         rec.trace(run.base)
     except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the trace
         pass
+    try:  # the forward's own statements, for line-level localisation (runtime/diagnosis/lines.py)
+        rec.lines(run.base)
+    except Exception:  # noqa: BLE001 - recorded as an error; phase 2 then says localisation was not available
+        pass
 
 
 def _record_grad_trace(run: PairRun, rec: RecordingSide) -> None:

@@ -21,7 +21,7 @@ from parity_skill.runtime.adapters.base import Flat
 from parity_skill.runtime.sides.failures import MissingRecord, RecordedError, describe
 from parity_skill.spec import Implementation
 
-KINDS = ("run", "twice", "grads", "trace", "grad_trace", "cached", "cache_rows")
+KINDS = ("run", "twice", "grads", "trace", "grad_trace", "cached", "cache_rows", "lines")
 
 
 def call_key(kind: str, dtype: str, args: list[np.ndarray], upstream: dict | None = None) -> str:
@@ -101,6 +101,9 @@ class RecordingSide:
 
     def cached_decode(self, prompt, tokens) -> dict:
         return self._call("cached", "fp32", [prompt, tokens], lambda: self.side.cached_decode(prompt, tokens))
+
+    def lines(self, args) -> list[list]:
+        return self._call("lines", "fp32", args, lambda: self.side.lines(args))
 
     def cache_rows(self, prompt, tokens, step: int, tol) -> list[dict]:
         return self._call("cache_rows", "fp32", [prompt, tokens, np.array([step, tol.atol, tol.rtol])],
@@ -264,6 +267,10 @@ class ReplaySide:
 
     def grad_trace(self, args, upstream: dict) -> list[list]:
         p, c = self._lookup("grad_trace", "fp32", args, upstream)
+        return self._modules_of(c, f"{p}/modules")
+
+    def lines(self, args) -> list[list]:
+        p, c = self._lookup("lines", "fp32", args)
         return self._modules_of(c, f"{p}/modules")
 
     def cached_decode(self, prompt, tokens) -> dict:

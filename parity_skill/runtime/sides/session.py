@@ -9,7 +9,7 @@ from parity_skill.runtime.data import artifact
 from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import edges, matrix
 from parity_skill.runtime import progress
-from parity_skill.runtime.diagnosis import explain, trace
+from parity_skill.runtime.diagnosis import explain, statements, trace
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try
 from parity_skill.runtime.sides import configs
@@ -75,6 +75,34 @@ def _locate(run: PairRun, entry: dict) -> None:
     if found["first_divergence"] is None and not any(r["differs"] for r in found["rows"]):
         run.notes.append("every matched submodule agrees: the difference is in the top-level forward code itself"
                          + (f" or in A's unmatched submodules {', '.join(unmatched)}" if unmatched else ""))
+
+
+def _locate_line(run: PairRun, entry: dict) -> None:
+    """When the difference starts in the top-level forward's own code (or a function), the first statement whose
+    value differs, on each side (runtime/diagnosis/lines.py), with the static findings on those lines."""
+    cause = entry.get("root_cause")
+    top = cause is None if run.a.impl.kind == "function" else (cause or {}).get("a") == "" and \
+        cause.get("where") == "own code"
+    if not top:
+        return
+    progress.say(": locating the line")
+    try:
+        found = statements.first_difference(run.a.lines(run.base), run.b.lines(run.base),
+                                            run.checks.tolerances["fp32"].atol)
+    except Exception as exc:  # noqa: BLE001 - localisation is a bonus; never lose the verdict over it
+        run.notes.append(f"line-level localisation not available: {describe(exc)}")
+        return
+    if found is None:
+        run.notes.append("line-level localisation: no recorded statement of the forward differs before its result "
+                         "(the difference is inside a call, not between assignments)")
+        return
+    on_line = [f for f in entry["static_findings"] if f.get("a_location") == found["a_location"]
+               or f.get("b_location") == found["b_location"]]
+    found["findings"] = on_line
+    entry["line_cause"] = found
+    run.diagnose("line", f"first differing statement: {found['relation']} (the {found['agreed']} statement(s) "
+                         "before it agree)" + "".join(f"; [{f['kind']}] {f['message']}" for f in on_line),
+                 "forward", found["b_location"], a_location=found["a_location"], b_location=found["b_location"])
 
 
 def _locate_backward(run: PairRun, entry: dict) -> None:
@@ -281,6 +309,8 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
         explain.symptoms(run)
     if statuses.get("forward") == "fail" or spec.checks.isolate:
         _locate(run, entry)
+    if statuses.get("forward") == "fail":
+        _locate_line(run, entry)
     elif statuses.get("backward") == "fail":
         _locate_backward(run, entry)
     explain.link_static(run, list(spec.static_findings), statuses)

@@ -1,0 +1,47 @@
+"""Down to the line: when the difference starts in a forward's own code (or a function), the first statement whose
+value differs is named on both sides, torch vs MLX and NumPy vs torch alike."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT, fx, parity
+
+pytest.importorskip("torch")
+
+
+def test_the_gelu_between_two_submodules_is_named_on_both_sides():
+    pytest.importorskip("mlx.core")
+    run = parity("examples/mlp.py", "vs", "examples/mlp_port_bug.py", "--json", "--quick")
+    line = run.pair["line_cause"]
+    assert (line["a_location"], line["b_location"]) == ("examples/mlp.py:13", "examples/mlp_port_bug.py:12")
+    assert line["a"] == line["b"] == "fc2(argument 0)" and line["agreed"] >= 1  # fc1's input agreed
+    assert [f["kind"] for f in line["findings"]] == ["approximation"]  # the static finding on that very line
+
+
+def test_a_scale_applied_to_q_and_k_is_named_with_its_factor(tmp_path):
+    """(d // heads) ** -0.5 on both q and k scales the scores by 1/d, not 1/sqrt(d): B's q is 0.354 x A's."""
+    pytest.importorskip("mlx.core")
+    source = (ROOT / "examples/attention_mlx.py").read_text()
+    port = tmp_path / "attention_scaled_qk.py"
+    port.write_text(source.replace(
+        "        q = self.q_proj(x).reshape(b, t, h, -1).transpose(0, 2, 1, 3)\n        k = self.k_proj(x)",
+        "        q = (self.q_proj(x) * self.scale).reshape(b, t, h, -1).transpose(0, 2, 1, 3)\n"
+        "        k = (self.k_proj(x) * self.scale)").replace("scale=self.scale)", "scale=1.0)"))
+    run = parity("examples/attention_torch.py::Attention", "vs", f"{port}::Attention", "--json", "--quick")
+    assert run.status("forward") == "fail"
+    line = run.pair["line_cause"]
+    assert line["b"] == "q" and line["b_location"] == f"{port}:19", line
+    assert "is 0.3536 x A's `q`" in line["relation"], line["relation"]
+
+
+def test_a_function_with_no_submodules_is_located_numpy_vs_torch():
+    run = parity(fx("numpy/ops_numpy.py::layer_norm"), "vs", fx("numpy/ops_torch_buggy.py::layer_norm"), "--json",
+                 "--quick")
+    line = run.pair["line_cause"]
+    assert line["b_location"] == "tests/fixtures/numpy/ops_torch_buggy.py:17" and "is 0.9843 x" in line["relation"]
+
+
+def test_a_correct_port_has_no_line_cause():
+    pytest.importorskip("mlx.core")
+    run = parity("examples/attention_torch.py", "vs", "examples/attention_mlx.py", "--json", "--quick")
+    assert run.report["verdict"] == "pass" and "line_cause" not in run.pair
