@@ -45,3 +45,16 @@ def test_a_correct_port_has_no_line_cause():
     pytest.importorskip("mlx.core")
     run = parity("examples/attention_torch.py", "vs", "examples/attention_mlx.py", "--json", "--quick")
     assert run.report["verdict"] == "pass" and "line_cause" not in run.pair
+
+
+def test_a_default_only_one_side_has_is_listed_and_named_by_the_scale_it_causes():
+    run = parity(fx("diag/logit_head.py"), "vs", fx("diag/logit_head_scaled.py"), "--json", "--quick")
+    assert run.pair["b"]["defaults"]["logit_scale"] == {"value": "1.05", "number": 1.05,
+                                                        "location": "tests/fixtures/diag/logit_head_scaled.py:6"}
+    setting = [f for f in run.pair["static_findings"] if f["kind"] == "setting"]
+    assert setting and setting[0]["b_location"] == "tests/fixtures/diag/logit_head_scaled.py:6"
+    scale = next(d for d in run.pair["diagnosis"] if d["kind"] == "scale")
+    assert "logit_scale=1.05" in scale["message"] and scale["location"].endswith("logit_head_scaled.py:6")
+    assert run.pair["line_cause"]["b_location"] == "tests/fixtures/diag/logit_head_scaled.py:12"
+    text = parity(fx("diag/logit_head.py"), "vs", fx("diag/logit_head_scaled.py"), "--quick").stdout
+    assert "defaults: dim=32, vocab=64, logit_scale=1.05" in text

@@ -194,7 +194,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too
     manifest["calls"] = encode(rec.records, tensors)
     manifest["notes"] = notes
-    manifest["side"].update(differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
+    manifest["side"].update(defaults=a.defaults(), differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
                             modules=a.module_names(), module_classes=a.module_classes(),
                             trainable=a.trainable(), weights=sorted(state),
                             in_out_weights=a.in_out_weights(), framework_version=_framework_version(spec.a.framework))

@@ -201,6 +201,7 @@ class ReplaySide:
         self.kept_fp32 = side.get("kept_fp32", {})
         self._modules = side.get("modules", [])
         self._classes = side.get("module_classes", {})
+        self.defaults = side.get("defaults", {})  # constructor arguments A ran with at their defaults
         self._trainable = side.get("trainable", [])
         self._weights = side.get("weights", [])
         self._in_out = side.get("in_out_weights", [])

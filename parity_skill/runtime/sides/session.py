@@ -9,7 +9,7 @@ from parity_skill.runtime.data import artifact
 from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import edges, matrix
 from parity_skill.runtime import progress
-from parity_skill.runtime.diagnosis import explain, statements, trace
+from parity_skill.runtime.diagnosis import defaults, explain, statements, trace
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try
 from parity_skill.runtime.sides import configs
@@ -80,10 +80,8 @@ def _locate(run: PairRun, entry: dict) -> None:
 def _locate_line(run: PairRun, entry: dict) -> None:
     """When the difference starts in the top-level forward's own code (or a function), the first statement whose
     value differs, on each side (runtime/diagnosis/lines.py), with the static findings on those lines."""
-    cause = entry.get("root_cause")
-    top = cause is None if run.a.impl.kind == "function" else (cause or {}).get("a") == "" and \
-        cause.get("where") == "own code"
-    if not top:
+    cause = entry.get("root_cause")  # None: no submodule starts the difference (or a function pair)
+    if cause is not None and not (cause.get("a") == "" and cause.get("where") == "own code"):
         return
     progress.say(": locating the line")
     try:
@@ -305,8 +303,12 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
         return entry
     entry["checks"] = _run_checks(run)
     statuses = run.cache["status"]
+    entry["a"]["defaults"], entry["b"]["defaults"] = a.defaults, b.defaults()
     if statuses.get("forward") == "fail":
         explain.symptoms(run)
+        settings = defaults.findings(a.defaults, entry["b"]["defaults"], spec.a.init, spec.b.init)
+        entry["static_findings"] += [f for f in settings if f not in entry["static_findings"]]
+        defaults.name_scale(run.diagnosis, settings)
     if statuses.get("forward") == "fail" or spec.checks.isolate:
         _locate(run, entry)
     if statuses.get("forward") == "fail":

@@ -59,6 +59,7 @@ class Side:
         self.permute_outputs = True  # False when this side already returns A's layout (decided on a live call)
         self.adapter = copy.copy(get_adapter(impl.framework))  # its own: it carries this side's argument names
         factory, module = resolve(impl)
+        self.factory = factory
         self.shared, self.notes = shared, []
         self._enclosing_models: dict[str, tuple[Any, dict]] = {}
         self.kwargs = constructor_kwargs(impl, factory, module, shared)
@@ -282,6 +283,12 @@ class Side:
         self.seed(0)
         full, cached = cache_trace(self.adapter, self.model_for("fp32"), self.impl, prompt, tokens, step)
         return compare_calls(full, cached, {name: name for name, _, _ in full}, tol)
+
+    def defaults(self) -> dict[str, dict]:
+        """Constructor arguments left at their defaults, with where each is written (diagnosis/defaults.py)."""
+        from parity_skill.runtime.diagnosis.defaults import defaults_of
+
+        return defaults_of(self.factory, self.kwargs) if self.impl.kind == "module" else {}
 
     def module_names(self) -> list[str]:
         return [n for n, _ in self.adapter.submodules(self.model)]
