@@ -307,7 +307,7 @@ def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, m
         from parity_skill.compare import phases
         from parity_skill.run.processes import Worker, frameworks_in
 
-        if Path(target).is_dir():  # two artifacts: no code runs at all
+        if Path(target).is_dir() or Path(target).suffix in (".safetensors", ".npy", ".npz"):  # two artifacts
             return _print_report(phases.compare_two(artifact, target, opts, min_correlation, timeout), as_json)
         target_b = parse_target(target, allow_reference=True)
         plan = phases.plan_compare(artifact, target_b, _options(**opts))

@@ -125,6 +125,10 @@ def run_capture(worker, script: str, folder: str, timeout: float) -> None:
         tail = [ln for ln in worker.tail.text().splitlines() if ln.strip()]
         raise RunError(f"side A ended (exit {worker.proc.returncode}) without writing its artifact: "
                        f"{tail[-1] if tail else 'no output'}")
+    runs = [c for c in manifest.get("calls", []) if c.get("kind") in ("run", "twice")]
+    if runs and all("error" in c for c in runs):  # an artifact of nothing but errors is no capture
+        raise RunError(f"{folder}: every call of A raised; the first: {runs[0]['error']} (nothing was captured "
+                       "that B could be compared with)")
 
 
 def run_compare(worker, script: str, folder: str, timeout: float) -> dict:
@@ -159,13 +163,25 @@ def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | Non
     from parity_skill.runtime.data.artifact import ArtifactError
     from parity_skill.compare.stages import compare_artifacts
 
+    ignored = sorted(f"--{k.replace('_', '-')}" for k, v in opts.items() if k not in TWO_ARTIFACT_OPTIONS
+               and v not in (None, False, (), "", 0) and v != PLAN_DEFAULTS.get(k))
+    if ignored:
+        raise InputError(f"{', '.join(ignored)}: not used when two artifacts are compared (they apply to running "
+                         "code); two artifacts take --level, --atol, --cosine, --min-correlation, --map, --strict")
+    from parity_skill.plan.map_rules import read_rules
+
     try:
         with _deadline(timeout, "compare"):
             entry = compare_artifacts(dir_a, dir_b, opts.get("level") or "layer", opts.get("atol"),
-                                      opts.get("cosine"), min_correlation)
+                                      opts.get("cosine"), min_correlation, read_rules(opts.get("map_file")),
+                                      bool(opts.get("strict")))
     except ArtifactError as exc:
         raise InputError(str(exc)) from None
     return report([entry])
+
+
+TWO_ARTIFACT_OPTIONS = ("level", "atol", "cosine", "map_file", "strict")
+PLAN_DEFAULTS = {"dtypes": "fp32,fp16,bf16", "batch_sizes": "1,4", "level": "layer", "seed": 0}
 
 
 @contextlib.contextmanager

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity_skill.runtime.data.artifact import read
+from parity_skill.compare.stage_map import given, map_stages
+from parity_skill.runtime.data.artifact import ArtifactError
+from parity_skill.runtime.data.fixtures import read_fixture
 from parity_skill.runtime.judging.metrics import compare, scaled_atol
 
 LEVELS = {"layer": 1e-5, "chain": 1e-4, "model": 1e-3}
@@ -28,8 +30,10 @@ def _side(folder: str, manifest: dict) -> dict:
     return {"path": folder, "symbol": side.get("symbol") or "(artifact)", "framework": side.get("framework") or "-"}
 
 
-def _row(name: str, a_items, b_items, atol: float, cosine_min: float, min_correlation: float | None) -> dict:
+def _row(name: str, a_items, b_items, atol: float, cosine_min: float, min_correlation: float | None,
+         b_name: str | None = None) -> dict:
     check = {"name": f"stage:{name}", "status": "pass", "message": "", "max_abs_diff": None, "mean_abs_diff": None,
+             **({"b_stage": b_name} if b_name and b_name != name else {}),
              "cosine": None, "pearson": None, "tolerance": {"atol": atol, "cosine": cosine_min,
                                                             "min_correlation": min_correlation}}
     if b_items is None or any(v is None for _, v in b_items):
@@ -75,26 +79,42 @@ def _row(name: str, a_items, b_items, atol: float, cosine_min: float, min_correl
 
 
 def compare_artifacts(dir_a: str, dir_b: str, level: str = "layer", atol: float | None = None,
-                      cosine_min: float | None = None, min_correlation: float | None = None) -> dict:
-    """The pair entry of a two-artifact comparison (raises ArtifactError for an unusable artifact)."""
-    ma, ta = read(dir_a)
-    mb, tb = read(dir_b)
+                      cosine_min: float | None = None, min_correlation: float | None = None,
+                      rules: tuple[str, ...] = (), strict: bool = False) -> dict:
+    """The pair entry of two artifacts or fixtures compared stage by stage (ArtifactError for an unusable one).
+    Inputs and weights both record are compared first; stages map by name, `rules` (--map), then order and shape;
+    `strict`: a stage of A that B lacks fails."""
+    ma, ta = read_fixture(dir_a)
+    mb, tb = read_fixture(dir_b)
     atol = atol if atol is not None else LEVELS[level]
     cosine_min = cosine_min if cosine_min is not None else COSINE
     stages_a, stages_b = _stages(ma, ta), _stages(mb, tb)
-    checks = [_row(name, items, stages_b.get(name), atol, cosine_min, min_correlation)
-              for name, items in stages_a.items()]
-    extra = [n for n in stages_b if n not in stages_a]
-    first = _first_divergence([c["name"][6:] for c in checks if c["status"] == "fail"])
-    notes = [f"stages only in B's artifact (not compared): {', '.join(extra)}"] if extra else []
-    if not checks:
+    try:
+        mapping, notes = map_stages(stages_a, stages_b, rules)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
+    fed = given(ma, ta, mb, tb, mapping, rules, atol)
+    checks = fed + [_row(name, items, stages_b.get(mapping.get(name, "")), atol, cosine_min, min_correlation,
+                         mapping.get(name)) for name, items in stages_a.items()]
+    if strict:
+        for c in checks:
+            if c["status"] == "skip" and c["message"] == "missing in B's artifact":
+                c.update(status="fail", message="missing in B's artifact (--strict)")
+    extra = [n for n in stages_b if n not in set(mapping.values())]
+    first = _first_divergence([c["name"][6:] for c in checks if c["status"] == "fail" and c["name"].startswith("stage:")])
+    notes += [f"stages only in B's artifact (not compared): {', '.join(extra)}"] if extra else []
+    if not stages_a:
         notes.append("A's artifact records no stages or outputs")
-    ran = [c for c in checks if c["status"] != "skip"]
-    verdict = "fail" if first else ("pass" if ran else "error")
+    diagnosis = [{"kind": "given", "message": f"{c['name']}: {c['message']}: the stages after it only carry a "
+                  "difference A and B were given, not one they computed", "location": None, "check": c["name"]}
+                 for c in fed if c["status"] == "fail"]
+    ran = [c for c in checks if c["status"] != "skip" and c["name"].startswith("stage:")]
+    verdict = "fail" if first or diagnosis else ("pass" if ran else "error")
     limits = [f"{c['name']} not checked: {c['message']}" for c in checks if c["status"] == "skip"]
     return {"a": _side(dir_a, ma), "b": _side(dir_b, mb), "verdict": verdict,
-            "error": None if ran else "no stage of A's artifact is in B's", "checks": checks, "diagnosis": [],
-            "first_divergence": first, "static_findings": [], "notes": notes, "limitations": limits}
+            "error": None if ran else "no stage of A's artifact is in B's", "checks": checks, "diagnosis": diagnosis,
+            "first_divergence": first, "static_findings": [], "notes": notes, "limitations": limits,
+            "stage_map": {a: b for a, b in mapping.items() if a != b}}
 
 
 def _first_divergence(failing: list[str]) -> str | None:

@@ -148,7 +148,7 @@ def pair_text(p: dict) -> list[str]:
         lines.append(f"Variant: {p['variant']}")
     if p.get("error"):
         lines.append(f"Error: {p['error']}")
-    if p["checks"] and all(c["name"].startswith("stage:") for c in p["checks"]):
+    if p["checks"] and all(c["name"].startswith(("stage:", "input:", "weight:")) for c in p["checks"]):
         return lines + stage_table(p) + ["", verdict_line(p)]
     checks = {c["name"]: c for c in p["checks"]}
     names = list(checks)
@@ -281,12 +281,19 @@ def likely_causes(p: dict) -> list[str]:
 
 def stage_table(p: dict) -> list[str]:
     """Two artifacts compared stage by stage, in A's call order."""
-    width = max(len(c["name"]) - 6 for c in p["checks"])
-    lines = ["", f"  {'stage':<{width}}  {'max abs':>9}  {'mean abs':>9}  {'cosine':>9}  {'pearson':>9}  status"]
-    for c in p["checks"]:
-        lines.append(f"  {c['name'][6:]:<{width}}  {_num(c['max_abs_diff']):>9}  {_num(c['mean_abs_diff']):>9}  "
+    fed = [c for c in p["checks"] if not c["name"].startswith("stage:")]
+    stages = [c for c in p["checks"] if c["name"].startswith("stage:")]
+    lines = ["", "Given to both (compared first):"] + [f"  {c['name']}  {c['status'].upper()}  {c['message']}"
+                                                      for c in fed] if fed else []
+    width = max([len(c["name"]) - 6 + len(f" -> {c['b_stage']}" if c.get("b_stage") else "") for c in stages] or [5])
+    lines += ["", f"  {'stage':<{width}}  {'max abs':>9}  {'mean abs':>9}  {'cosine':>9}  {'pearson':>9}  status"]
+    for c in stages:
+        name = c["name"][6:] + (f" -> {c['b_stage']}" if c.get("b_stage") else "")
+        lines.append(f"  {name:<{width}}  {_num(c.get('max_abs_diff')):>9}  {_num(c.get('mean_abs_diff')):>9}  "
                      f"{_metric(c, 'cosine'):>9}  {_metric(c, 'pearson'):>9}  {c['status'].upper()}"
                      + (f" ({c['message']})" if c["status"] != "pass" else ""))
+    for d in p.get("diagnosis") or []:
+        lines.append(f"Cause: [{d['kind']}] {d['message']}")
     if p.get("first_divergence"):
         lines += ["", f"First divergence: {p['first_divergence']}"]
     if p.get("notes"):
