@@ -75,3 +75,26 @@ def test_the_set_up_commands_are_what_ci_runs():
 def test_the_wheel_line_keeps_the_constraints():
     wheel = next(ln for ln in README.splitlines() if "dist/parity_skill-" in ln and "pip install" in ln)
     assert "-c constraints.txt" in wheel
+
+
+def test_the_pipeline_walkthrough_runs_verbatim():
+    pytest.importorskip("torch")
+    pytest.importorskip("mlx.core")
+    lines = [ln for ln in _block_after("## Porting a pipeline").splitlines() if ln.strip()]
+    assert len(lines) == 5
+    for line in lines:
+        claim = line.split("#", 1)[1]
+        env = {**os.environ, "NO_COLOR": "1"}
+        if line.startswith("parity-skill"):
+            run = _run(line)
+        else:
+            words = shlex.split(line, comments=True)
+            env.update(w.split("=", 1) for w in words if "=" in w and not w.startswith("/"))
+            argv = [w for w in words if "=" not in w or w.startswith("/")]
+            assert argv[0] == "python"
+            run = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                                 env=env)
+        expected = 1 if "FAIL" in claim else 0
+        assert run.returncode == expected, (line, run.stdout[-1500:], run.stderr)
+        if "First divergence:" in claim:
+            assert claim.split("FAIL: ", 1)[1].strip() in run.stdout
