@@ -309,3 +309,11 @@ def test_the_conditioning_rule():
     x = np.full((2, 3), 1000.0, np.float32)
     moved = condition.perturbed([x], 101)[0]
     assert np.all(np.abs(moved - x) <= np.spacing(np.float32(1000.0))) and not np.array_equal(moved, x)
+
+
+def test_a_submodule_one_side_never_calls_is_shown_first():
+    """The reference forgot its position embeddings: "A never calls pos_embed" leads the causes, before any
+    figure, so the user can see which side is wrong."""
+    run = parity(fx(f"{TRUST}/tts_reference_no_pos.py"), "vs", fx(f"{TRUST}/tts_port.py"), "--quick")
+    causes = run.stdout.split("Likely causes (most likely first):\n", 1)[1]
+    assert causes.startswith("  [call_graph] A never calls pos_embed; B calls pos_embed"), causes

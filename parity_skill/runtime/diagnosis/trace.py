@@ -150,3 +150,21 @@ def profile(rows: list[dict], cause: dict | None) -> list[str]:
 
 def _num(x: float | None) -> str:
     return f"{x:9.2e}" if x is not None and np.isfinite(x) else "      n/a"
+
+
+def call_graph(run: PairRun) -> list[str]:
+    """Submodules one side runs and the other never does, for modules both have (matched through the weights):
+    "A never calls pos_embed; B calls pos_embed" is a difference in what runs, shown before any number."""
+    pairs = counterparts(run)
+    if not pairs:
+        return []
+    called_a = {rootcause.base(n) for n, _, _ in run.a.trace(run.base)}
+    called_b = {rootcause.base(n) for n, _, _ in run.b.trace(run.base)}
+    out = []
+    for a_name, b_name in pairs.items():
+        if a_name not in called_a and b_name in called_b:
+            out.append(f"A never calls {a_name}; B calls {b_name}")
+        elif a_name in called_a and b_name not in called_b:
+            out.append(f"B never calls {b_name}; A calls {a_name}")
+    parents = [x.split(";")[0].split(" calls ")[1] for x in out]  # a submodule of a module not called is implied
+    return [x for x, name in zip(out, parents) if not any(name.startswith(p + ".") for p in parents)]

@@ -63,6 +63,8 @@ def _locate(run: PairRun, entry: dict) -> None:
         return
     if found is None:
         return
+    for line in trace.call_graph(run):  # what runs differs: before any number
+        run.diagnose("call_graph", line, "forward")
     entry["first_divergence"] = found["first_divergence"]
     if found["root_cause"]:
         entry["root_cause"] = found["root_cause"]
