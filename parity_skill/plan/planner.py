@@ -245,8 +245,10 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
     left_a: list[str] = []
     left_b: list[str] = []
     if not (target_a.symbol or target_b.symbol):  # whole files: say what was left out on each side
-        left_a = sorted(s.name for s in fa_a.symbols if s not in {p[0] for p in pairs} and not s.name.startswith("_"))
-        left_b = sorted(s.name for s in fa_b.symbols if s not in {p[1] for p in pairs} and not s.name.startswith("_"))
+        left_a = sorted((s.name for s in fa_a.symbols if s not in {p[0] for p in pairs} and not s.name.startswith("_")),
+                        key=str.lower)
+        left_b = sorted((s.name for s in fa_b.symbols if s not in {p[1] for p in pairs} and not s.name.startswith("_")),
+                        key=str.lower)
         if left_a or left_b:
             unpaired = f"not paired: A {', '.join(left_a) or '-'}; B {', '.join(left_b) or '-'}"
         unpaired += "".join(f"; ambiguous: {line}" for line in dict.fromkeys(ambiguous))

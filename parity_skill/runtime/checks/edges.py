@@ -115,6 +115,8 @@ def perturbed_runs(run: PairRun, xs: list[np.ndarray]) -> list:
 def _conditioned(run: PairRun, name: str, why: str, j: dict, tol, xs, fa) -> dict | None:
     """The edge check judged against the conditioning floor of A on this input, or None (the strict rule)."""
     w = j["worst"]
+    if "probabilities" in (run.a.impl.reads, run.b.impl.reads):
+        return None  # a logits processor is discontinuous at its cut-off by design: ties have their own rule
     try:
         spread = condition.floor(fa, perturbed_runs(run, xs))
     except Exception:  # noqa: BLE001 - not recorded or A raises: the strict rule stands
