@@ -105,3 +105,32 @@ def test_layer_rebinding_ends_input_hints_but_padding_does_not(tmp_path):
                   "        return self.fc(hidden_states.transpose(1, 2))\n")
     spec = build_plan(Target(path, "Conv"), Target(path, "Conv"), PlanOptions()).pairs[0]
     assert [i.shape for i in spec.inputs] == [(3, 16, 12)]  # the conv's channels, not the linear's 24 features
+
+
+def test_a_kv_head_default_is_kept_dividing_the_shrunk_heads(tmp_path):
+    """Mixtral's config: 32 heads shrunk to 4 beside a default of 8 kv heads (not shrunk, being small) gave
+    4 // 8 = 0 key/value groups; the default is set to 2, which divides 4 and still groups the heads."""
+    src = tmp_path / "moe.py"
+    src.write_text('''
+import torch.nn as nn
+
+
+class MoeConfig:
+    def __init__(self, hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, **kwargs):
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+
+
+class Attention(nn.Module):
+    def __init__(self, config: MoeConfig):
+        super().__init__()
+        self.groups = config.num_attention_heads // config.num_key_value_heads
+        self.q = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.q(x)
+''')
+    plan = build_plan(Target(str(src), "Attention"), Target(str(src), "Attention"), PlanOptions())
+    kwargs = plan.pairs[0].a.init["config"].kwargs
+    assert kwargs["num_attention_heads"] == 4 and kwargs["num_key_value_heads"] == 2

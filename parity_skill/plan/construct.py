@@ -67,6 +67,7 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
         include, value = choose(f, notes, f"{cfg.name}.", tuple(x.name for x in cfg.fields))
         if include:
             kwargs[f.name] = value
+    _kv_default_fits(cfg, kwargs, given, notes)
     _fix_divisibility(kwargs)
     _keep_ffn_ratio(cfg, kwargs, given, notes)
     defaults = {}
@@ -102,6 +103,25 @@ def _keep_ffn_ratio(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], n
         notes[:] = [n.replace(f"{cfg.name}.{ffn}: default {default_ffn} replaced by {old} ",
                               f"{cfg.name}.{ffn}: default {default_ffn} replaced by {kwargs[ffn]} ({ratio} x {dim}, as "
                               "its defaults) ") for n in notes]
+
+
+def _kv_default_fits(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
+    """A key/value head count left at its default must still divide the shrunk head count (Mixtral: 32 heads shrunk
+    to 4 beside 8 kv heads would give 4 // 8 = 0 groups): it is set to the role's small value (2) where that divides
+    the heads, so grouped-query attention is still checked, else to their greatest common divisor."""
+    names = tuple(f.name for f in cfg.fields)
+    heads = next((k for k in kwargs if (role_of(k, names) or ("",))[0] == "heads" and isinstance(kwargs[k], int)), None)
+    for f in cfg.fields:
+        role = role_of(f.name, names)
+        if heads is None or not role or role[0] != "kv_heads" or f.name in kwargs or f.name in given:
+            continue
+        ok, value = literal(f.default)
+        if ok and isinstance(value, int) and not isinstance(value, bool) and value > 0 and \
+                (value > kwargs[heads] or kwargs[heads] % value):
+            fewer = role[1] if role[1] < kwargs[heads] and kwargs[heads] % role[1] == 0 else None
+            kwargs[f.name] = fewer or math.gcd(kwargs[heads], value)  # fewer than the heads: grouping is checked
+            notes.append(f"{cfg.name}.{f.name}: default {value} set to {kwargs[f.name]} so it divides "
+                         f"{heads}={kwargs[heads]} (shrunk)")
 
 
 def _fix_divisibility(kwargs: dict[str, Any]) -> None:
