@@ -134,3 +134,58 @@ class Attention(nn.Module):
     plan = build_plan(Target(str(src), "Attention"), Target(str(src), "Attention"), PlanOptions())
     kwargs = plan.pairs[0].a.init["config"].kwargs
     assert kwargs["num_attention_heads"] == 4 and kwargs["num_key_value_heads"] == 2
+
+
+def test_config_classes_from_unions_bases_class_annotations_and_the_classes_that_hand_them_down(tmp_path):
+    """transformers 4.57's SigLIP/Mamba shapes: `Union[VisionCfg, TextCfg]` takes its first config member; an untyped
+    `config` takes what the class building the layer hands it; a file whose models declare `config: MambaCfg` (no
+    `config_class =`) gives untyped layers that class; never a namespace of guessed values."""
+    src = tmp_path / "modeling_x.py"
+    src.write_text('''
+from typing import Union
+import torch.nn as nn
+
+
+class VisionCfg:
+    def __init__(self, hidden_size=768, hidden_act="gelu_pytorch_tanh", **kwargs):
+        self.hidden_size, self.hidden_act = hidden_size, hidden_act
+
+
+class TextCfg:
+    def __init__(self, hidden_size=512, **kwargs):
+        self.hidden_size = hidden_size
+
+
+class Attention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.q = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.q(x)
+
+
+class Layer(nn.Module):
+    def __init__(self, config: Union[VisionCfg, TextCfg]):
+        super().__init__()
+        self.attn = Attention(config)
+
+    def forward(self, x):
+        return self.attn(x)
+
+
+class PreTrained(nn.Module):
+    config: VisionCfg
+
+
+class Block(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.q = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.q(x)
+''')
+    for name in ("Layer", "Attention", "Block"):
+        plan = build_plan(Target(str(src), name), Target(str(src), name), PlanOptions())
+        assert plan.pairs[0].a.init["config"].cls == "VisionCfg", name

@@ -109,11 +109,17 @@ def file_config_class(path: str) -> str | None:
     info = hierarchy.outline(path)
     if info is None:
         return None
+    declared: list[str] = []  # `config_class = X` (transformers 4.x) or a class-level `config: X` (4.5x and 5.x)
     for node in info.classes.values():
         for stmt in node.body:
             if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "config_class"
                                                     for t in stmt.targets) and isinstance(stmt.value, ast.Name):
-                return stmt.value.id
+                declared.append(stmt.value.id)
+            elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and \
+                    stmt.target.id in ("config", "config_class") and isinstance(stmt.annotation, ast.Name):
+                declared.append(stmt.annotation.id)
+    if len(set(declared)) == 1:
+        return declared[0]
     names = [n for n in [*info.classes, *info.aliases] if CONFIG_NAME.search(n) and n[:1].isupper()]
     found = [n for n in dict.fromkeys(names) if config_class(n, path) is not None]
     return found[0] if len(found) == 1 else None

@@ -159,10 +159,31 @@ def _annotation_name(arg: Arg) -> str:
     return ann if re.fullmatch(r"[A-Za-z_][\w.]*", ann) else ""
 
 
-def config_class_for(arg: Arg, sym: Symbol, fa: FileAnalysis) -> tuple[bool, ConfigClass | None]:
+_BASE_CONFIGS = re.compile(r"(^|\.)(Pretrained|PreTrained)Config$")
+
+
+def _union_members(arg: Arg) -> list[str]:
+    """`Union[VisionCfg, TextCfg]` / `VisionCfg | TextCfg` -> the member names, in order ([] otherwise)."""
+    ann = (arg.annotation or "").strip("'\"")
+    m = re.fullmatch(r"(?:typing\.)?Union\[(.*)\]", ann)
+    parts = m.group(1).split(",") if m else ann.split("|") if "|" in ann else []
+    return [p.strip() for p in parts if re.fullmatch(r"[A-Za-z_][\w.]*", p.strip()) and p.strip() != "None"]
+
+
+def config_class_for(arg: Arg, sym: Symbol, fa: FileAnalysis, depth: int = 0) -> tuple[bool, ConfigClass | None]:
     """(is this argument a config object?, its class if known): annotated with a config class (same file,
-    sibling, package or installed), or untyped and read as `arg.field` / named like a config."""
+    sibling, package or installed; a union: its first member that is one; a framework base class such as
+    `PretrainedConfig`: the class the file's models declare), or untyped and read as `arg.field` / named like a
+    config (the class the file's models declare)."""
+    for member in _union_members(arg):
+        cfg = configs.config_class(member, fa.path) or fa.config(member.rsplit(".", 1)[-1])
+        if cfg is not None:
+            return True, cfg
     ann = _annotation_name(arg)
+    if ann and _BASE_CONFIGS.search(ann):
+        name = configs.file_config_class(fa.path)
+        if name:
+            return True, configs.config_class(name, fa.path)
     if ann:
         cfg = configs.config_class(ann, fa.path) or fa.config(ann.rsplit(".", 1)[-1])
         return cfg is not None, cfg
@@ -170,8 +191,30 @@ def config_class_for(arg: Arg, sym: Symbol, fa: FileAnalysis) -> tuple[bool, Con
         return False, None
     if not (configs.CONFIG_PARAM.match(arg.name) or any(p == arg.name for p, _ in sym.config_uses)):
         return False, None
+    handed = _handed_down(sym, arg.name, fa, depth)
+    if handed is not None:
+        return True, handed
     name = configs.file_config_class(fa.path)
     return True, configs.config_class(name, fa.path) if name else None
+
+
+def _handed_down(sym: Symbol, param: str, fa: FileAnalysis, depth: int) -> ConfigClass | None:
+    """The config class of an untyped config argument, as the classes of the file that build `sym` hand it down:
+    `SiglipEncoderLayer(config: Union[SiglipVisionConfig, ...])` builds `SiglipAttention(config)`."""
+    if depth > 4:
+        return None
+    for owner in fa.symbols:
+        for name, args, kwargs in owner.constructs:
+            if name != sym.name:
+                continue
+            sources = [a for a in args[:1]] + [v for k, v in kwargs if k == param]
+            for source in sources:
+                mine = next((a for a in owner.init_args if a.name == source), None)
+                if mine is not None and owner is not sym:
+                    ok, cfg = config_class_for(mine, owner, fa, depth + 1)
+                    if cfg is not None:
+                        return cfg
+    return None
 
 
 def read_fields(sym: Symbol, param: str, fa: FileAnalysis, seen: set | None = None) -> list[str]:
