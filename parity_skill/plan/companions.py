@@ -50,13 +50,23 @@ def rotary_class(fa: FileAnalysis, sym: Symbol) -> Symbol | None:
 
 
 def enclosing_model(fa: FileAnalysis, sym: Symbol) -> tuple[Symbol, str] | None:
-    """(the file's model class that builds `sym` in its __init__, the token-ids argument it is called with)."""
-    for model in fa.symbols:
-        if model.kind != "module" or model is sym or not any(c[0] == sym.name for c in model.constructs):
-            continue
-        first = next((a for a in model.call_args if a.kind in ("positional", "kwonly")), None)
-        if first is not None and IDS_NAMES.match(first.name):
-            return model, first.name
+    """(the file's model class that builds `sym` in its __init__, directly or through the classes it builds (a model
+    builds decoder layers that build attentions), and the token-ids argument it is called with)."""
+    builders = {s.name: [m for m in fa.symbols if m.kind == "module" and any(c[0] == s.name for c in m.constructs)]
+                for s in fa.symbols}
+    frontier, seen = [sym.name], {sym.name}
+    for _ in range(4):  # model -> layer stack -> layer -> attention
+        found = []
+        for name in frontier:
+            for model in builders.get(name, []):
+                if model.name in seen:
+                    continue
+                seen.add(model.name)
+                first = next((a for a in model.call_args if a.kind in ("positional", "kwonly")), None)
+                if first is not None and IDS_NAMES.match(first.name):
+                    return model, first.name
+                found.append(model.name)
+        frontier = found
     return None
 
 
@@ -111,7 +121,7 @@ def plan_companions(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], found: 
         axis = inputs[source].seq_axis or 1
         fallback = Companion(arg, rot.name, _init_for(rot, fa, init, env, overrides), _call_plan(rot), source,
                              axis) if rot is not None and ROTARY_ARG.match(arg) else None
-        if any(c[0] == sym.name for c in maker.constructs):  # the enclosing model: record what it passes
+        if maker is not rot and enclosing_model(fa, sym) is not None:  # the enclosing model: record what it passes
             ids = enclosing_model(fa, sym)[1]
             out.append(Companion(arg, maker.name, _init_for(maker, fa, init, env, overrides),
                                  ("model", sym.name, ids), source, axis, fallback))
