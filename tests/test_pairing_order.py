@@ -68,3 +68,22 @@ def test_explicit_softmax_attention_pairs_with_fused_self_attention():
     run = parity(f"{FIX}/pairing/attn_a.py", "vs", f"{FIX}/pairing/attn_b.py", "--json", "--quick")
     assert [(p["a"]["symbol"], p["b"]["symbol"]) for p in run.report["pairs"]] == [("Attention", "SelfAttention")]
     assert run.report["verdict"] == "pass"
+
+
+def test_the_same_name_on_unrelated_composites_is_not_a_pair(tmp_path):
+    """transformers' MambaBlock is norm + mixer, mlx-lm's MambaBlock is the mixer itself: names alone must not pair
+    them (a false FAIL, or a full-size multimodal model against a text model)."""
+    from parity_skill.analyze import analyze_file
+    from parity_skill.plan.pairing import pair_symbols
+
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("import torch.nn as nn\n\n\nclass Mixer(nn.Module):\n    def __init__(self, d):\n        super().__init__()\n"
+                 "        self.in_proj = nn.Linear(d, d)\n        self.conv = nn.Conv1d(d, d, 3)\n\n    def forward(self, x):\n"
+                 "        return self.in_proj(x)\n\n\nclass Block(nn.Module):\n    def __init__(self, d):\n        super().__init__()\n"
+                 "        self.norm = nn.LayerNorm(d)\n        self.mixer = Mixer(d)\n\n    def forward(self, x):\n"
+                 "        return x + self.mixer(self.norm(x))\n")
+    b.write_text("import torch.nn as nn\n\n\nclass Block(nn.Module):\n    def __init__(self, d):\n        super().__init__()\n"
+                 "        self.in_proj = nn.Linear(d, d)\n        self.conv = nn.Conv1d(d, d, 3)\n\n    def forward(self, x):\n"
+                 "        return self.in_proj(x)\n")
+    pairs = pair_symbols(analyze_file(str(a)), analyze_file(str(b)), None, None)
+    assert [(x.name, y.name) for x, y, _ in pairs] == [("Mixer", "Block")]

@@ -88,15 +88,25 @@ def _similarity(a: Symbol, b: Symbol, prefix_a: str = "", prefix_b: str = "") ->
     return score * (1.0 if required[0] == required[1] else 0.8)
 
 
+def _plausible(a: Symbol, b: Symbol, pa: str, pb: str) -> bool:
+    """A name match between two composite modules (submodules on both sides, two or more on one) that share nothing
+    of what they are made of is a coincidence of names (Mamba's `MambaBlock`, a residual block in transformers, a mixer in
+    mlx-lm; a multimodal `Gemma3Model` against a text-only one): structure decides those instead."""
+    sizes = sorted((len(a.submodules), len(b.submodules)))
+    if a.kind != "module" or b.kind != "module" or sizes[0] < 1 or sizes[1] < 2:
+        return True
+    return _similarity(a, b, pa, pb) >= 0.2
+
+
 def _by_name(rest_a: list[Symbol], rest_b: list[Symbol], same, pa: str, pb: str,
              ambiguous: list[str]) -> list[tuple[Symbol, Symbol]]:
     """Pairs whose names match under `same`, whatever the classes' order: a name matching several on the other side
     is settled by structure, and left unpaired (recorded in `ambiguous`) when structure cannot tell either."""
     out = []
     for sa in sorted(rest_a, key=lambda s: s.name):
-        rivals_b = [sb for sb in rest_b if same(sa, sb)]
+        rivals_b = [sb for sb in rest_b if same(sa, sb) and _plausible(sa, sb, pa, pb)]
         for sb in sorted(rivals_b, key=lambda s: s.name):
-            rivals_a = [x for x in rest_a if same(x, sb)]
+            rivals_a = [x for x in rest_a if same(x, sb) and _plausible(x, sb, pa, pb)]
             if len(rivals_a) == 1 and len(rivals_b) == 1:
                 out.append((sa, sb))
                 continue
