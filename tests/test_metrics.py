@@ -126,3 +126,14 @@ def test_backend_limits_are_told_apart_from_port_failures():
     assert backend_limit("ValueError: bfloat16 is not supported on this device")
     assert not backend_limit("RuntimeError: mat1 and mat2 shapes cannot be multiplied (18x32 and 64x8)")
     assert not backend_limit("ValueError: operands could not be broadcast together with shapes (3,6) (3,7)")
+
+
+def test_stacked_expert_matrices_are_drawn_like_matrices():
+    """transformers 5 keeps a mixture's experts as one (E, 2I, H) tensor: each slice gets fan-in H, not 2I*H (which
+    made the outputs ~1e-3 and the fp32 tolerance 1% of the signal)."""
+    from parity_skill.runtime.data.init import draw, role
+
+    assert role("mlp.experts.gate_up_proj", (8, 128, 64), "Qwen2MoeExperts") == "matrices"
+    assert role("conv.weight", (16, 8, 3), "Conv1d") == "matrix"
+    w = draw("mlp.experts.gate_up_proj", (8, 128, 64), "matrices", 0)
+    assert abs(float(w.std()) - 64 ** -0.5) < 0.01

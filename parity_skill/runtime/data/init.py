@@ -6,6 +6,8 @@ value from `(seed, name)` only. What is loaded into B comes from A through the w
 
 Roles (by the owning module's class, then by name and shape):
 - weight matrices and convolutions: N(0, 1/fan_in), fan_in = the product of all axes but the first;
+- stacked matrices (3-D or more, outside a convolution: a mixture's experts as one tensor): each slice a matrix,
+  fan_in = the last axis;
 - embeddings and learned position/class tokens: N(0, 0.2^2);
 - norm scales and other 1-D or scalar multipliers: 1 + N(0, 0.1^2);
 - biases and norm shifts: N(0, 0.1^2); running means N(0, 0.1^2), running variances U(0.5, 1.5);
@@ -38,6 +40,8 @@ def role(name: str, shape: tuple[int, ...], owner: str) -> str:
         return "embedding"
     if "norm" in owner:
         return "shift" if _SHIFT.search(leaf) else "scale"
+    if len(shape) >= 3 and "conv" not in owner and sum(d > 1 for d in shape) >= 3:
+        return "matrices"  # stacked experts (E, out, in): each slice is a matrix of its own
     if len(shape) >= 2 and (leaf in ("weight", "w") or sum(d > 1 for d in shape) >= 2):
         return "matrix"
     return "shift" if _SHIFT.search(leaf) else "scale"
@@ -48,8 +52,8 @@ def draw(name: str, shape: tuple[int, ...], kind: str, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
     if kind == "running_var":
         return rng.uniform(0.5, 1.5, shape)
-    if kind == "matrix":
-        fan_in = int(np.prod(shape[1:])) or 1
+    if kind in ("matrix", "matrices"):
+        fan_in = (shape[-1] if kind == "matrices" else int(np.prod(shape[1:]))) or 1
         return rng.standard_normal(shape) / np.sqrt(fan_in)
     if kind == "embedding":
         return rng.standard_normal(shape) * 0.2
