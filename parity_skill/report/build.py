@@ -43,7 +43,7 @@ def report(pairs: list[dict], error: str | None = None) -> dict:
     warnings = [f"{p['a']['symbol']} vs {p['b']['symbol']}: {w}" if len(pairs) > 1 else w
                 for p in pairs for w in p.get("warnings", [])]
     return {"schema": SCHEMA, "verdict": verdict, "error": error, "limitations": limits, "warnings": warnings,
-            "next_steps": steps, "pairs": clean(pairs)}
+            "next_steps": steps, "unpaired": {"a": [], "b": []}, "pairs": clean(pairs)}
 
 
 def error_report(message: str) -> dict:
