@@ -189,3 +189,67 @@ class Block(nn.Module):
     for name in ("Layer", "Attention", "Block"):
         plan = build_plan(Target(str(src), name), Target(str(src), name), PlanOptions())
         assert plan.pairs[0].a.init["config"].cls == "VisionCfg", name
+
+
+def test_a_layer_is_built_the_way_its_file_builds_it(tmp_path):
+    """mlx-embeddings' SigLIP shape: `EncoderLayer(config: ModelArgs, approx="none")` is only ever built by an Encoder
+    that its vision tower builds with a VisionConfig and approx="precise"; its attention always with bias=True. The
+    plan takes the class whose fields the code reads, and the values the file builds it with."""
+    src = tmp_path / "port.py"
+    src.write_text('''
+from dataclasses import dataclass
+import mlx.nn as nn
+
+
+@dataclass
+class VisionConfig:
+    hidden_size: int = 768
+    num_attention_heads: int = 12
+
+
+@dataclass
+class ModelArgs:
+    vision_config: VisionConfig = None
+    model_type: str = "siglip"
+
+
+class Attention(nn.Module):
+    def __init__(self, dims: int, heads: int, bias: bool = False):
+        super().__init__()
+        self.q = nn.Linear(dims, dims, bias=bias)
+
+    def __call__(self, x):
+        return self.q(x)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: ModelArgs, approx: str = "none"):
+        super().__init__()
+        self.attn = Attention(config.hidden_size, config.num_attention_heads, bias=True)
+        self.approx = approx
+
+    def __call__(self, x):
+        return self.attn(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: ModelArgs, approx: str = "none"):
+        super().__init__()
+        self.layers = [EncoderLayer(config, approx=approx) for _ in range(2)]
+
+    def __call__(self, x):
+        return self.layers[0](x)
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, config: VisionConfig):
+        super().__init__()
+        self.encoder = Encoder(config, approx="precise")
+
+    def __call__(self, x):
+        return self.encoder(x)
+''')
+    layer = build_plan(Target(str(src), "EncoderLayer"), Target(str(src), "EncoderLayer"), PlanOptions()).pairs[0].a
+    assert layer.init["config"].cls == "VisionConfig" and layer.init["approx"] == "precise"
+    attn = build_plan(Target(str(src), "Attention"), Target(str(src), "Attention"), PlanOptions()).pairs[0].a
+    assert attn.init["bias"] is True

@@ -170,51 +170,65 @@ def _union_members(arg: Arg) -> list[str]:
     return [p.strip() for p in parts if re.fullmatch(r"[A-Za-z_][\w.]*", p.strip()) and p.strip() != "None"]
 
 
-def config_class_for(arg: Arg, sym: Symbol, fa: FileAnalysis, depth: int = 0) -> tuple[bool, ConfigClass | None]:
-    """(is this argument a config object?, its class if known): annotated with a config class (same file,
-    sibling, package or installed; a union: its first member that is one; a framework base class such as
-    `PretrainedConfig`: the class the file's models declare), or untyped and read as `arg.field` / named like a
-    config (the class the file's models declare)."""
-    for member in _union_members(arg):
+def config_class_for(arg: Arg, sym: Symbol, fa: FileAnalysis) -> tuple[bool, ConfigClass | None]:
+    """(is this argument a config object?, its class if known). The candidates, nearest first: its annotation (a
+    union: each config member; a framework base class such as `PretrainedConfig`: the class the file's models
+    declare), then the classes the file's builders of `sym` hand it down (their annotations, up the chain), then
+    the class the file's models declare. The first whose fields include every field the code reads wins: an
+    annotation can be wrong (a port's `config: ModelArgs` layer really gets the VisionConfig its tower holds)."""
+    candidates = _own_candidates(arg, fa)
+    looks = bool(candidates) or bool(configs.CONFIG_PARAM.match(arg.name)) or \
+        any(p == arg.name for p, _ in sym.config_uses)
+    if not looks or (not candidates and (arg.default is not None or arg.kind not in ("positional", "kwonly"))):
+        return False, None
+    if arg.kind in ("positional", "kwonly"):
+        candidates += _handed_down(sym, arg.name, fa, 0)
+    if not candidates:
+        name = configs.file_config_class(fa.path)
+        found = configs.config_class(name, fa.path) if name else None
+        candidates = [found] if found else []
+    if not candidates:
+        return True, None
+    reads = set(read_fields(sym, arg.name, fa))
+    fitting = [c for c in candidates if c.accepts_any or reads <= {f.name for f in c.fields} | dict(c.aliases).keys()]
+    return True, (fitting or candidates)[0]
+
+
+def _own_candidates(arg: Arg, fa: FileAnalysis) -> list[ConfigClass]:
+    out = []
+    for member in _union_members(arg) or [_annotation_name(arg)]:
+        if not member:
+            continue
+        if _BASE_CONFIGS.search(member):
+            name = configs.file_config_class(fa.path)
+            member = name or member
         cfg = configs.config_class(member, fa.path) or fa.config(member.rsplit(".", 1)[-1])
         if cfg is not None:
-            return True, cfg
-    ann = _annotation_name(arg)
-    if ann and _BASE_CONFIGS.search(ann):
-        name = configs.file_config_class(fa.path)
-        if name:
-            return True, configs.config_class(name, fa.path)
-    if ann:
-        cfg = configs.config_class(ann, fa.path) or fa.config(ann.rsplit(".", 1)[-1])
-        return cfg is not None, cfg
-    if arg.default is not None or arg.kind not in ("positional", "kwonly"):
-        return False, None
-    if not (configs.CONFIG_PARAM.match(arg.name) or any(p == arg.name for p, _ in sym.config_uses)):
-        return False, None
-    handed = _handed_down(sym, arg.name, fa, depth)
-    if handed is not None:
-        return True, handed
-    name = configs.file_config_class(fa.path)
-    return True, configs.config_class(name, fa.path) if name else None
+            out.append(cfg)
+    return out
 
 
-def _handed_down(sym: Symbol, param: str, fa: FileAnalysis, depth: int) -> ConfigClass | None:
-    """The config class of an untyped config argument, as the classes of the file that build `sym` hand it down:
+def _handed_down(sym: Symbol, param: str, fa: FileAnalysis, depth: int) -> list[ConfigClass]:
+    """The config classes the file's builders of `sym` hand its `param` (their own candidates, up the chain):
     `SiglipEncoderLayer(config: Union[SiglipVisionConfig, ...])` builds `SiglipAttention(config)`."""
     if depth > 4:
-        return None
+        return []
+    positional = [a.name for a in sym.init_args if a.kind == "positional"]
+    index = positional.index(param) if param in positional else None
+    out: list[ConfigClass] = []
     for owner in fa.symbols:
+        rebound = {n for n, _ in owner.init_locals}  # `config = config.vision_config`: not the argument any more
         for name, args, kwargs in owner.constructs:
-            if name != sym.name:
+            if name != sym.name or owner is sym:
                 continue
-            sources = [a for a in args[:1]] + [v for k, v in kwargs if k == param]
+            sources = ([args[index]] if index is not None and index < len(args) else []) + \
+                [v for k, v in kwargs if k == param]
             for source in sources:
-                mine = next((a for a in owner.init_args if a.name == source), None)
-                if mine is not None and owner is not sym:
-                    ok, cfg = config_class_for(mine, owner, fa, depth + 1)
-                    if cfg is not None:
-                        return cfg
-    return None
+                mine = next((a for a in owner.init_args if a.name == source and source not in rebound), None)
+                if mine is not None:
+                    out += [c for c in _own_candidates(mine, fa) + _handed_down(owner, mine.name, fa, depth + 1)
+                            if c not in out]
+    return out
 
 
 def read_fields(sym: Symbol, param: str, fa: FileAnalysis, seen: set | None = None) -> list[str]:
@@ -242,12 +256,17 @@ def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], n
     keys that matched something are added to `used`."""
     used = used if used is not None else set()
     init: dict[str, Any] = {}
+    built_as = _as_built(sym, fa)
     for arg in sym.init_args:
         if arg.kind in ("vararg", "varkw"):
             continue
         if arg.name in overrides:
             init[arg.name] = overrides[arg.name]
             used.add(arg.name)
+            continue
+        if arg.name in built_as:  # the value the model around it builds it with (`Attention(..., bias=True)`)
+            init[arg.name] = built_as[arg.name]
+            notes.append(f"{sym.name}({arg.name}={built_as[arg.name]!r}): as the classes of its file build it")
             continue
         is_config, cfg = config_class_for(arg, sym, fa)
         if cfg is not None:
@@ -260,6 +279,27 @@ def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], n
                 init[arg.name] = value
     _fix_divisibility(init)
     return init
+
+
+def _as_built(sym: Symbol, fa: FileAnalysis, depth: int = 0) -> dict[str, Any]:
+    """Literal keyword values every class of the file that builds `sym` passes alike (a port's `Attention` whose
+    own default is bias=False but which its layer always builds with bias=True), also through an argument the
+    builder takes and is built with (`Encoder(config, approx="precise")` builds `EncoderLayer(config,
+    approx=approx)`)."""
+    seen: dict[str, set] = {}
+    calls = [(owner, c) for owner in fa.symbols if owner is not sym for c in owner.constructs if c[0] == sym.name]
+    for owner, (_, _, kwargs) in calls:
+        passed = _as_built(owner, fa, depth + 1) if depth < 3 else {}
+        for key, source in kwargs:
+            ok, value = literal(source)
+            if not ok and source in passed and source not in {n for n, _ in owner.init_locals}:
+                ok, value = True, passed[source]
+            seen.setdefault(key, set()).add(repr(value) if ok else "<expr>")
+    out = {}
+    for key, values in seen.items():
+        if len(values) == 1 and "<expr>" not in values and all(any(k == key for k, _ in c[2]) for _, c in calls):
+            out[key] = literal(next(iter(values)))[1]
+    return out
 
 
 def environment(sym: Symbol, init: dict[str, Any]) -> dict[str, Any]:
