@@ -305,10 +305,13 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
         return entry
     entry["checks"] = _run_checks(run)
     statuses = run.cache["status"]
-    entry["a"]["defaults"], entry["b"]["defaults"] = a.defaults, b.defaults()
+    for side, found in (("a", a.defaults if a.impl.file else {}), ("b", b.defaults() if b.impl.file else {})):
+        if found:  # a library reference's own defaults (device, dtype...) are not the port's
+            entry[side]["defaults"] = found
     if statuses.get("forward") == "fail":
         explain.symptoms(run)
-        settings = defaults.findings(a.defaults, entry["b"]["defaults"], spec.a.init, spec.b.init)
+        settings = defaults.findings(entry["a"].get("defaults", {}), entry["b"].get("defaults", {}), spec.a.init,
+                                     spec.b.init)
         entry["static_findings"] += [f for f in settings if f not in entry["static_findings"]]
         defaults.name_scale(run.diagnosis, settings)
     if statuses.get("forward") == "fail" or spec.checks.isolate:
