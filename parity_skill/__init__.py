@@ -4,13 +4,13 @@
 of any program as an artifact (runtime/data/recording.py); they are imported on first use, so `import parity_skill`
 stays light."""
 
-__version__ = "0.1.0"
+from parity_skill.version import __version__
 
-__all__ = ["record", "scope", "stage"]
+__all__ = ["__version__", "record", "scope", "stage"]
 
 
 def __getattr__(name: str):
-    if name in __all__:
+    if name in ("record", "scope", "stage"):
         from parity_skill.runtime.data import recording
 
         return getattr(recording, name)

@@ -101,7 +101,10 @@ def given(ma: dict, ta, mb: dict, tb, mapping: dict[str, str], rules: tuple[str,
             out.append({"name": name, "status": "fail", "message": f"shape A {a.shape} vs B {b.shape}"})
             continue
         c = compare(a, b, scaled_atol(atol, a), 0.0)
+        both = np.isfinite(a) & np.isfinite(b)
         out.append({"name": name, "status": "pass" if c["ok"] else "fail", "max_abs_diff": c.get("max_abs_diff"),
+                    "mean_abs_diff": float(np.mean(np.abs(a[both] - b[both]))) if both.any() else None,
+                    "cosine": c.get("cosine"), "pearson": c.get("pearson"), "undefined": c.get("undefined"),
                     "message": f"max abs {c.get('max_abs_diff') or 0:.3g}" + ("" if c["ok"] else
                                                                                "; A and B were given different values")})
     return out

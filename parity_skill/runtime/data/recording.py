@@ -53,7 +53,7 @@ class _Recording:
         return stage
 
     def write(self) -> None:
-        from parity_skill import __version__
+        from parity_skill.version import __version__
         from parity_skill.runtime.data import artifact
 
         manifest = {"tool_version": __version__, "stages": self.stages, "outputs": [],
