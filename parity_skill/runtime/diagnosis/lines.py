@@ -72,10 +72,11 @@ class _Record(ast.NodeTransformer):
 def instrumented(fn: Callable, record: Callable) -> Callable | None:
     """A copy of `fn` that calls `record(names, line, value)` for each assignment and its return; None when its
     source cannot be read or compiled (a builtin, a lambda, a function made at run time)."""
+    fn = inspect.unwrap(fn)  # a decorated forward (`@deprecate_kwarg`): its own code, in its own module's globals
     try:
         lines, first = inspect.getsourcelines(fn)
         path = inspect.getsourcefile(fn)
-    except (OSError, TypeError):
+    except (OSError, TypeError, ValueError):
         return None
     tree = ast.parse(textwrap.dedent("".join(lines)))
     func = tree.body[0] if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None

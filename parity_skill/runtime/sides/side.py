@@ -206,8 +206,8 @@ class Side:
         cls = type(model)
         fn = model if self.impl.kind == "function" else getattr(cls, _CALL.get(self.impl.framework, "__call__"), None)
         try:
-            path = inspect.getsourcefile(fn)
-        except TypeError:
+            path = inspect.getsourcefile(inspect.unwrap(fn))
+        except (TypeError, ValueError):
             return []
         rel = os.path.relpath(path)
         path = path if rel.startswith("..") else rel  # relative only under the current folder, as class_of says
