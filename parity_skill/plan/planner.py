@@ -136,6 +136,28 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
                     opts.convert)
 
 
+def _model_mask(spec: PairSpec | None) -> PairSpec | None:
+    """In the causal-mask variant, a side whose position embeddings come from its enclosing model takes its mask
+    from that model too: the model's own form (rank, dtype, sliding window), never a guess of it."""
+    if spec is None:
+        return None
+    sides = {}
+    for which in ("a", "b"):
+        impl = getattr(spec, which)
+        model = next((c for c in impl.companions if c.call[:1] == ("model",)), None)
+        if model is None or not impl.masks:
+            continue
+        arg = next(iter(impl.masks))
+        sides[which] = replace(impl, masks={k: v for k, v in impl.masks.items() if k != arg},
+                               companions=impl.companions + (replace(model, arg=arg, fallback=None),))
+    if not sides:
+        return spec
+    said = ", ".join(f"{w.upper()}'s {next(iter(getattr(spec, w).masks))} from "
+                     f"{next(c.symbol for c in getattr(spec, w).companions if c.call[:1] == ('model',))}"
+                     for w in sides)
+    return replace(spec, **sides, notes=spec.notes + (f"variant: the causal mask in each model's own form ({said})",))
+
+
 def _read(sym: Symbol, fa: FileAnalysis, init: dict) -> set[str]:
     """The config fields `sym`'s code reads (through the objects it builds)."""
     return {f for arg, v in init.items() if isinstance(v, Config) for f in read_fields(sym, arg, fa)}
@@ -274,6 +296,6 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
                                                f"B {head_b}): their outputs are also compared as logits at "
                                                "temperature 1.0 (--sampling KEY=VALUE,... for your decoding settings)",))
         specs.append(spec)
-        specs += [v for v in (mask_variant(spec, sa, sb), cross_variant(spec, sa, sb)) if v is not None]
+        specs += [v for v in (_model_mask(mask_variant(spec, sa, sb)), cross_variant(spec, sa, sb)) if v is not None]
     _unmatched_init(opts, used, specs)
     return ParityPlan(tuple(specs), unpaired={"a": tuple(left_a), "b": tuple(left_b)})
