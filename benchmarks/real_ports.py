@@ -93,6 +93,17 @@ PAIRS = [
      "Qwen2MoeSparseMoeBlock", "pass"),
     (f"{HF}.olmoe.modeling_olmoe", "OlmoeDecoderLayer", "mlx_lm.models.olmoe", "TransformerBlock", "pass"),
     (f"{HF}.cohere2.modeling_cohere2", "Cohere2DecoderLayer", "mlx_lm.models.cohere2", "TransformerBlock", "pass"),
+    # held out for #22 (measured before being added): Mixtral, Mamba, Gemma 3, SigLIP
+    (f"{HF}.mixtral.modeling_mixtral", "MixtralAttention", "mlx_lm.models.mixtral", "MixtralAttention", "pass"),
+    (f"{HF}.mixtral.modeling_mixtral", "MixtralSparseMoeBlock", "mlx_lm.models.mixtral", "MixtralSparseMoeBlock",
+     "pass"),
+    (f"{HF}.mixtral.modeling_mixtral", "MixtralDecoderLayer", "mlx_lm.models.mixtral", "MixtralDecoderLayer", "pass"),
+    (f"{HF}.mamba.modeling_mamba", "MambaMixer", "mlx_lm.models.mamba", "MambaBlock", "pass"),
+    (f"{HF}.mamba.modeling_mamba", "MambaBlock", "mlx_lm.models.mamba", "ResidualBlock", "pass"),
+    (f"{HF}.gemma3.modeling_gemma3", "Gemma3MLP", "mlx_lm.models.gemma3_text", "MLP", "pass"),
+    (f"{HF}.gemma3.modeling_gemma3", "Gemma3DecoderLayer", "mlx_lm.models.gemma3_text", "TransformerBlock", "pass"),
+    (f"{HF}.siglip.modeling_siglip", "SiglipAttention", "mlx_embeddings.models.siglip", "Attention", "pass"),
+    (f"{HF}.siglip.modeling_siglip", "SiglipEncoderLayer", "mlx_embeddings.models.siglip", "EncoderLayer", "pass"),
     # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
     (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
      ("--init", "out_channels=16")),

@@ -33,9 +33,3 @@ def test_the_wrong_rotary_base_on_a_local_layer_fails(tmp_path):
     assert run.report["verdict"] == "fail" and run.status("forward") == "fail"
     assert run.pair["root_cause"]["b_location"].startswith(str(port))
 
-
-def test_the_causal_mask_variant_takes_the_mask_in_the_models_own_form():
-    """A layer fed by its model also takes the model's own mask in the causal variant (a (1, 1, T, T) additive
-    tensor, or whatever the model makes), never a guess of its rank."""
-    run = parity(A, "vs", fx("enclosing/dual_rope_mlx.py::DualLayer"), "--json", "--quick")
-    assert run.report["verdict"] == "pass"

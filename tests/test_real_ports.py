@@ -232,3 +232,19 @@ def test_moe_block_maps_stacked_experts_shares_one_config_and_names_the_backend_
     assert args["rope_theta"] == run.pair["a"]["config"]["config"]["rope_theta"] == 10000.0 and args["num_experts"] == 60
     assert run.status("fp16") == run.status("bf16") == "skip" and "GatherMM" in run.check("fp16")["message"]
     assert any(line.startswith("fp16 not checked: B's framework has no fp16 kernel") for line in run.report["limitations"])
+
+
+def test_gemma3_layers_take_their_inputs_and_mask_from_the_model_around_them():
+    """(Held out for #22, added after its measurement.) Gemma 3's decoder layer receives a global and a local rotary
+    table from Gemma3TextModel; its attention alone needs its sliding layer's local table, which only the model
+    (through the decoder layer that builds it) knows; the causal variant takes the model's own 4-D mask."""
+    if not _installed("mlx_lm"):
+        pytest.skip("mlx_lm is not installed")
+    a = package_file("transformers.models.gemma3.modeling_gemma3")
+    b = package_file("mlx_lm.models.gemma3_text")
+    for sa, sb in (("Gemma3DecoderLayer", "TransformerBlock"), ("Gemma3Attention", "Attention")):
+        run = parity(f"{a}::{sa}", "vs", f"{b}::{sb}", "--json", "--quick")
+        assert run.report["verdict"] == "pass", (sa, run.stderr)
+        (variant,) = run.variants
+        assert variant["verdict"] == "pass" and any("model's own form" in n for n in variant["notes"])
+        assert any("recorded per call from the model around it: Gemma3TextModel" in n for n in run.pair["notes"])
