@@ -161,7 +161,10 @@ def call_graph(run: PairRun) -> list[str]:
     called_a = {rootcause.base(n) for n, _, _ in run.a.trace(run.base)}
     called_b = {rootcause.base(n) for n, _, _ in run.b.trace(run.base)}
     out = []
+    shared = {b for b in pairs.values() if list(pairs.values()).count(b) > 1}  # stacked experts: many A modules
     for a_name, b_name in pairs.items():
+        if b_name in shared:
+            continue  # one B module standing for several of A's (a routed mixture calls only some experts)
         if a_name not in called_a and b_name in called_b:
             out.append(f"A never calls {a_name}; B calls {b_name}")
         elif a_name in called_a and b_name not in called_b:
