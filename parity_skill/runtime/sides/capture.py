@@ -58,41 +58,32 @@ def settle_inputs(spec: PairSpec, a: Side, notes: list[str]) -> PairSpec:
         return spec
     except Exception as exc:  # noqa: BLE001 - the reason is kept for the note
         first = describe(exc)
-    for i, s in enumerate(spec.inputs):
-        if not s.is_float:
+    for i, s, changed, how in _alternatives(spec, a):
+        inputs = spec.inputs[:i] + (changed,) + spec.inputs[i + 1:]
+        try:
+            a.run(base_inputs(inputs, spec.checks.seed))
+        except Exception:  # noqa: BLE001 - not this one
             continue
-        for axes in layouts_to_try(len(s.shape)):
-            inputs = spec.inputs[:i] + (permuted_spec(s, axes),) + spec.inputs[i + 1:]
-            try:
-                a.run(base_inputs(inputs, spec.checks.seed))
-            except Exception:  # noqa: BLE001 - not this layout
-                continue
-            notes.append(f"input '{s.name}': A rejected shape {s.shape} ({first}); it runs on "
-                         f"{inputs[i].shape}, which every check uses")
-            return replace(spec, inputs=inputs)
-    return _live_width(spec, a, first, notes)
+        notes.append(f"input '{s.name}': A rejected shape {s.shape} ({first}); {how}: every check uses "
+                     f"{changed.shape}")
+        return replace(spec, inputs=inputs)
+    return spec
 
 
-def _live_width(spec: PairSpec, a: Side, first: str, notes: list[str]) -> PairSpec:
-    """The sizes the live module was built with decide the input's width (a config class that settled its sizes
-    itself): each input width a matrix of A takes, in declaration order, on the last axis of a floating input."""
+def _alternatives(spec: PairSpec, a: Side):
+    """(index, spec, changed spec, why) to retry, in order: each floating input moved channels-first/-last, then
+    given each input width a matrix of the live module takes (a config class that settled its sizes itself)."""
+    for i, s in enumerate(spec.inputs):
+        if s.is_float:
+            for axes in layouts_to_try(len(s.shape)):
+                yield i, s, permuted_spec(s, axes), "it runs on another layout"
     widths = list(dict.fromkeys(int(v.shape[1]) for k, v in a.state().items()
                                 if k.endswith("weight") and getattr(v, "ndim", 0) == 2))[:6]
     for i, s in enumerate(spec.inputs):
-        if not s.is_float or not s.shape:
-            continue
-        for width in widths:
-            if width == s.shape[-1]:
-                continue
-            inputs = spec.inputs[:i] + (replace(s, shape=(*s.shape[:-1], width)),) + spec.inputs[i + 1:]
-            try:
-                a.run(base_inputs(inputs, spec.checks.seed))
-            except Exception:  # noqa: BLE001 - not this width
-                continue
-            notes.append(f"input '{s.name}': A rejected shape {s.shape} ({first}); its live module takes width "
-                         f"{width}: every check uses {inputs[i].shape}")
-            return replace(spec, inputs=inputs)
-    return spec
+        if s.is_float and s.shape:
+            for width in widths:
+                if width != s.shape[-1]:
+                    yield i, s, replace(s, shape=(*s.shape[:-1], width)), f"its live module takes width {width}"
 
 
 def _record_primary_grads(run: PairRun, rec: RecordingSide) -> None:
