@@ -253,3 +253,28 @@ class VisionTransformer(nn.Module):
     assert layer.init["config"].cls == "VisionConfig" and layer.init["approx"] == "precise"
     attn = build_plan(Target(str(src), "Attention"), Target(str(src), "Attention"), PlanOptions()).pairs[0].a
     assert attn.init["bias"] is True
+
+
+def test_a_real_config_json_drives_both_sides_unshrunk(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text('''
+import torch.nn as nn
+
+
+class Cfg:
+    def __init__(self, hidden_size=4096, num_attention_heads=32, **kwargs):
+        self.hidden_size, self.num_attention_heads = hidden_size, num_attention_heads
+
+
+class Layer(nn.Module):
+    def __init__(self, config: Cfg):
+        super().__init__()
+        self.q = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.q(x)
+''')
+    real = {"hidden_size": 96, "num_attention_heads": 6, "model_type": "tiny"}
+    plan = build_plan(Target(str(src), "Layer"), Target(str(src), "Layer"), PlanOptions(config=real))
+    assert plan.pairs[0].a.init["config"].kwargs == real  # **kwargs: every field passed, none shrunk
+    assert any("built from --config (3 fields, not shrunk)" in n for n in plan.pairs[0].notes)

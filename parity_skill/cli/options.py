@@ -105,7 +105,8 @@ def _sampling(text: str | None, logits: bool) -> tuple[tuple[str, float], ...]:
 
 
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
-             isolate, map_file=None, convert="", sampling=None, logits=False, generate=0, strict=False):
+             isolate, map_file=None, convert="", sampling=None, logits=False, generate=0, strict=False,
+             config_file=None):
     from parity_skill.plan.map_rules import read_rules
     from parity_skill.plan.planner import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
@@ -143,7 +144,25 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
     return PlanOptions(init=inits, inputs=specs, atol=atol, rtol=rtol, level=level, cosine=cosine, dtypes=dts,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
                        layout_b=layout_b, isolate=isolate, map_rules=read_rules(map_file), convert=convert,
-                       sampling=_sampling(sampling, logits), generate=generate or 0, strict=strict)
+                       sampling=_sampling(sampling, logits), generate=generate or 0, strict=strict,
+                       config=_config_json(config_file))
+
+
+def _config_json(path: str | None) -> dict:
+    """--config FILE.json: a model's config.json (an object of fields), read bounded; one line when it is not."""
+    if not path:
+        return {}
+    import json
+
+    from parity_skill.safe_io import read_source
+
+    try:
+        found = json.loads(read_source(path))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"--config {path}: not a readable JSON file ({exc})") from None
+    if not isinstance(found, dict):
+        raise InputError(f"--config {path}: expected a JSON object of config fields")
+    return found
 
 
 def _options_of(*decorators):
@@ -181,8 +200,10 @@ PLAN_OPTIONS = _options_of(
                  "teacher-forced on A's tokens (greedy, and sampled with shared randomness): the first differing step."),
     click.option("--logits", is_flag=True, help="The first output is logits over a vocabulary: add the sampling "
                  "check at temperature 1.0."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="A config.json for both sides' config objects (the real sizes, not shrunk)."),
     click.option("--strict", is_flag=True, help="Warnings fail (fp16/bf16 at 128x the activation scale, where "
                  "realism is unknown, only warns by default)."),
 )
 PLAN_OPTION_NAMES = ("init", "inputs", "atol", "rtol", "level", "cosine", "dtypes", "batch_sizes", "edge",
-                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits", "generate", "strict")
+                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits", "generate", "strict", "config_file")

@@ -163,8 +163,9 @@ def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | Non
     from parity_skill.runtime.data.artifact import ArtifactError
     from parity_skill.compare.stages import compare_artifacts
 
-    ignored = sorted(f"--{k.replace('_', '-')}" for k, v in opts.items() if k not in TWO_ARTIFACT_OPTIONS
-               and v not in (None, False, (), "", 0) and v != PLAN_DEFAULTS.get(k))
+    flag = {"inputs": "--input", "config_file": "--config"}
+    ignored = sorted(flag.get(k, f"--{k.replace('_', '-')}") for k, v in opts.items() if k not in TWO_ARTIFACT_OPTIONS
+                     and v not in (None, False, (), "", 0) and v != PLAN_DEFAULTS.get(k))
     if ignored:
         raise InputError(f"{', '.join(ignored)}: not used when two artifacts are compared (they apply to running "
                          "code); two artifacts take --level, --atol, --cosine, --min-correlation, --map, --strict")

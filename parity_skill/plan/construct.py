@@ -52,13 +52,24 @@ def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = (
 
 
 def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], used: set[str],
-                 param: str = "") -> Config:
+                 param: str = "", real: dict[str, Any] | None = None) -> Config:
+    """The config built small by role, or from `real` (--config FILE.json: the user's real config, not shrunk),
+    with --init fields over either."""
     kwargs: dict[str, Any] = {}
     given: set[str] = set()
+    if real:
+        names = {f.name for f in cfg.fields}
+        kwargs = {k: v for k, v in real.items() if k in names or cfg.accepts_any}
+        given = set(kwargs)
+        left = sorted(set(real) - set(kwargs))
+        notes.append(f"{cfg.name}: built from --config ({len(kwargs)} fields, not shrunk)"
+                     + (f"; {cfg.name} takes no {', '.join(left[:8])}" if left else ""))
     for f in cfg.fields:
         if f.kind in ("vararg", "varkw"):
             continue
         key = next((k for k in (f"{param}.{f.name}", f.name) if k in overrides), None)
+        if key is None and f.name in given:
+            continue
         if key is not None:
             kwargs[f.name] = overrides[key]
             used.add(key)
@@ -251,7 +262,7 @@ def read_fields(sym: Symbol, param: str, fa: FileAnalysis, seen: set | None = No
 
 
 def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], notes: list[str],
-                     used: set[str] | None = None) -> dict[str, Any]:
+                     used: set[str] | None = None, real: dict[str, Any] | None = None) -> dict[str, Any]:
     """Keyword arguments for `sym`'s constructor; config-object arguments become Config values. The override
     keys that matched something are added to `used`."""
     used = used if used is not None else set()
@@ -270,7 +281,7 @@ def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], n
             continue
         is_config, cfg = config_class_for(arg, sym, fa)
         if cfg is not None:
-            init[arg.name] = config_value(cfg, overrides, notes, used, arg.name)
+            init[arg.name] = config_value(cfg, overrides, notes, used, arg.name, real)
         elif is_config:
             init[arg.name] = namespace_value(read_fields(sym, arg.name, fa), arg.name, overrides, notes, used)
         else:

@@ -53,6 +53,7 @@ class PlanOptions:
     sampling: tuple[tuple[str, float], ...] = ()  # --sampling temperature=0.8,top_p=0.95 (or --logits: T=1)
     generate: int = 0  # --generate N
     strict: bool = False  # --strict: warnings fail
+    config: dict[str, Any] = field(default_factory=dict)  # --config FILE.json: the real config, for both sides
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
               reference: str | None = None, used: set[str] | None = None) -> PairSpec:
     notes: list[str] = []
     used = used if used is not None else set()
-    init_a = constructor_args(sa, fa_a, opts.init, notes, used) if sa.kind == "module" else {}
+    init_a = constructor_args(sa, fa_a, opts.init, notes, used, opts.config) if sa.kind == "module" else {}
     derived_a = companion_args(sa, fa_a, set(opts.inputs))
     derived_b = companion_args(sb, fa_b, set(opts.inputs)) if sb is not None else {}
     wanted = {x.name for k, x in enumerate(sb.call_args) if is_array_arg(x, k == 0) and x.name not in derived_b} if sb is not None \
@@ -103,7 +104,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         b = Implementation(None, reference or "", reference.split(".")[0] if reference else "torch",
                            sa.kind, carried)
         return PairSpec(a, b, inputs, (), checks, (), tuple(notes))
-    init_b = constructor_args(sb, fa_b, opts.init, notes, used) if sb.kind == "module" else {}
+    init_b = constructor_args(sb, fa_b, opts.init, notes, used, opts.config) if sb.kind == "module" else {}
     setting_findings: list = []
     values_a = {x.name: x.value for x in set_a}
     values_b: dict = {}
