@@ -169,3 +169,25 @@ def test_a_folder_of_npy_checkpoints_is_read_in_natural_order(tmp_path):
 def test_a_capture_in_which_every_call_raised_exits_2(tmp_path):
     run = cli("capture", "tests/fixtures/errors/forward_raises.py", "-o", str(tmp_path / "cap"))
     assert run.returncode == 2 and "every call of A raised" in run.stderr
+
+
+def test_a_wrong_reference_is_attributed_to_a_with_a_third_implementation(tmp_path):
+    """The text-to-speech case: the reference script forgot to add the position embeddings. With --ref C (a third
+    implementation), the differing stage is "A disagrees with B and C", not blamed on the port."""
+    rng = np.random.default_rng(0)
+    tokens, pos = rng.standard_normal((2, 6, 8)), rng.standard_normal((6, 8))
+    for name, with_pos in (("a", False), ("b", True), ("c", True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        h = tokens + (pos if with_pos else 0.0)
+        np.save(folder / "01_embed.npy", h)
+        np.save(folder / "02_encoder.npy", np.tanh(h))
+    run = cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--ref", str(tmp_path / "c"), "--json")
+    pair = json.loads(run.stdout)["pairs"][0]
+    assert run.returncode == 1 and pair["first_divergence"] == "01_embed"
+    assert pair["attribution"][0]["side"] == "A" and pair["diagnosis"][0]["kind"] == "attribution"
+    assert "01_embed: A disagrees with B and C" in pair["diagnosis"][0]["message"]
+    text = cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--ref", str(tmp_path / "c")).stdout
+    assert "Cause: [attribution] 01_embed: A disagrees with B and C" in text
+    code = cli("compare", str(tmp_path / "a"), "tests/fixtures/torch/ffn_module.py", "--ref", str(tmp_path / "c"))
+    assert code.returncode == 2 and "--ref takes a third artifact" in code.stderr

@@ -298,17 +298,23 @@ def capture_command(target, output, force, as_json, timeout, debug, python_a, **
 @click.argument("target", type=click.Path())
 @click.option("--min-correlation", type=float,
               help="Two artifacts: a stage passes when its Pearson correlation is at least this (e.g. 0.95).")
+@click.option("--ref", type=click.Path(), help="Two artifacts: a third implementation's artifact; each differing "
+              "stage is attributed to the side that disagrees with the other two.")
 @click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
 @click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
 @RUN_OPTIONS
 @PLAN_OPTIONS
-def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, min_correlation, **opts) -> None:
+def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, min_correlation, ref,
+                    **opts) -> None:
     def work() -> int:
         from parity_skill.compare import phases
         from parity_skill.run.processes import Worker, frameworks_in
 
         if Path(target).is_dir() or Path(target).suffix in (".safetensors", ".npy", ".npz"):  # two artifacts
-            return _print_report(phases.compare_two(artifact, target, opts, min_correlation, timeout), as_json)
+            return _print_report(phases.compare_two(artifact, target, opts, min_correlation, timeout, ref), as_json)
+        if ref:
+            raise InputError("--ref takes a third artifact when two artifacts are compared (record each "
+                             "implementation, then compare A_DIR B_DIR --ref C_DIR)")
         target_b = parse_target(target, allow_reference=True)
         plan = phases.plan_compare(artifact, target_b, _options(**opts))
         warm = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]

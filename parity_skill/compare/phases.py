@@ -156,9 +156,11 @@ def run_compare(worker, script: str, folder: str, timeout: float) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | None, timeout: float) -> dict:
+def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | None, timeout: float,
+                ref: str | None = None) -> dict:
     """Two artifacts, stage by stage (levels: layer 1e-5, chain 1e-4, model 1e-3; cosine 0.999), within
-    `timeout` seconds like every other command."""
+    `timeout` seconds like every other command; `ref`, a third artifact, attributes each differing stage to the
+    side that disagrees with the other two (compare/attribution.py)."""
     from parity_skill.report import report
     from parity_skill.runtime.data.artifact import ArtifactError
     from parity_skill.compare.stages import compare_artifacts
@@ -171,11 +173,21 @@ def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | Non
                          "code); two artifacts take --level, --atol, --cosine, --min-correlation, --map, --strict")
     from parity_skill.plan.map_rules import read_rules
 
+    def judged(x: str, y: str) -> dict:
+        return compare_artifacts(x, y, opts.get("level") or "layer", opts.get("atol"), opts.get("cosine"),
+                                 min_correlation, read_rules(opts.get("map_file")), bool(opts.get("strict")))
+
     try:
         with _deadline(timeout, "compare"):
-            entry = compare_artifacts(dir_a, dir_b, opts.get("level") or "layer", opts.get("atol"),
-                                      opts.get("cosine"), min_correlation, read_rules(opts.get("map_file")),
-                                      bool(opts.get("strict")))
+            entry = judged(dir_a, dir_b)
+            if ref:
+                from parity_skill.compare.attribution import attribute
+
+                found = attribute(entry, judged(dir_a, ref), judged(dir_b, ref))
+                entry["attribution"] = found
+                entry["diagnosis"][:0] = [{"kind": "attribution", "message": f["message"], "location": None,
+                                           "check": f"stage:{f['stage']}"} for f in found[:1]]
+                entry["notes"] += [f"--ref {ref}: " + f["message"] for f in found[1:12]]
     except ArtifactError as exc:
         raise InputError(str(exc)) from None
     return report([entry])
