@@ -317,3 +317,19 @@ def test_a_submodule_one_side_never_calls_is_shown_first():
     run = parity(fx(f"{TRUST}/tts_reference_no_pos.py"), "vs", fx(f"{TRUST}/tts_port.py"), "--quick")
     causes = run.stdout.split("Likely causes (most likely first):\n", 1)[1]
     assert causes.startswith("  [call_graph] A never calls pos_embed; B calls pos_embed"), causes
+
+
+def test_fp16_overflow_only_at_the_stress_scale_is_a_warning_and_fails_with_strict():
+    """An attention port that keeps its scores in fp16: it agrees at the unit scale and overflows at 128x the
+    activation scale where the float32-accumulating reference does not. PASS with warnings, naming it; --strict
+    fails it. A port whose softmax is always fp16 still fails at the operating point."""
+    a = fx(f"{TRUST}/attn_fp32_scores.py::Attention")
+    run = parity(a, "vs", fx(f"{TRUST}/attn_fp16_scores.py::Attention"), "--json")
+    assert run.code == 0 and run.status("fp16") == "pass"
+    assert "B overflows in fp16 at activation scale x128" in run.check("fp16")["warning"]
+    assert run.report["warnings"] and "PASS with warnings" in parity(a, "vs", fx(
+        f"{TRUST}/attn_fp16_scores.py::Attention")).stdout
+    strict = parity(a, "vs", fx(f"{TRUST}/attn_fp16_scores.py::Attention"), "--json", "--strict")
+    assert strict.code == 1 and strict.status("fp16") == "fail"
+    half = parity(a, "vs", fx(f"{TRUST}/attn_half_softmax.py::Attention"), "--json", "--quick")
+    assert half.code == 1 and half.status("forward") == "fail"
