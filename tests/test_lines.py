@@ -58,3 +58,17 @@ def test_a_default_only_one_side_has_is_listed_and_named_by_the_scale_it_causes(
     assert run.pair["line_cause"]["b_location"] == "tests/fixtures/diag/logit_head_scaled.py:12"
     text = parity(fx("diag/logit_head.py"), "vs", fx("diag/logit_head_scaled.py"), "--quick").stdout
     assert "defaults: dim=32, vocab=64, logit_scale=1.05" in text
+
+
+def test_a_framework_layer_root_cause_is_located_where_the_port_builds_it(tmp_path):
+    """The difference starts inside an nn.LayerNorm: the place to look is the line of the port that builds it
+    with another eps, not torch's own LayerNorm class."""
+    src = "import torch.nn as nn\n\n\nclass Block(nn.Module):\n    def __init__(self, dim: int = 32):\n" \
+          "        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n        self.norm = nn.LayerNorm(dim{eps})\n\n" \
+          "    def forward(self, x):\n        return self.norm(self.fc(x))\n"
+    a, b = tmp_path / "ref.py", tmp_path / "port.py"
+    a.write_text(src.format(eps=""))
+    b.write_text(src.format(eps=", eps=0.5"))
+    run = parity(f"{a}::Block", "vs", f"{b}::Block", "--json", "--quick")
+    cause = run.pair["root_cause"]
+    assert cause["a"] == "norm" and cause["b_location"] == f"{b}:8" and cause["a_location"] == f"{a}:8"

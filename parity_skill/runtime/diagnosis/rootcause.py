@@ -88,7 +88,8 @@ def find(rows: list[dict], classes_a: dict, classes_b: dict, findings: list[dict
     where = "own code" if children else "leaf"
     carried = [base(r["a"]) for r in rows if r["differs"] and r["input_differs"] and not _inside(r["a"], name)]
     return {"a": name, "b": row["b"], "a_class": ca.get("class"), "b_class": cb.get("class"),
-            "a_location": ca.get("location"), "b_location": cb.get("location"), "where": where,
+            "a_location": ca.get("built_at") or ca.get("location"),  # a framework layer: where it is built
+            "b_location": cb.get("built_at") or cb.get("location"), "where": where,
             "direction": direction, "evidence": evidence, "findings": mine,
             "carried": list(dict.fromkeys(carried)),
             "message": f"{name} (B: {row['b']}): {evidence}: the difference starts in "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,33 @@ def class_of(obj: Any) -> dict:
         return {"class": cls.__name__, "location": None}
     rel = os.path.relpath(path)
     return {"class": cls.__name__, "location": f"{path if rel.startswith('..') else rel}:{line}"}
+
+
+def _framework_file(location: str | None) -> bool:
+    return bool(location) and any(f"{os.sep}{pkg}{os.sep}" in location for pkg in ("torch", "mlx"))
+
+
+def built_at(name: str, modules: dict[str, Any]) -> str | None:
+    """file:line where the nearest enclosing module of the user's own code assigns the attribute holding `name`
+    (`self.layer_norm1 = nn.LayerNorm(...)`), for a framework layer whose class lives in the framework."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, -1, -1):
+        owner = modules.get(".".join(parts[:cut]))
+        attr = parts[cut]
+        if owner is None or _framework_file(class_of(owner).get("location")) or attr.isdigit():
+            continue
+        try:
+            lines, first = inspect.getsourcelines(type(owner).__init__)
+            path = inspect.getsourcefile(type(owner).__init__)
+        except (OSError, TypeError):
+            return None
+        at = next((first + k for k, line in enumerate(lines) if re.search(rf"self\.{re.escape(attr)}\s*[:=]", line)),
+                  None)
+        if at is None:
+            return None
+        rel = os.path.relpath(path)
+        return f"{path if rel.startswith('..') else rel}:{at}"
+    return None
 
 
 _DTYPE_WORDS = ("dtype", "scalar type", "half", "bfloat16", "float", "double")
@@ -297,7 +325,13 @@ class Side:
         """submodule -> {class, location (path:line of its class)}, read from the live objects; "" is the module
         itself."""
         top = {"": class_of(self.model)} if self.impl.kind == "module" else {}
-        return {**top, **{n: class_of(m) for n, m in self.adapter.submodules(self.model)}}
+        found = {n: m for n, m in self.adapter.submodules(self.model)}
+        out = {n: class_of(m) for n, m in found.items()}
+        for n, info in out.items():  # a framework layer is located where the user's code builds it
+            built = built_at(n, {**found, "": self.model}) if _framework_file(info.get("location")) else None
+            if built:
+                info["built_at"] = built
+        return {**top, **out}
 
     # ---- what the checks ask of a side (a replayed side answers the same from an artifact) ----------------
     @property
