@@ -319,17 +319,32 @@ def test_a_submodule_one_side_never_calls_is_shown_first():
     assert causes.startswith("  [call_graph] A never calls pos_embed; B calls pos_embed"), causes
 
 
-def test_fp16_overflow_only_at_the_stress_scale_is_a_warning_and_fails_with_strict():
+def test_fp16_overflow_only_at_the_stress_scale_is_a_warning_and_fails_with_strict(tmp_path):
     """An attention port that keeps its scores in fp16: it agrees at the unit scale and overflows at 128x the
     activation scale where the float32-accumulating reference does not. PASS with warnings, naming it; --strict
-    fails it. A port whose softmax is always fp16 still fails at the operating point."""
-    a = fx(f"{TRUST}/attn_fp32_scores.py::Attention")
-    run = parity(a, "vs", fx(f"{TRUST}/attn_fp16_scores.py::Attention"), "--json")
+    fails it. A port whose softmax is always fp16 still fails at the operating point. (Both ports are the
+    reference with one line patched.)"""
+    ref = ROOT / fx(f"{TRUST}/attn_fp32_scores.py")
+    scores = "scores = (q.float() @ k.float().transpose(-1, -2)) / self.d ** 0.5"
+    softmax = "w = scores.softmax(-1).to(v.dtype)"
+    assert scores in ref.read_text() and softmax in ref.read_text()
+    fp16, half = tmp_path / "fp16_scores.py", tmp_path / "half_softmax.py"
+    fp16.write_text(ref.read_text().replace(scores, "scores = (q @ k.transpose(-1, -2)) / self.d ** 0.5"))
+    half.write_text(ref.read_text().replace(softmax, "w = scores.half().softmax(-1).to(v.dtype)"))
+    a = f"{ref}::Attention"
+    run = parity(a, "vs", f"{fp16}::Attention", "--json")
     assert run.code == 0 and run.status("fp16") == "pass"
     assert "B overflows in fp16 at activation scale x128" in run.check("fp16")["warning"]
-    assert run.report["warnings"] and "PASS with warnings" in parity(a, "vs", fx(
-        f"{TRUST}/attn_fp16_scores.py::Attention")).stdout
-    strict = parity(a, "vs", fx(f"{TRUST}/attn_fp16_scores.py::Attention"), "--json", "--strict")
+    assert run.report["warnings"] and "PASS with warnings" in parity(a, "vs", f"{fp16}::Attention").stdout
+    strict = parity(a, "vs", f"{fp16}::Attention", "--json", "--strict")
     assert strict.code == 1 and strict.status("fp16") == "fail"
-    half = parity(a, "vs", fx(f"{TRUST}/attn_half_softmax.py::Attention"), "--json", "--quick")
-    assert half.code == 1 and half.status("forward") == "fail"
+    broken = parity(a, "vs", f"{half}::Attention", "--json", "--quick")
+    assert broken.code == 1 and broken.status("forward") == "fail"
+
+
+def test_config_notes_belong_to_the_pair_that_built_the_config():
+    """A side process builds several pairs of a whole file: a note is taken once, by its own pair."""
+    from parity_skill.runtime.sides import configs
+
+    configs.NOTES.append("Cfg refused the shrunk sizes (...)")
+    assert configs.take_notes() == ["Cfg refused the shrunk sizes (...)"] and configs.take_notes() == []

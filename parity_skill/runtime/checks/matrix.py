@@ -156,7 +156,7 @@ def stress_warning(dtype: str, w: dict) -> str:
     where = f"{w['set']} (the unit scale agrees)"
     if w["nonfinite_b"]:
         return (f"B overflows in {dtype} at {where} where A does not ({w['nonfinite_b']} non-finite values in "
-                f"{label(w['key'])}): B does not accumulate its scores/squares in float32 as A does")
+                f"{label(w['key'])}): the usual cause is scores or squares kept in fp16 where A accumulates in float32")
     return (f"in {dtype} B's error is {w['ratio']:.3g}x A's at {where}: B keeps less precision than A at large "
             "activations")
 

@@ -59,7 +59,8 @@ def locate(run: PairRun, isolate: bool, findings: list[dict] = ()) -> dict | Non
     tol = run.checks.tolerances["fp32"]
     rec_a = run.a.trace(run.base)
     if not isolate:
-        rows = compare_calls(rec_a, run.b.trace(run.base), pairs, tol)
+        run.cache["trace_b"] = run.b.trace(run.base)  # the call graph reads it again
+        rows = compare_calls(rec_a, run.cache["trace_b"], pairs, tol)
     else:
         names = [n for n in dict.fromkeys(name for name, _, _ in rec_a) if n in pairs]
         level, rows = [n for n in names if _parent(n, names) is None], []
@@ -159,7 +160,9 @@ def call_graph(run: PairRun) -> list[str]:
     if not pairs:
         return []
     called_a = {rootcause.base(n) for n, _, _ in run.a.trace(run.base)}
-    called_b = {rootcause.base(n) for n, _, _ in run.b.trace(run.base)}
+    if "trace_b" not in run.cache:
+        run.cache["trace_b"] = run.b.trace(run.base)
+    called_b = {rootcause.base(n) for n, _, _ in run.cache["trace_b"]}
     out = []
     shared = {b for b in pairs.values() if list(pairs.values()).count(b) > 1}  # stacked experts: many A modules
     for a_name, b_name in pairs.items():

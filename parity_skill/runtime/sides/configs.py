@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 EARLY = "config.json"
-NOTES: list[str] = []  # what building a config had to settle, read by the side's report
+NOTES: list[str] = []  # what building a config had to settle; taken (and emptied) by the pair that built it
+
+
+def take_notes() -> list[str]:
+    """The notes of the configs built since the last call: a side process may build several pairs."""
+    taken = list(NOTES)
+    NOTES.clear()
+    return taken
 _SCALARS = (str, int, float, bool, type(None))
 
 
