@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity_skill.thresholds import PRECISION_MULTIPLIER
+
 ALL_EDGES = ("zeros", "large", "tiny", "offset", "seq_len_1")
 PROCESSOR_EDGES = ("ties", "one_finite")  # logits processors: ties at the cut-off, all but one logit at -inf
 DEFAULT_DTYPES = ("fp32", "fp16", "bf16")
@@ -128,7 +130,7 @@ class Checks:
     tolerances: dict[str, Tolerance]
     batch_sizes: tuple[int, ...] = (1, 4)
     cosine: float | None = None
-    precision_multiplier: float = 3.0
+    precision_multiplier: float = PRECISION_MULTIPLIER
     seed: int = 0
     isolate: bool = False  # locate divergence with teacher forcing (each B submodule gets A's inputs)
     sampling: tuple[tuple[str, float], ...] = ()  # decoding settings of the sampling check (temperature, top_p...)

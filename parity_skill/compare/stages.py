@@ -9,9 +9,9 @@ from parity_skill.compare.stage_map import given, map_stages
 from parity_skill.runtime.data.artifact import ArtifactError
 from parity_skill.runtime.data.fixtures import read_fixture
 from parity_skill.runtime.judging.metrics import compare, scaled_atol
+from parity_skill.thresholds import STAGE_COSINE as COSINE
 
 LEVELS = {"layer": 1e-5, "chain": 1e-4, "model": 1e-3}
-COSINE = 0.999
 
 
 def _stages(manifest: dict, tensors: dict) -> dict[str, list[tuple[str, np.ndarray]]]:

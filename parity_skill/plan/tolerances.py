@@ -1,17 +1,11 @@
-"""Default tolerances per dtype (in the spirit of torch.testing's table) and per comparison level."""
+"""Default tolerances per dtype and per comparison level (the numbers and their derivation live in
+parity_skill/thresholds.py)."""
 from __future__ import annotations
 
+from parity_skill.thresholds import LEVELS, TOLERANCES
 from parity_skill.spec import Tolerance
 
-# torch.testing.assert_close defaults: fp16 (1e-3, 1e-5), bf16 (1.6e-2, 1e-5), fp32 (1.3e-6, 1e-5), fp64 (1e-7, 1e-7)
-BASE = {
-    "fp64": Tolerance(atol=1e-7, rtol=1e-7),
-    "fp32": Tolerance(atol=1e-5, rtol=1.3e-6),
-    "fp16": Tolerance(atol=1e-5, rtol=1e-3),
-    "bf16": Tolerance(atol=1e-5, rtol=1.6e-2),
-}
-# layer: one op or layer; chain: a few layers; model: a whole stack. atol scales 1x / 10x / 100x.
-LEVELS = {"layer": 1.0, "chain": 10.0, "model": 100.0}
+BASE = {dtype: Tolerance(atol=atol, rtol=rtol) for dtype, (atol, rtol) in TOLERANCES.items()}
 
 
 def tolerance_table(level: str = "layer", atol: float | None = None, rtol: float | None = None) -> dict[str, Tolerance]:

@@ -23,8 +23,9 @@ def _summary(checks: dict[str, dict], names: list[str], title: str, detail) -> s
     ran = [c for c in group if c["status"] != "skip"]
     if not ran:
         return f"{title:<15}SKIP ({group[0]['message']})"
-    status = "FAIL" if failed else "PASS"
-    return f"{title:<15}{status} ({detail(failed or ran)})"
+    unsure = [c for c in ran if c["status"] == "inconclusive"]
+    status = "FAIL" if failed else "INCONCLUSIVE" if unsure else "PASS"
+    return f"{title:<15}{status} ({detail(failed or unsure or ran)})"
 
 
 def _nonfinite(c) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from parity_skill.runtime.checks.conditioning import conditioned, said
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.sides.failures import describe
 from parity_skill.runtime.judging.metrics import compare, scaled_atol
@@ -70,7 +71,14 @@ def check_forward(run: PairRun) -> dict:
         run.limit(f"forward: A's outputs {', '.join(label(k) for k in j['uncompared'])} have no counterpart in B "
                   "and were not compared")
     run.cache["forward_judgement"] = j
-    return verdict_from("forward", j, tol)
+    out = verdict_from("forward", j, tol)
+    w = j["worst"]
+    if not j["ok"] and w and not (w.get("shape_mismatch") or w.get("nonfinite_b") or j.get("missing_outputs")):
+        got = conditioned(run, j, run.base, fa)
+        if got:  # beyond the tolerance, within what float32 itself costs on this input
+            out.update(status=got[0], message=f"{said(got[1], w['max_abs_diff'])} ({label(w['key'])})",
+                       condition=got[1])
+    return out
 
 
 def upstream_a(run: PairRun) -> dict:

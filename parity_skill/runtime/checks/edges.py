@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.runtime.checks.basic import flag_output_problems, verdict_from
+from parity_skill.runtime.checks.conditioning import conditioned, said
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.checks.matrix import _exact_reference, reference, relative_error
 from parity_skill.runtime.data.inputs import edge_inputs
-from parity_skill.runtime.judging import condition
 from parity_skill.runtime.judging.metrics import scaled_atol
+from parity_skill.thresholds import FP32_UNIT
 from parity_skill.runtime.judging.outputs import first_nonfinite, judge, match_outputs
 from parity_skill.runtime.sides.failures import describe
 
@@ -100,40 +101,16 @@ def _finite_truth(run: PairRun, key: str, xs, fa) -> bool | str:
     return True
 
 
-# One float32 rounding unit (relative). On an edge input of magnitude M, computing in float32 costs about FP32_UNIT*M
-# wherever the input's magnitude meets its own cancellation (x - mean at a DC offset of 1000): B's error against
-# float64 below that is no evidence of a port difference, whatever the kernels' rounding order.
-FP32_UNIT = 2.0 ** -23
-
-
-def perturbed_runs(run: PairRun, xs: list[np.ndarray]) -> list:
-    """A's outputs on `xs` moved by one float32 rounding unit, one run per seed (judging/condition.py); recorded
-    by A's capture for every edge input, so phase 2 replays them."""
-    return [run.forward(run.a, condition.perturbed(xs, seed)) for seed in condition.SEEDS]
 
 
 def _conditioned(run: PairRun, name: str, why: str, j: dict, tol, xs, fa) -> dict | None:
     """The edge check judged against the conditioning floor of A on this input, or None (the strict rule)."""
-    w = j["worst"]
-    if "probabilities" in (run.a.impl.reads, run.b.impl.reads):
-        return None  # a logits processor is discontinuous at its cut-off by design: ties have their own rule
-    try:
-        spread = condition.floor(fa, perturbed_runs(run, xs))
-    except Exception:  # noqa: BLE001 - not recorded or A raises: the strict rule stands
+    got = conditioned(run, j, xs, fa)
+    if got is None:
         return None
-    outcome = condition.judge(w["max_abs_diff"], w["atol"], spread)
-    if outcome is None:
-        return None
-    figure = {"floor": spread, "factor": condition.FACTOR, "tolerance": w["atol"]}
-    out = verdict_from(name, j, tol)
-    said = (f"{why}: A and B differ by {w['max_abs_diff']:.3g}, within {condition.FACTOR:g}x the conditioning floor "
-            f"{spread:.3g} (A itself moves by that much when its input moves by one float32 rounding unit)")
-    if outcome == "inconclusive":  # listed among the pair's limitations, like a skipped check
-        out.update(status="inconclusive", message=f"{said}; the floor exceeds the tolerance {w['atol']:.3g}, so "
-                                                  "float32 cannot tell a correct kernel from a wrong one here")
-    else:
-        out.update(status="pass", message=said)
-    out["condition"] = figure
+    outcome, figure = got
+    out = verdict_from(name, j, tol)  # an inconclusive check is listed among the pair's limitations
+    out.update(status=outcome, message=f"{why}: {said(figure, j['worst']['max_abs_diff'])}", condition=figure)
     return out
 
 

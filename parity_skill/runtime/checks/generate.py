@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.runtime.diagnosis import rootcause
-from parity_skill.runtime.checks.sampling import TV_MEAN, distribution
+from parity_skill.runtime.checks.sampling import distribution
+from parity_skill.thresholds import STEP_TV, TV_MEAN
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.sides.failures import describe
 
-STEP_TV = 1e-3  # a step whose distributions differ by more than this is "differing"
 BARS = " ▁▂▃▄▅▆▇█"
 
 

@@ -4,21 +4,29 @@ from __future__ import annotations
 import numpy as np
 
 from parity_skill.runtime.checks.basic import gradients, is_deterministic, verdict_from
+from parity_skill.runtime.checks.conditioning import low_precision_floor
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import HOT_SCALE, batch_inputs, edge_inputs, hot_inputs
 from parity_skill.runtime.sides.failures import backend_limit, describe
 from parity_skill.runtime.judging.metrics import compare, rmse, scaled_atol
 from parity_skill.runtime.judging.outputs import first_nonfinite, judge, label, match_outputs
+from parity_skill.thresholds import UNIT_ROUNDOFF
 
 
-def relative_error(a: np.ndarray, b: np.ndarray, ref: np.ndarray, mult: float, floor: float) -> dict:
-    """The precision rule: B's RMSE against the reference may be at most `mult` x A's own, plus `floor`.
-    Non-finite values in B make B's error infinite."""
+def relative_error(a: np.ndarray, b: np.ndarray, ref: np.ndarray, mult: float, floor: float,
+                   conditioned: float = 0.0) -> dict:
+    """The precision rule: B's RMSE against the reference may be at most `mult` x A's own plus `floor`, or, when A
+    is more exact than rounding its input alone allows (a fused kernel), `mult` x `conditioned`, the RMS error
+    that rounding causes (conditioning.low_precision_floor). Non-finite values in B make B's error infinite."""
     nonfinite_b = int(np.sum(~np.isfinite(b)))
     err_a, err_b = rmse(a, ref), (rmse(b, ref) if not nonfinite_b else float("inf"))
     ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
-    return dict(ok=nonfinite_b == 0 and err_b <= mult * err_a + floor, a_error=err_a, b_error=err_b, ratio=ratio,
-                floor=floor, nonfinite_b=nonfinite_b)
+    allowed = max(mult * err_a + floor, mult * conditioned)
+    out = dict(ok=nonfinite_b == 0 and err_b <= allowed, a_error=err_a, b_error=err_b, ratio=ratio, floor=floor,
+               nonfinite_b=nonfinite_b)
+    if conditioned:  # `decides`: the floor allowed more than the ratio rule (A is unusually exact here)
+        out["condition"] = {"floor": conditioned, "factor": mult, "decides": bool(mult * conditioned > mult * err_a + floor)}
+    return out
 
 
 def reference(run: PairRun, key: str, xs: list[np.ndarray]):
@@ -47,7 +55,7 @@ def _exact_reference(name: str) -> bool:
     return "float64" in name and "float32" not in name
 
 
-def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: float):
+def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: float, floors: dict | None = None):
     """Worst output of one input set: A's and B's error against the reference, or None if not comparable."""
     oa = run.forward(run.a, xs, dtype)
     ob = run.forward(run.b, xs, dtype)
@@ -59,7 +67,7 @@ def _errors(run: PairRun, dtype: str, xs: list[np.ndarray], ref, tol, mult: floa
             return {"key": k, "ok": False, "shape": (r.shape, a.shape, b.shape)}
         if not (np.isfinite(r).all() and np.isfinite(a).all()):
             continue  # the reference itself overflows here: nothing to hold B to
-        entry = relative_error(a, b, r, mult, scaled_atol(tol.atol, r))
+        entry = relative_error(a, b, r, mult, scaled_atol(tol.atol, r), (floors or {}).get(k, 0.0))
         with np.errstate(invalid="ignore", over="ignore"):
             diff = np.abs(b.astype(np.float64) - a.astype(np.float64))
         entry.update(key=k, max_abs_diff=float(np.nanmax(diff)) if a.size else 0.0)
@@ -104,7 +112,7 @@ def check_precision(run: PairRun, dtype: str) -> dict:
             parts.append(f"{label_}: A itself fails in {dtype} ({describe(exc)})")
             continue
         try:
-            w = _errors(run, dtype, xs, ref, tol, mult)
+            w = _errors(run, dtype, xs, ref, tol, mult, low_precision_floor(run, dtype) if xs is run.base else None)
         except Exception as exc:  # noqa: BLE001
             why = describe(exc)
             if backend_limit(why):  # the framework lacks the op in this dtype here: not the port's doing
@@ -129,7 +137,12 @@ def check_precision(run: PairRun, dtype: str) -> dict:
     fields = dict(a_error=worst["a_error"], b_error=worst["b_error"], ratio=worst["ratio"], reference=ref_name,
                   max_abs_diff=worst["max_abs_diff"], scale=worst["set"],
                   tolerance={"atol": tol.atol, "rtol": tol.rtol, "multiplier": mult, "atol_floor": worst["floor"]})
-    msg = f"RMSE vs {ref_name}, allowed B <= {mult:g}x A + {worst['floor']:.1g}: " + "; ".join(parts)
+    msg = f"RMSE vs {ref_name}, allowed B <= {mult:g}x A + {worst['floor']:.1g}"
+    if worst.get("condition"):
+        fields["condition"] = worst["condition"]
+        msg += (f" or {mult:g}x the error rounding the input to {dtype} causes, {worst['condition']['floor']:.2g}"
+                + (" (which decides: A is unusually exact here)" if worst["condition"]["decides"] else ""))
+    msg += ": " + "; ".join(parts)
     if worst["ok"] and stressed is not None:
         warning = stress_warning(dtype, stressed)
         if not run.checks.strict:
@@ -164,7 +177,6 @@ def stress_warning(dtype: str, w: dict) -> str:
 # One rounding unit of each low-precision dtype. A gradient that is zero in exact arithmetic (a key bias under
 # softmax) is rounding noise in every dtype; the backward precision rule allows one unit at the scale of the
 # largest gradient (its RMS) on top of the multiplier, so noise is never judged relative to noise.
-UNIT_ROUNDOFF = {"fp16": 2.0 ** -11, "bf16": 2.0 ** -8}
 
 
 def check_backward_precision(run: PairRun, dtype: str) -> dict:

@@ -19,7 +19,9 @@ from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import base_inputs
 from parity_skill.runtime.sides.failures import describe
 
-TV_MEAN, TV_MAX, LOWP_FLOOR, TOP_K = 1e-3, 1e-2, 1e-3, 5
+from parity_skill.thresholds import LOWP_TV_FLOOR as LOWP_FLOOR, PRECISION_MULTIPLIER, TV_MAX, TV_MEAN
+
+TOP_K = 5
 GUMBEL_DRAWS = 32
 
 
@@ -129,11 +131,11 @@ def check_sampling(run: PairRun) -> dict:
             continue
         drift_a = 0.5 * np.abs(distribution(a_dt, settings, history) - pa).sum(axis=-1).mean()
         drift_b = 0.5 * np.abs(distribution(b_dt, settings, history) - pa).sum(axis=-1).mean()
-        allowed = 3.0 * drift_a + LOWP_FLOOR
+        allowed = PRECISION_MULTIPLIER * drift_a + LOWP_FLOOR
         lowp[dt] = {"tv_mean_a": float(drift_a), "tv_mean_b": float(drift_b), "allowed": float(allowed)}
         if drift_b > allowed:
             problems.append(f"{dt}: B's mean TV from A's float32 distribution {drift_b:.2g} > allowed {allowed:.2g} "
-                            f"(3x A's own {drift_a:.2g} + {LOWP_FLOOR:g})")
+                            f"({PRECISION_MULTIPLIER:g}x A's own {drift_a:.2g} + {LOWP_FLOOR:g})")
     figs["low_precision"] = lowp
     if figs["tv_mean"] > TV_MEAN:
         problems.insert(0, f"mean TV {figs['tv_mean']:.3g} > {TV_MEAN:g}")

@@ -5,12 +5,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from parity_skill.thresholds import EDGE_OFFSET, STRESS_SCALE as HOT_SCALE
 from parity_skill.spec import InputSpec
 
 EDGE_SCALE = {"large": 1e4, "tiny": 1e-6}
-EDGE_OFFSET = 1e3
-# fp16 is also judged at activation scale: values in the hundreds, where x**2 overflows float16 (max 65504)
-HOT_SCALE = 128.0
 # per-sample scale and offset for the batch check: samples deliberately unlike each other
 BATCH_SCALES = (1.0, 0.25, 4.0, 1.5, 0.5, 2.0, 8.0, 0.75)
 BATCH_OFFSETS = (0.0, 0.5, -1.0, 2.0, -0.25, 1.0, -2.0, 0.1)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SEEDS = (101, 102, 103)
-FACTOR = 4.0
+from parity_skill.thresholds import CONDITION_FACTOR, CONDITION_SEEDS
+
+SEEDS, FACTOR = CONDITION_SEEDS, CONDITION_FACTOR
 
 
 def perturbed(xs: list[np.ndarray], seed: int) -> list[np.ndarray]:
@@ -52,6 +53,22 @@ def floor(fa: list, moved: list[list]) -> float | None:
             if both.any():
                 worst = max(worst or 0.0, float(np.max(np.abs(a64[both] - b64[both]))))
     return worst
+
+
+def rms_floor(fa: list, moved: list[list]) -> dict:
+    """{output key: the largest RMS change of that output of A under the perturbations} (finite elements)."""
+    out: dict = {}
+    for run in moved:
+        by_key = dict(run)
+        for key, a in fa:
+            b = by_key.get(key)
+            if b is None or np.shape(a) != np.shape(b):
+                continue
+            a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            both = np.isfinite(a64) & np.isfinite(b64)
+            if both.any():
+                out[key] = max(out.get(key, 0.0), float(np.sqrt(np.mean((a64[both] - b64[both]) ** 2))))
+    return out
 
 
 def judge(diff: float, tolerance: float, spread: float | None) -> str | None:

@@ -9,7 +9,8 @@ from dataclasses import asdict, replace
 from parity_skill import __version__
 from parity_skill.runtime.data import artifact
 from parity_skill.runtime.checks import basic
-from parity_skill.runtime.checks import edges, matrix
+from parity_skill.runtime.checks import matrix
+from parity_skill.runtime.checks.conditioning import perturbed_runs
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try, permuted_spec
 from parity_skill.runtime.sides import configs
@@ -40,11 +41,15 @@ def _references_first(run: PairRun) -> None:
     """Every float64 reference phase 2 may need (some only when A and B differ, which a mirror never does),
     computed before anything else: the float64 model then grows into a heap no check has fragmented yet, and the
     side's peak memory stays near two copies of the weights."""
+    try:  # the default input's floor (forward, fp16/bf16)
+        perturbed_runs(run, run.base)
+    except Exception:  # noqa: BLE001 - recorded as an error; phase 2 then judges by the strict rule
+        pass
     for key, xs in matrix.planned_references(run):
         try:
             matrix.reference(run, key, xs)
             if key.startswith("ref:edge:"):  # the conditioning floor phase 2 may need (runtime/judging/condition.py)
-                edges.perturbed_runs(run, xs)
+                perturbed_runs(run, xs)
         except Exception:  # noqa: BLE001 - recorded as an error; phase 2 reports it if it needs the reference
             pass
 
