@@ -28,7 +28,7 @@ class Context:
         self.path, self.module, self.positions, self.aliases = path, module, positions, aliases
 
     def loc(self, node: cst.CSTNode) -> str:
-        return f"{self.path}:{self.positions[node].start.line}"
+        return f"{self.path}:{self.positions.lines(node)[0]}"
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node).strip()

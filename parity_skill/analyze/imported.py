@@ -1,7 +1,6 @@
 """Module classes a submodule is built from when they live in another file (read and analysed, never imported)."""
 from __future__ import annotations
 
-import functools
 import os
 
 from parity_skill.analyze import hierarchy
@@ -22,17 +21,17 @@ def module_class(fa: FileAnalysis, type_name: str) -> tuple[Symbol, FileAnalysis
     found = hierarchy.find_class(type_name, fa.path)
     if found is None or os.path.abspath(found.path) == os.path.abspath(fa.path):
         return None
-    other = _other_file(found.path)
+    other = _other_file(found.path, found.name)
     if other is None:
         return None
     sym = other.symbol(found.name)
     return (sym, other) if sym is not None and sym.kind == "module" else None
 
 
-@functools.lru_cache(maxsize=64)
-def _other_file(path: str) -> FileAnalysis | None:
-    """Another file's analysis, read once per run (every Conv1D of a 12-layer GPT-2 asks for the same file)."""
+def _other_file(path: str, name: str) -> FileAnalysis | None:
+    """What another file's class reaches, analysed (cached for the run: every Conv1D of a 12-layer GPT-2 asks for
+    the same one)."""
     try:
-        return analyze_file(path)
+        return analyze_file(path, (name,))
     except InputError:
         return None

@@ -5,11 +5,12 @@ import ast
 import os
 import re
 import sys
+from collections.abc import Iterable
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from parity_skill.analyze import hierarchy
+from parity_skill.analyze import hierarchy, reach
 from parity_skill.analyze import vocabulary as V
 from parity_skill.analyze.body import BodyVisitor, Context, dotted
 from parity_skill.analyze.init_body import ConfigUses, InitVisitor
@@ -23,17 +24,22 @@ MAX_DEPTH = 300  # syntax-tree nesting; real code stays far below, a generated 1
 RECURSION_LIMIT = 20_000  # libcst's visitors recurse a few frames per level
 
 
-def _depth(tree: ast.AST) -> int:
-    """Nesting depth of a syntax tree, measured without recursion."""
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, d = stack.pop()
-        deepest = max(deepest, d)
-        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
-    return deepest
+class Positions:
+    """libcst's start and end line of a node, as line numbers of the file (reach.reduced drops lines)."""
+
+    def __init__(self, positions, line_map: list[int] | None) -> None:
+        self._positions, self._map = positions, line_map
+
+    def lines(self, node: cst.CSTNode) -> tuple[int, int]:
+        span = self._positions[node]
+        if self._map is None:
+            return span.start.line, span.end.line
+        return self._map[span.start.line - 1], self._map[min(span.end.line, len(self._map)) - 1]
 
 
-def parse(path: str) -> tuple[cst.Module, dict]:
+def parse(path: str, only: frozenset[str] = frozenset()) -> tuple[cst.Module, Positions, dict[str, str]]:
+    """(libcst module, positions, import aliases) of `path`; with `only`, the module holds just the code those
+    top-level symbols reach (reach.py), every line number still the file's own."""
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -47,16 +53,21 @@ def parse(path: str) -> tuple[cst.Module, dict]:
         raise InputError(f"{path}: cannot read: {exc}") from None
     try:  # Python's own parser first: fast, and its message names the real problem and line
         tree = ast.parse(source, filename=path)
-        depth = _depth(tree)
+        keep = reach.needed(tree, set(only)) if only else None
+        depth = reach.depth(reach.kept_nodes(tree, keep) if keep is not None else [tree])
     except SyntaxError as py:
         raise InputError(f"{path}:{py.lineno}: syntax error: {py.msg}") from None
     except (RecursionError, MemoryError):
         tree, depth = None, MAX_DEPTH + 1
     if depth > MAX_DEPTH:
         raise InputError(f"{path}: code nested more than {MAX_DEPTH} levels deep; too deep to analyze")
+    line_map = None
+    if keep is not None:
+        source, line_map = reach.reduced(source, tree, keep)
     module = _parse_cst(path, source, tree)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    return module, wrapper.resolve(PositionProvider)
+    aliases = reach.imports(tree) if tree is not None else _cst_imports(module)
+    return module, Positions(wrapper.resolve(PositionProvider), line_map), aliases
 
 
 MAX_BLANKED = 20
@@ -194,24 +205,48 @@ def _file_framework(aliases: dict[str, str]) -> str | None:
     return None
 
 
-def analyze_file(path: str) -> FileAnalysis:
-    """Analyze `path`. Raises InputError for a missing, unreadable, invalid or pathologically deep file."""
+_CACHE: dict[tuple, FileAnalysis] = {}
+MAX_CACHED = 64
+
+
+def analyze_file(path: str, only: Iterable[str] = ()) -> FileAnalysis:
+    """Analyze `path`: every top-level symbol, or with `only` (names of the file's top-level classes or functions)
+    those and what they reach (reach.py). Cached by file content for the run: the planner and the submodule
+    lookups read a file once. Raises InputError for a missing, unreadable, invalid or pathologically deep file."""
+    only = frozenset(n for n in only if n)
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, only)
+    except OSError:
+        key = None
+    if key in _CACHE:
+        return _CACHE[key]
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
     try:
-        return _analyze(path)
+        out = _analyze(path, only)
     except RecursionError:
         raise InputError(f"{path}: nested too deeply to analyze") from None
     finally:
         sys.setrecursionlimit(limit)
+    if key is not None:
+        if len(_CACHE) >= MAX_CACHED:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = out
+    return out
 
 
-def _analyze(path: str) -> FileAnalysis:
-    module, positions = parse(path)
+def _cst_imports(module: cst.Module) -> dict[str, str]:
+    """Import aliases read by libcst, for the rare file Python's own parser could not read (too deep)."""
     imports = _Imports()
     module.visit(imports)
-    ctx = Context(path, module, positions, imports.aliases)
-    file_fw = _file_framework(imports.aliases)
+    return imports.aliases
+
+
+def _analyze(path: str, only: frozenset[str] = frozenset()) -> FileAnalysis:
+    module, positions, aliases = parse(path, only)
+    ctx = Context(path, module, positions, aliases)
+    file_fw = _file_framework(aliases)
 
     classes = [s for s in module.body if isinstance(s, cst.ClassDef)]
     module_fw: dict[str, str] = {}
@@ -245,7 +280,7 @@ def _analyze(path: str) -> FileAnalysis:
                 helpers.append(stmt.name.value)
             else:
                 symbols.append(_function_symbol(stmt, ctx, file_fw))
-    return FileAnalysis(path, file_fw, tuple(sorted(imports.aliases.items())), tuple(symbols), tuple(configs),
+    return FileAnalysis(path, file_fw, tuple(sorted(aliases.items())), tuple(symbols), tuple(configs),
                         tuple(helpers))
 
 
@@ -303,6 +338,5 @@ def _function_symbol(fn: cst.FunctionDef, ctx: Context, file_fw: str | None) -> 
 def _lines(node: cst.CSTNode | None, ctx: Context) -> tuple[int, int]:
     if node is None:
         return (0, 0)
-    span = ctx.positions[node]
-    return (span.start.line, span.end.line)
+    return ctx.positions.lines(node)
 

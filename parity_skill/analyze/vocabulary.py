@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import re
 
+IDS_NAMES = re.compile(r"^(input_ids|ids|tokens|token_ids|inputs)$")  # a model's first argument: it takes tokens
+ROTARY_CLASS = re.compile(r"rotary|rope", re.I)  # a class computing (cos, sin) tables: a layer's companion
+
 FRAMEWORK_ROOTS = {"torch": "torch", "mlx": "mlx", "numpy": "numpy"}
 
 MODULE_BASES = {

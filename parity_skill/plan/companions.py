@@ -8,14 +8,13 @@ import re
 from typing import Any
 
 from parity_skill.analyze.model import FileAnalysis, Symbol
+from parity_skill.analyze.vocabulary import IDS_NAMES, ROTARY_CLASS
 from parity_skill.plan.construct import constructor_args, environment
 from parity_skill.spec import Companion, Config, InputSpec
 
 ROTARY_ARG = re.compile(r"^(position_embeddings?|pos_embs?|rotary_pos_emb|rotary_emb|freqs_cis|cos_sin)$")
-ROTARY_CLASS = re.compile(r"rotary|rope", re.I)
 # what a model computes once and hands each layer: rotary tables (one per attention kind), time embeddings
 MODEL_ARG = re.compile(r"^(position_embeddings?_\w+|\w*rotary\w*|\w*freqs\w*|temb|time_emb\w*|pos_emb\w*)$")
-IDS_NAMES = re.compile(r"^(input_ids|ids|tokens|token_ids|inputs)$")
 POSITION_NAMES = re.compile(r"^(position_ids|positions|pos_ids|pos)$")
 LENGTH_NAMES = re.compile(r"^(seq_len|seqlen|seq_length|length|max_seq_len)$")
 HEAD_DIM_NAMES = re.compile(r"^(dim|head_dim|rotary_dim|dims|rope_dim)$")

@@ -253,14 +253,14 @@ def _unmatched_init(opts: PlanOptions, used: set[str], specs: list[PairSpec]) ->
 
 
 def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityPlan:
-    fa_a = analyze_file(target_a.path)
+    fa_a = analyze_file(target_a.path, (target_a.symbol,))  # a named symbol: only what it reaches
     used: set[str] = set()
     if target_b.path is None:
         sa = pair_symbols(fa_a, fa_a, target_a.symbol, target_a.symbol)[0][0]
         spec = plan_pair(fa_a, sa, None, None, opts, reference=target_b.symbol, used=used)
         used |= set(opts.init)  # the reference takes A's arguments by name or role at run time
         return ParityPlan((spec,))
-    fa_b = analyze_file(target_b.path)
+    fa_b = analyze_file(target_b.path, (target_b.symbol,))
     ambiguous: list[str] = []
     pairs = sorted(pair_symbols(fa_a, fa_b, target_a.symbol, target_b.symbol, ambiguous), key=lambda p: p[0].name)
     specs = []
