@@ -137,3 +137,33 @@ def test_stacked_expert_matrices_are_drawn_like_matrices():
     assert role("conv.weight", (16, 8, 3), "Conv1d") == "matrix"
     w = draw("mlp.experts.gate_up_proj", (8, 128, 64), "matrices", 0)
     assert abs(float(w.std()) - 64 ** -0.5) < 0.01
+
+
+def test_the_all_finite_path_gives_the_figures_of_the_masked_path():
+    """Large comparisons take a path without masks when every value is finite; its figures are the masked path's."""
+    from parity_skill.runtime.judging.metrics import _Sums
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(10_000) * 5
+    b = a + rng.standard_normal(10_000) * 1e-5
+    a[17] = 0.0
+    b[17] = 1e-9  # a zero reference element: infinite relative difference
+    a[23] = b[23] = 0.0
+    fast, masked = _Sums(1e-5, 1.3e-6), _Sums(1e-5, 1.3e-6)
+    fast._add_finite(0, a, b)
+    masked._add_masked(0, a, b)
+    for name in ("n_both", "mismatched", "worst_off", "worst_any", "max_diff", "max_rel", "min_atol", "min_rtol"):
+        assert getattr(fast, name) == getattr(masked, name), name
+    for name in ("dot", "aa", "bb", "sq", "sum_a", "sum_b"):
+        assert np.isclose(getattr(fast, name), getattr(masked, name), rtol=1e-12), name
+
+
+def test_rmses_read_the_reference_once_and_agree_with_rmse():
+    from parity_skill.runtime.judging.metrics import rmse, rmses
+
+    rng = np.random.default_rng(4)
+    ref = rng.standard_normal((3, 1000))
+    a, b = ref + 1e-3 * rng.standard_normal(ref.shape), ref + 2e-3 * rng.standard_normal(ref.shape)
+    b[0, 5] = np.nan
+    assert np.allclose(rmses(ref, a, b), [rmse(a, ref), rmse(b, ref)], rtol=1e-12)
+    assert rmses(ref, np.full_like(ref, np.inf))[0] == np.inf

@@ -8,7 +8,7 @@ from parity_skill.runtime.checks.conditioning import low_precision_floor
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import HOT_SCALE, batch_inputs, edge_inputs, hot_inputs
 from parity_skill.runtime.sides.failures import backend_limit, describe
-from parity_skill.runtime.judging.metrics import compare, rmse, scaled_atol
+from parity_skill.runtime.judging.metrics import compare, rmse, rmses, scaled_atol
 from parity_skill.runtime.judging.outputs import first_nonfinite, judge, label, match_outputs
 from parity_skill.thresholds import UNIT_ROUNDOFF
 
@@ -19,7 +19,7 @@ def relative_error(a: np.ndarray, b: np.ndarray, ref: np.ndarray, mult: float, f
     is more exact than rounding its input alone allows (a fused kernel), `mult` x `conditioned`, the RMS error
     that rounding causes (conditioning.low_precision_floor). Non-finite values in B make B's error infinite."""
     nonfinite_b = int(np.sum(~np.isfinite(b)))
-    err_a, err_b = rmse(a, ref), (rmse(b, ref) if not nonfinite_b else float("inf"))
+    err_a, err_b = rmses(ref, a, b) if not nonfinite_b else (rmse(a, ref), float("inf"))
     ratio = err_b / err_a if err_a > 0 else (0.0 if err_b == 0 else float("inf"))
     allowed = max(mult * err_a + floor, mult * conditioned)
     out = dict(ok=nonfinite_b == 0 and err_b <= allowed, a_error=err_a, b_error=err_b, ratio=ratio, floor=floor,

@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,19 +105,44 @@ def read_manifest(folder: str | Path) -> dict:
 
 def read(folder: str | Path) -> tuple[dict, Tensors]:
     """(manifest, tensors): every file resolved inside the folder and checked against the manifest's sha256."""
+    manifest, tensors, verified = read_verifying(folder)
+    verified()
+    return manifest, tensors
+
+
+def read_verifying(folder: str | Path) -> tuple[dict, Tensors, Callable[[], None]]:
+    """(manifest, tensors, verified): the files' sha256 are checked in a thread while the caller works (hashlib
+    releases the interpreter lock); `verified()` waits for that and raises ArtifactError on a corrupt file. A
+    caller must call it before it reports anything read from the tensors."""
     manifest = read_manifest(folder)
     if manifest.get("error"):
-        return manifest, Tensors([])
-    paths = []
+        return manifest, Tensors([]), lambda: None
+    bad: list[str] = []
+
+    def check() -> None:
+        for name, path in paths.items():
+            if _sha256(path) != manifest["files"][name]:
+                bad.append(f"{Path(folder) / name}: corrupt or truncated (sha256 differs from {MANIFEST})")
+                return
+
     try:
-        for name, digest in sorted(manifest["files"].items()):
-            path = manifest_io.file_path(Path(folder), name)
-            if _sha256(path) != digest:
-                raise ArtifactError(f"{Path(folder) / name}: corrupt or truncated (sha256 differs from {MANIFEST})")
-            paths.append(str(path))
-        return manifest, Tensors(paths)
-    except (manifest_io.ManifestError, TensorFileError) as exc:
+        paths = {name: manifest_io.file_path(Path(folder), name) for name in sorted(manifest["files"])}
+        tensors = Tensors([str(p) for p in paths.values()])
+    except manifest_io.ManifestError as exc:
         raise ArtifactError(str(exc)) from None
+    except TensorFileError as exc:  # a damaged file: say so the way the digest does, when it does
+        check()
+        raise ArtifactError(bad[0] if bad else str(exc)) from None
+
+    worker = threading.Thread(target=check, name="artifact-sha256", daemon=True)
+    worker.start()
+
+    def verified() -> None:
+        worker.join()
+        if bad:
+            raise ArtifactError(bad[0])
+
+    return manifest, tensors, verified
 
 
 def wait_for(folder: str | Path, done_marker: Path, timeout: float) -> None:

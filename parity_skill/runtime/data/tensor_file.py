@@ -113,14 +113,15 @@ def _entry(path: str, name: str, info, data_size: int) -> dict:
 
 
 def read_tensor(path: str, entry: dict, data_at: int) -> np.ndarray:
+    raw = bytearray(entry["end"] - entry["begin"])  # read into, not copied after: the array owns writable memory
     with open(path, "rb") as fh:
         fh.seek(data_at + entry["begin"])
-        raw = fh.read(entry["end"] - entry["begin"])
-    if len(raw) != entry["end"] - entry["begin"]:
+        got = fh.readinto(raw)
+    if got != len(raw):
         raise TensorFileError(f"{path}: truncated while reading")
     if entry["dtype"] in _WIDENED:
-        return widen(entry["dtype"], raw, entry["shape"])
-    return np.frombuffer(raw, np.dtype(_PLAIN[entry["dtype"]]).newbyteorder("<")).reshape(entry["shape"]).copy()
+        return widen(entry["dtype"], bytes(raw), entry["shape"])
+    return np.frombuffer(raw, np.dtype(_PLAIN[entry["dtype"]]).newbyteorder("<")).reshape(entry["shape"])
 
 
 class Tensors(Mapping):

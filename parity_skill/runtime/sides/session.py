@@ -263,10 +263,21 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     try:
         if wait is not None:
             artifact.wait_for(folder, done_marker, wait)
-        manifest, tensors = artifact.read(folder)
+        manifest, tensors, verified = artifact.read_verifying(folder)
     except artifact.ArtifactError as exc:
         entry["error"] = str(exc)
         return entry
+    done = _against(spec, entry, b, folder, manifest, tensors)
+    try:
+        verified()  # nothing read from a corrupt artifact is reported
+    except artifact.ArtifactError as exc:
+        return dict(new_entry(spec), error=str(exc))
+    return done
+
+
+def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, tensors) -> dict:
+    """compare_pair once A's artifact is read: every check of B against it."""
+    notes = entry["notes"]
     if manifest.get("error"):
         entry["error"] = manifest["error"]
         return entry

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import os
 import re
@@ -33,7 +34,12 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 
 def class_of(obj: Any) -> dict:
     """{class, location}: the object's class name and where it is defined (relative when under the cwd)."""
-    cls = type(obj)
+    return dict(_class_location(type(obj)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_location(cls: type) -> dict:
+    """class_of for a class (read once: a 12-layer model has 12 instances of each of its classes)."""
     try:
         path, line = inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
     except (TypeError, OSError):
