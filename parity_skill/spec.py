@@ -137,6 +137,7 @@ class Checks:
     positions: int = 64  # sequence length of the sampling check's inputs
     generate: int = 0  # --generate N: decoding steps compared (teacher-forced on A's tokens)
     strict: bool = False  # --strict: a warning (fp16/bf16 at the stress scale) fails its check
+    stream: bool = False  # --stream: one block at a time, each teacher-forced on A's recorded activations
 
 
 @dataclass(frozen=True)

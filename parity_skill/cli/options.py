@@ -106,7 +106,7 @@ def _sampling(text: str | None, logits: bool) -> tuple[tuple[str, float], ...]:
 
 def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge, no_backward, quick, seed, layout,
              isolate, map_file=None, convert="", sampling=None, logits=False, generate=0, strict=False,
-             config_file=None):
+             config_file=None, stream=False):
     from parity_skill.plan.map_rules import read_rules
     from parity_skill.plan.planner import PlanOptions
     from parity_skill.plan.inputs import parse_input_override
@@ -145,7 +145,7 @@ def _options(init, inputs, atol, rtol, level, cosine, dtypes, batch_sizes, edge,
                        batch_sizes=sizes or (1,), edges=edges, backward=not no_backward, quick=quick, seed=seed,
                        layout_b=layout_b, isolate=isolate, map_rules=read_rules(map_file), convert=convert,
                        sampling=_sampling(sampling, logits), generate=generate or 0, strict=strict,
-                       config=_config_json(config_file))
+                       config=_config_json(config_file), stream=stream)
 
 
 def _config_json(path: str | None) -> dict:
@@ -204,6 +204,10 @@ PLAN_OPTIONS = _options_of(
                  help="A config.json for both sides' config objects (the real sizes, not shrunk)."),
     click.option("--strict", is_flag=True, help="Warnings fail (fp16/bf16 at 128x the activation scale, where "
                  "realism is unknown, only warns by default)."),
+    click.option("--stream", is_flag=True, help="Models larger than memory (torch): each module's weights are "
+                 "loaded just before it runs, each block is fed A's recorded input and judged alone; the report "
+                 "is the per-block table with the first divergent block."),
 )
 PLAN_OPTION_NAMES = ("init", "inputs", "atol", "rtol", "level", "cosine", "dtypes", "batch_sizes", "edge",
-                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits", "generate", "strict", "config_file")
+                     "no_backward", "quick", "layout", "isolate", "seed", "sampling", "logits", "generate", "strict", "config_file",
+                     "stream")

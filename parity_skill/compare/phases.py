@@ -69,7 +69,7 @@ def plan_compare(folder: str, target_b: Target, opts: PlanOptions) -> ParityPlan
     without it, A's side of the plan comes from the manifest and B's from B's code."""
     manifest = read_capture(folder)
     side = manifest["side"]
-    opts = replace(opts, seed=manifest["seed"])
+    opts = replace(opts, seed=manifest["seed"], stream=opts.stream or "stream" in manifest)  # the capture decides
     source = _source_of_a(folder, side)
     if source:
         return build_plan(Target(source, side["symbol"]), target_b, opts)

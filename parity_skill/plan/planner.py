@@ -54,6 +54,7 @@ class PlanOptions:
     generate: int = 0  # --generate N
     strict: bool = False  # --strict: warnings fail
     config: dict[str, Any] = field(default_factory=dict)  # --config FILE.json: the real config, for both sides
+    stream: bool = False  # --stream: one block at a time (runtime/stream/)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class ParityPlan:
 
 
 def check_names(opts: PlanOptions) -> tuple[str, ...]:
+    if opts.stream:  # the per-block table is the check
+        return ("stream",)
     names = ["forward"] + (["backward"] if opts.backward else []) + (["sampling"] if opts.sampling else []) + \
         (["generate"] if opts.generate else [])
     if opts.quick:
@@ -97,7 +100,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
                         fixed_args(sa, set(derived_a) | set(opts.inputs), notes))
     checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
                     opts.cosine, seed=opts.seed, isolate=opts.isolate, sampling=opts.sampling,
-                    generate=opts.generate, strict=opts.strict)
+                    generate=opts.generate, strict=opts.strict, stream=opts.stream)
     set_a = settings(sa, fa_a, init_a, opts.init) if sa.kind == "module" else []
     if sb is None:  # reference mode: B is an importable dotted path; the runtime carries A's arguments over
         carried = {**{s.path: s.value for s in set_a if "." not in s.path}, **init_a}  # A's defaults too (eps)
@@ -252,6 +255,13 @@ def _unmatched_init(opts: PlanOptions, used: set[str], specs: list[PairSpec]) ->
                          f"({sides}); config fields can be named config.field")
 
 
+def _streamable(sa: Symbol, path_a: str, sb: Symbol, path_b: str) -> None:
+    """--stream builds torch modules one block at a time: anything else is refused, naming the side."""
+    for sym, path in ((sa, path_a), (sb, path_b)):
+        if sym.framework != "torch" or sym.kind != "module":
+            raise InputError(f"{path}::{sym.name}: --stream compares torch modules ({sym.framework} {sym.kind})")
+
+
 def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityPlan:
     fa_a = analyze_file(target_a.path, (target_a.symbol,))  # a named symbol: only what it reaches
     used: set[str] = set()
@@ -291,12 +301,15 @@ def build_plan(target_a: Target, target_b: Target, opts: PlanOptions) -> ParityP
         if opts.generate:
             spec = replace(spec, notes=spec.notes + (processors.cache_note(sa, sb),))
         head_a, head_b = processors.ends_in_vocabulary(sa), processors.ends_in_vocabulary(sb)
-        if head_a and head_b and not opts.quick and "sampling" not in spec.checks.names:
+        if head_a and head_b and not (opts.quick or opts.stream) and "sampling" not in spec.checks.names:
             spec = replace(spec, checks=replace(spec.checks, names=spec.checks.names + ("sampling",)),
                            notes=spec.notes + (f"sampling: both sides end in a vocabulary projection (A {head_a}, "
                                                f"B {head_b}): their outputs are also compared as logits at "
                                                "temperature 1.0 (--sampling KEY=VALUE,... for your decoding settings)",))
         specs.append(spec)
-        specs += [v for v in (_model_mask(mask_variant(spec, sa, sb)), cross_variant(spec, sa, sb)) if v is not None]
+        if opts.stream:
+            _streamable(sa, fa_a.path, sb, fa_b.path)
+        else:
+            specs += [v for v in (_model_mask(mask_variant(spec, sa, sb)), cross_variant(spec, sa, sb)) if v is not None]
     _unmatched_init(opts, used, specs)
     return ParityPlan(tuple(specs), unpaired={"a": tuple(left_a), "b": tuple(left_b)})

@@ -65,7 +65,14 @@ def capture(pairs: list[PairSpec], folder: str) -> int:
     def failed(p, message):
         artifact.write_error(_folder(folder, pairs, p), base_manifest(p), message)
 
-    _guarded(pairs, lambda p: capture_pair(p, _folder(folder, pairs, p)), failed)
+    def one(p: PairSpec) -> None:
+        if p.checks.stream:  # one block at a time (runtime/stream/)
+            from parity_skill.runtime.stream.side_a import capture_streamed
+
+            return capture_streamed(p, _folder(folder, pairs, p), base_manifest(p))
+        return capture_pair(p, _folder(folder, pairs, p))
+
+    _guarded(pairs, one, failed)
     return 0
 
 
@@ -75,7 +82,15 @@ def compare(pairs: list[PairSpec], folder: str, wait: float | None = None) -> di
     from parity_skill.runtime.sides.session import compare_pair, new_entry
 
     done = Path(folder) / SIDE_DONE
-    return report(_guarded(pairs, lambda p: compare_pair(p, _folder(folder, pairs, p), wait, done), new_entry))
+
+    def one(p: PairSpec) -> dict:
+        if p.checks.stream:
+            from parity_skill.runtime.stream.side_b import compare_streamed
+
+            return compare_streamed(p, _folder(folder, pairs, p), new_entry(p), wait, done)
+        return compare_pair(p, _folder(folder, pairs, p), wait, done)
+
+    return report(_guarded(pairs, one, new_entry))
 
 
 def _both_sides(script: str, argv: list[str]) -> int:

@@ -48,6 +48,16 @@ def _class_location(cls: type) -> dict:
     return {"class": cls.__name__, "location": f"{path if rel.startswith('..') else rel}:{line}"}
 
 
+def in_out_weights(shapes: dict[str, tuple[int, ...]], types: dict[str, str]) -> list[str]:
+    """Side.in_out_weights from the state's shapes and the submodules' class names."""
+    marked = set()
+    for name, kind in types.items():
+        w, b = shapes.get(f"{name}.weight"), shapes.get(f"{name}.bias")
+        if w is not None and b is not None and len(w) == 2 and len(b) == 1 and b[0] == w[1] != w[0]:
+            marked.add(kind)
+    return [f"{n}.weight" for n, kind in types.items() if kind in marked and f"{n}.weight" in shapes]
+
+
 def _framework_file(location: str | None) -> bool:
     return bool(location) and any(f"{os.sep}{pkg}{os.sep}" in location for pkg in ("torch", "mlx"))
 
@@ -353,14 +363,8 @@ class Side:
     def in_out_weights(self) -> list[str]:
         """Weights stored (in, out) instead of (out, in), like GPT-2's Conv1D: a layer class whose bias is as long
         as its weight's second axis only. Decided per class, so its square instances count too."""
-        state = self.state()
-        types = {n: type(m).__name__ for n, m in self.adapter.submodules(self.model)}
-        marked = set()
-        for name, kind in types.items():
-            w, b = state.get(f"{name}.weight"), state.get(f"{name}.bias")
-            if w is not None and b is not None and w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[1] != w.shape[0]:
-                marked.add(kind)
-        return [f"{n}.weight" for n, kind in types.items() if kind in marked and f"{n}.weight" in state]
+        return in_out_weights({k: tuple(v.shape) for k, v in self.state().items()},
+                              {n: type(m).__name__ for n, m in self.adapter.submodules(self.model)})
 
     def trainable(self) -> list[str]:
         return self.adapter.trainable(self.model)

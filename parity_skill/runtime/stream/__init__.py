@@ -1,0 +1,1 @@
+"""--stream: models larger than memory, compared one block at a time (torch)."""
