@@ -5,7 +5,9 @@ attention, B with separate q/k/v and scaled_dot_product_attention.
     python benchmarks/scale.py [--layers 12] [--dim 768]
 
 Prints the wall time, the verdict, and the peak RSS (VmHWM, polled from /proc every 20 ms) of every process: the
-CLI, the worker that imports the framework, side A and side B (forked from it), and the guardians.
+CLI, the worker that imports the framework, side A and side B (forked from it), and the guardians. Beside it, the
+same checks hand-written in one process (benchmarks/scale_bare.py), run before and after parity-skill in the same
+invocation (interleaved, so drift in machine load hits both), and the ratio of the two wall times.
 """
 from __future__ import annotations
 
@@ -45,6 +47,12 @@ def _tree(root: int) -> dict[int, int]:
     return out
 
 
+def _timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--layers", type=int, default=12)
@@ -54,6 +62,9 @@ def main() -> int:
     command = [sys.executable, "-m", "parity_skill", f"{MODELS / 'gpt2_fused.py'}::GPT2Stack", "vs",
                f"{MODELS / 'gpt2_split.py'}::GPT2Stack", "--init", f"dim={args.dim}", "--init", f"heads={args.heads}",
                "--init", f"n_layer={args.layers}", "--isolate", "--level", "model"]
+    bare_cmd = [sys.executable, str(ROOT / "benchmarks" / "scale_bare.py"), "--layers", str(args.layers), "--dim",
+                str(args.dim), "--heads", str(args.heads)]
+    bares = [_timed(bare_cmd)]
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak: dict[int, int] = {}
@@ -75,12 +86,16 @@ def main() -> int:
         time.sleep(0.02)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
+    bares.append(_timed(bare_cmd))
     params = 12 * args.dim * args.dim * args.layers + 13 * args.dim * args.layers + 2 * args.dim
     weights_mb = params * 4 / 2 ** 20
     verdict = next((ln for ln in out.splitlines() if ln.startswith("Verdict")), err.strip()[-300:])
     print(f"GPT-2-style stack: {args.layers} layers, d={args.dim}, {params / 1e6:.1f} M parameters, "
           f"{weights_mb:.0f} MB in fp32")
     print(f"wall {wall:.1f} s, exit {proc.returncode}, {verdict}")
+    bare = sum(bares) / len(bares)
+    print(f"bare script (the same checks by hand, one process): {bare:.1f} s (runs {', '.join(f'{b:.1f}' for b in bares)}); "
+          f"ratio {wall / bare:.2f}x")
     for pid, kb in sorted(peak.items(), key=lambda item: roles.get(item[0], "")):
         print(f"  {roles.get(pid, '?'):<9} peak RSS {kb / 1024:7.0f} MB  ({kb / 1024 / weights_mb:.2f}x the fp32 weights)")
     return 0

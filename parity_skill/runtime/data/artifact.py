@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,21 @@ def _sha256(path: Path) -> str:
 
 
 CHUNK_BYTES = 64 * 2 ** 20  # safetensors serialises a file in memory: bounded files bound that copy
+_HASHING: dict[str, Future] = {}  # file written -> its sha256, computed in a thread while the side works on
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _hash_later(path: Path) -> None:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifact-sha256")
+    _HASHING[str(path)] = _POOL.submit(_sha256, path)
+
+
+def _digest(path: Path) -> str:
+    """The file's sha256: the one computed when it was written, else now."""
+    pending = _HASHING.pop(str(path), None)
+    return pending.result() if pending is not None else _sha256(path)
 
 
 def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray]) -> list[str]:
@@ -50,6 +66,7 @@ def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray]) -> lis
         name = f"{stem}.safetensors" if not names else f"{stem}-{len(names):04d}.safetensors"
         save_file(chunk, str(folder / name))
         names.append(name)
+        _hash_later(folder / name)  # hashlib releases the interpreter lock: this overlaps the side's next work
 
     for key, value in tensors.items():
         value = np.ascontiguousarray(value() if callable(value) else value)  # a callable: made when written
@@ -67,7 +84,7 @@ def write(folder: str | Path, manifest: dict, tensors: dict[str, np.ndarray], mo
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = save_chunked(folder, TENSORS.removesuffix(".safetensors"), tensors)
-    manifest = dict(manifest, schema=SCHEMA, files={name: _sha256(folder / name) for name in (*written, *more)})
+    manifest = dict(manifest, schema=SCHEMA, files={name: _digest(folder / name) for name in (*written, *more)})
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, folder / MANIFEST)
