@@ -81,3 +81,18 @@ def test_low_precision_checks_report_the_floor_they_were_judged_with():
         c = run.check(name)
         assert c["status"] == "pass" and "error rounding the input" in c["message"]
         assert 0.3 < c["condition"]["floor"] / c["a_error"] < 3, c
+
+
+def test_level_auto_judges_a_layer_a_module_of_layers_and_a_stack_each_at_its_level():
+    from conftest import ROOT as root
+
+    gelu = parity(fx("torch/gelu_erf.py") + "::GELU", "vs", "torch.nn.GELU", "--level", "auto", "--quick", "--json")
+    ffn = parity(fx("torch/ffn_module.py"), "vs", fx("torch/ffn_functional.py"), "--level", "auto", "--quick",
+                 "--json")
+    stack = parity(f"{root / 'benchmarks/models/gpt2_fused.py'}::GPT2Stack", "vs",
+                   f"{root / 'benchmarks/models/gpt2_split.py'}::GPT2Stack", "--level", "auto", "--quick", "--json")
+    for run, level, atol in ((ffn, "chain", 1e-4), (stack, "model", 1e-3)):
+        assert run.code == 0 and any(n.startswith(f"--level auto: {level}") for n in run.pair["notes"]), run.pair["notes"]
+        assert run.check("forward")["tolerance"]["atol"] == atol
+    assert gelu.code == 0 and any(n.startswith("--level auto: layer") for n in gelu.pair["notes"])
+    assert gelu.check("forward")["tolerance"]["atol"] == 1e-5

@@ -191,3 +191,55 @@ def test_a_wrong_reference_is_attributed_to_a_with_a_third_implementation(tmp_pa
     assert "Cause: [attribution] 01_embed: A disagrees with B and C" in text
     code = cli("compare", str(tmp_path / "a"), "tests/fixtures/torch/ffn_module.py", "--ref", str(tmp_path / "c"))
     assert code.returncode == 2 and "--ref takes a third artifact" in code.stderr
+
+
+NESTED = """
+import numpy as np
+from safetensors.numpy import save_file
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 8, 16)).astype(np.float32)
+stages = {{"encoder.attn": x * 0.5 + {leaf}, "encoder": x + {block}, "decoder": {channels_last}(x * 2.0)}}
+for name, y in stages.items():
+    save_file({{"output": np.ascontiguousarray(y)}}, f"{{name}}.safetensors")
+"""
+
+
+def _nested(tmp_path: Path, side: str, leaf: float = 0.0, block: float = 0.0, channels_last: bool = False) -> str:
+    folder = tmp_path / side
+    folder.mkdir()
+    program(folder, "write", NESTED.format(leaf=leaf, block=block,
+                                           channels_last="(lambda t: t.transpose(0, 2, 1))" if channels_last else ""))
+    return str(folder)
+
+
+def test_level_auto_and_a_tolerance_file_set_each_stages_bound(tmp_path):
+    """auto: a stage whose submodules were recorded (encoder) is a block, judged at chain level (1e-4); its leaf
+    (encoder.attn) at layer level (1e-5). A pattern file overrides by name, the first matching line winning."""
+    ref = _nested(tmp_path, "ref")
+    port = _nested(tmp_path, "port", leaf=5e-5, block=5e-5)
+    status = lambda run: {c["name"]: c["status"] for c in json.loads(run.stdout)["pairs"][0]["checks"]}  # noqa: E731
+    auto = cli("compare", ref, port, "--level", "auto", "--json")
+    assert status(auto) == {"stage:encoder.attn": "fail", "stage:encoder": "pass", "stage:decoder": "pass"}
+    pair = json.loads(auto.stdout)["pairs"][0]
+    atol = {c["name"]: c["tolerance"]["atol"] for c in pair["checks"]}
+    assert atol == {"stage:encoder.attn": 1e-5, "stage:encoder": 1e-4, "stage:decoder": 1e-5}
+    assert any("--level auto" in n for n in pair["notes"])
+    rules = tmp_path / "tolerances.txt"
+    rules.write_text("# per-stage bounds\nencoder.* chain\nencoder 1e-6\n")
+    by_file = cli("compare", ref, port, "--tolerances", str(rules), "--json")
+    assert status(by_file) == {"stage:encoder.attn": "pass", "stage:encoder": "fail", "stage:decoder": "pass"}
+    rules.write_text("encoder.* tight\n")
+    bad = cli("compare", ref, port, "--tolerances", str(rules))
+    assert bad.returncode == 2 and "tolerances.txt:1: expected `PATTERN LEVEL` or `PATTERN ATOL`" in bad.stderr
+
+
+def test_layout_applies_per_stage_when_two_artifacts_are_compared(tmp_path):
+    ref = _nested(tmp_path, "ref")
+    port = _nested(tmp_path, "port", channels_last=True)
+    plain = cli("compare", ref, port, "--json")
+    decoder = next(c for c in json.loads(plain.stdout)["pairs"][0]["checks"] if c["name"] == "stage:decoder")
+    assert plain.returncode == 1 and "shape" in decoder["message"]
+    moved = cli("compare", ref, port, "--layout", "b=nlc", "--json")
+    pair = json.loads(moved.stdout)["pairs"][0]
+    assert moved.returncode == 0 and any("--layout: B's decoder moved to A's layout" in n for n in pair["notes"])

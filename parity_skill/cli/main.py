@@ -298,20 +298,26 @@ def capture_command(target, output, force, as_json, timeout, debug, python_a, **
 @click.argument("target", type=click.Path())
 @click.option("--min-correlation", type=float,
               help="Two artifacts: a stage passes when its Pearson correlation is at least this (e.g. 0.95).")
+@click.option("--tolerances", type=click.Path(dir_okay=False), help="Two artifacts: per-stage tolerances, "
+              "`PATTERN LEVEL|ATOL` per line (e.g. `vae.* chain`, `encoder.layers.* 1e-4`); the first match wins.")
 @click.option("--ref", type=click.Path(), help="Two artifacts: a third implementation's artifact; each differing "
               "stage is attributed to the side that disagrees with the other two.")
 @click.option("--emit", type=click.Path(dir_okay=False), help="Also write the parity script here (it is run too).")
 @click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
 @RUN_OPTIONS
 @PLAN_OPTIONS
-def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, min_correlation, ref,
+def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, min_correlation, tolerances, ref,
                     **opts) -> None:
     def work() -> int:
         from parity_skill.compare import phases
         from parity_skill.run.processes import Worker, frameworks_in
 
         if Path(target).is_dir() or Path(target).suffix in (".safetensors", ".npy", ".npz"):  # two artifacts
-            return _print_report(phases.compare_two(artifact, target, opts, min_correlation, timeout, ref), as_json)
+            return _print_report(phases.compare_two(artifact, target, opts, min_correlation, timeout, ref, tolerances),
+                                 as_json)
+        if tolerances:
+            raise InputError("--tolerances applies to two artifacts (compare A_DIR B_DIR); running code takes --level "
+                             "and --atol")
         if ref:
             raise InputError("--ref takes a third artifact when two artifacts are compared (record each "
                              "implementation, then compare A_DIR B_DIR --ref C_DIR)")

@@ -178,8 +178,9 @@ PLAN_OPTIONS = _options_of(
     click.option("--input", "inputs", multiple=True, help="Input: name=2,8,64[:int64[:low-high]] (repeatable)."),
     click.option("--atol", type=float, help="fp32 absolute tolerance (default 1e-5 at --level layer)."),
     click.option("--rtol", type=float, help="fp32 relative tolerance (default 1.3e-6)."),
-    click.option("--level", type=click.Choice(["layer", "chain", "model"]), default="layer", show_default=True,
-                 help="Tolerance level: atol 1e-5 / 1e-4 / 1e-3 for fp32."),
+    click.option("--level", type=click.Choice(["layer", "chain", "model", "auto"]), default="layer",
+                 show_default=True, help="Tolerance level: atol 1e-5 / 1e-4 / 1e-3 for fp32; auto: by what is "
+                 "compared (a layer, a module of layers, a model with a layer stack; per stage for two artifacts)."),
     click.option("--cosine", type=float, help="Also require this cosine similarity per output (e.g. 0.999)."),
     click.option("--dtypes", default="fp32,fp16,bf16", show_default=True, help="Dtypes to check."),
     click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes for the batch check."),

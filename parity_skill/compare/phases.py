@@ -157,7 +157,7 @@ def run_compare(worker, script: str, folder: str, timeout: float) -> dict:
 
 
 def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | None, timeout: float,
-                ref: str | None = None) -> dict:
+                ref: str | None = None, tolerances: str | None = None) -> dict:
     """Two artifacts, stage by stage (levels: layer 1e-5, chain 1e-4, model 1e-3; cosine 0.999), within
     `timeout` seconds like every other command; `ref`, a third artifact, attributes each differing stage to the
     side that disagrees with the other two (compare/attribution.py)."""
@@ -170,12 +170,14 @@ def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | Non
                      and v not in (None, False, (), "", 0) and v != PLAN_DEFAULTS.get(k))
     if ignored:
         raise InputError(f"{', '.join(ignored)}: not used when two artifacts are compared (they apply to running "
-                         "code); two artifacts take --level, --atol, --cosine, --min-correlation, --map, --strict")
+                         "code); two artifacts take --level, --atol, --cosine, --min-correlation, --map, --strict, "
+                         "--tolerances, --layout, --ref")
     from parity_skill.plan.map_rules import read_rules
 
     def judged(x: str, y: str) -> dict:
         return compare_artifacts(x, y, opts.get("level") or "layer", opts.get("atol"), opts.get("cosine"),
-                                 min_correlation, read_rules(opts.get("map_file")), bool(opts.get("strict")))
+                                 min_correlation, read_rules(opts.get("map_file")), bool(opts.get("strict")),
+                                 tolerances, _stage_layout(opts.get("layout")))
 
     try:
         with _deadline(timeout, "compare"):
@@ -193,7 +195,18 @@ def compare_two(dir_a: str, dir_b: str, opts: dict, min_correlation: float | Non
     return report([entry])
 
 
-TWO_ARTIFACT_OPTIONS = ("level", "atol", "cosine", "map_file", "strict")
+TWO_ARTIFACT_OPTIONS = ("level", "atol", "cosine", "map_file", "strict", "layout")
+
+
+def _stage_layout(layout: str | None) -> tuple[int, ...]:
+    """--layout b=nlc|nhwc for two artifacts: the axes that put A's layout into B's (() when the same)."""
+    if not layout:
+        return ()
+    axes = {"ncl": (), "nchw": (), "nlc": (0, 2, 1), "nhwc": (0, 2, 3, 1)}
+    side, _, name = layout.partition("=")
+    if side != "b" or name not in axes:
+        raise InputError(f"--layout {layout!r}: expected b=nlc, b=nhwc (B channels-last) or b=ncl, b=nchw")
+    return axes[name]
 PLAN_DEFAULTS = {"dtypes": "fp32,fp16,bf16", "batch_sizes": "1,4", "level": "layer", "seed": 0}
 
 

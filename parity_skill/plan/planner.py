@@ -80,6 +80,19 @@ def check_names(opts: PlanOptions) -> tuple[str, ...]:
     return tuple(names + ["determinism:a", "determinism:b"])
 
 
+_LEVEL_WHY = {"layer": "builds no module of its own file or framework", "chain": "builds modules",
+              "model": "builds a stack of repeated modules"}
+
+
+def auto_level(sym: Symbol) -> str:
+    """--level auto for a pair: model when the symbol builds a stack of repeated modules (a comprehension or a
+    container of them), chain when it builds modules, layer otherwise."""
+    subs = list(sym.submodules)
+    if any(s.elements or s.children for s in subs):
+        return "model"
+    return "chain" if subs else "layer"
+
+
 def _implementation(target_path: str, sym: Symbol, init: dict[str, Any], companions: tuple = (),
                     fixed: dict[str, Any] | None = None) -> Implementation:
     return Implementation(target_path, sym.name, sym.framework, sym.kind, init, companions, fixed or {})
@@ -98,7 +111,10 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     a = _implementation(fa_a.path, sa, init_a,
                         plan_companions(sa, fa_a, init_a, derived_a, inputs, opts.init, notes),
                         fixed_args(sa, set(derived_a) | set(opts.inputs), notes))
-    checks = Checks(check_names(opts), tolerance_table(opts.level, opts.atol, opts.rtol), opts.batch_sizes,
+    level = auto_level(sa) if opts.level == "auto" else opts.level
+    if opts.level == "auto":
+        notes.append(f"--level auto: {level} ({_LEVEL_WHY[level]})")
+    checks = Checks(check_names(opts), tolerance_table(level, opts.atol, opts.rtol), opts.batch_sizes,
                     opts.cosine, seed=opts.seed, isolate=opts.isolate, sampling=opts.sampling,
                     generate=opts.generate, strict=opts.strict, stream=opts.stream)
     set_a = settings(sa, fa_a, init_a, opts.init) if sa.kind == "module" else []
