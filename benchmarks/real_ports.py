@@ -104,6 +104,9 @@ PAIRS = [
     (f"{HF}.gemma3.modeling_gemma3", "Gemma3DecoderLayer", "mlx_lm.models.gemma3_text", "TransformerBlock", "pass"),
     (f"{HF}.siglip.modeling_siglip", "SiglipAttention", "mlx_embeddings.models.siglip", "Attention", "pass"),
     (f"{HF}.siglip.modeling_siglip", "SiglipEncoderLayer", "mlx_embeddings.models.siglip", "EncoderLayer", "pass"),
+    # the image is the config's own image size, shrunk to a grid of 3 x 3 patches (the position table's rows)
+    (f"{HF}.siglip.modeling_siglip", "SiglipVisionEmbeddings", "mlx_embeddings.models.siglip", "VisionEmbeddings",
+     "pass"),
     # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
     (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
      ("--init", "out_channels=16")),

@@ -17,8 +17,8 @@ Precision (fp16/bf16 forward and backward, judged against A in float64):
   fixture pairs (44 fp16/bf16 forward and backward checks), B/A ranges 0.88-1.80; a port that skips A's float32
   upcast overflows or loses far more (the fixtures' fp16-squaring RMSNorm is non-finite at the stress scale).
   Where A is more exact than rounding its input alone allows (a fused kernel), the bar is 3x that rounding's
-  error instead (runtime/checks/conditioning.low_precision_floor), so an unusually exact A cannot fail an ordinary
-  correct B.
+  error instead (runtime/checks/conditioning.low_precision_floor: A in float64 on the input rounded to the dtype;
+  0.37-0.5x A's own error on the fixtures), so an unusually exact A cannot fail an ordinary correct B.
 - UNIT_ROUNDOFF is each dtype's unit roundoff (2^-11 for fp16's 11-bit significand, 2^-8 for bf16's 8): a
   gradient error below one unit at the gradients' own RMS is rounding noise and is never judged relative to noise.
 

@@ -78,7 +78,7 @@ def test_reported_minimum_atol_is_on_the_user_scale_and_exact():
 
 
 def test_a_stage_with_nothing_recorded_is_never_a_pass():
-    from parity_skill.compare.stages import _row
+    from parity_skill.runtime.judging.stages import stage_row as _row
 
     b = [("stages/x/out/0", np.ones(3))]
     missing = _row("x", [("stages/x/out/0", None)], b, 1e-5, 0.999, None)

@@ -278,3 +278,22 @@ class Layer(nn.Module):
     plan = build_plan(Target(str(src), "Layer"), Target(str(src), "Layer"), PlanOptions(config=real))
     assert plan.pairs[0].a.init["config"].kwargs == real  # **kwargs: every field passed, none shrunk
     assert any("built from --config (3 fields, not shrunk)" in n for n in plan.pairs[0].notes)
+
+
+def test_a_shrunk_image_stays_a_grid_of_patches_and_the_input_is_that_image():
+    """SigLIP: image_size 224 shrunk beside patch_size 16 becomes 48 (3 x 3 patches, the position table's rows),
+    and a patchifying conv's pixel input is the config's own image size, not a guess from the kernel."""
+    from parity_skill.analyze.model import Arg, ConfigClass
+    from parity_skill.plan.config_sizes import consistent_sizes
+    from parity_skill.plan.inputs import _image_size
+
+    cfg = ConfigClass("VisionConfig", "m.py:1", (Arg("image_size", "int", "224"), Arg("patch_size", "int", "16"),
+                                                 Arg("hidden_size", "int", "768")))
+    kwargs, notes = {"image_size": 28, "hidden_size": 32}, ["VisionConfig.image_size: default 224 replaced by 28 to "
+                                                           "keep the check small"]
+    consistent_sizes(cfg, kwargs, set(), notes)
+    assert kwargs["image_size"] == 48 and "3 x patch_size 16" in notes[0]
+    given = {"image_size": 20}
+    consistent_sizes(cfg, given, {"image_size"}, [])
+    assert given["image_size"] == 20  # what the user gives stays
+    assert _image_size({"config": {"image_size": 48, "patch_size": 16}}) == 48 and _image_size({"x": 3}) is None

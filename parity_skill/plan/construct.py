@@ -2,23 +2,14 @@
 from __future__ import annotations
 
 import ast
-import math
 import re
 from typing import Any
 
 from parity_skill.analyze import configs
 from parity_skill.analyze.model import Arg, ConfigClass, FileAnalysis, Symbol
 from parity_skill.roles import BATCH, SEQ, SIZE_ROLES, role_of  # noqa: F401 - BATCH/SEQ re-exported
+from parity_skill.plan.config_sizes import MAX_SOURCE, consistent_sizes, fix_divisibility, literal  # noqa: F401 - re-exported
 from parity_skill.spec import Config
-
-
-def literal(source: str | None) -> tuple[bool, Any]:
-    if source is None or len(source) > MAX_SOURCE:
-        return False, None
-    try:
-        return True, ast.literal_eval(source)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return False, None
 
 
 def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = ()) -> tuple[bool, Any]:
@@ -78,9 +69,7 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
         include, value = choose(f, notes, f"{cfg.name}.", tuple(x.name for x in cfg.fields))
         if include:
             kwargs[f.name] = value
-    _kv_default_fits(cfg, kwargs, given, notes)
-    _fix_divisibility(kwargs)
-    _keep_ffn_ratio(cfg, kwargs, given, notes)
+    consistent_sizes(cfg, kwargs, given, notes)
     defaults = {}
     for f in cfg.fields:
         ok, value = literal(f.default)
@@ -93,60 +82,6 @@ def config_value(cfg: ConfigClass, overrides: dict[str, Any], notes: list[str], 
     return Config(cfg.name, kwargs, defaults=defaults)
 
 
-def _keep_ffn_ratio(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
-    """A feed-forward width shrunk with the model width keeps its default multiple of it (GPT-NeoX: 4 x 6144): a
-    port that hard-codes `4 * hidden_size` then builds the same layer. Fields given with --init stay as given."""
-    fields = {f.name: f for f in cfg.fields}
-    names = tuple(fields)
-    roles = {role_of(k, names)[0]: k for k in kwargs if role_of(k, names) and k in fields}
-    dim, ffn = roles.get("dim"), roles.get("hidden")
-    if not dim or not ffn or ffn in given:
-        return
-    ok_d, default_dim = literal(fields[dim].default)
-    ok_f, default_ffn = literal(fields[ffn].default)
-    if not (ok_d and ok_f and isinstance(default_dim, int) and isinstance(default_ffn, int) and default_dim > 0):
-        return
-    shrunk = kwargs[dim] != default_dim and kwargs[ffn] != default_ffn
-    ratio = default_ffn // default_dim
-    if shrunk and default_ffn % default_dim == 0 and 1 < ratio <= 8 and isinstance(kwargs[dim], int):
-        old = kwargs[ffn]
-        kwargs[ffn] = ratio * kwargs[dim]
-        notes[:] = [n.replace(f"{cfg.name}.{ffn}: default {default_ffn} replaced by {old} ",
-                              f"{cfg.name}.{ffn}: default {default_ffn} replaced by {kwargs[ffn]} ({ratio} x {dim}, as "
-                              "its defaults) ") for n in notes]
-
-
-def _kv_default_fits(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
-    """A key/value head count left at its default must still divide the shrunk head count (Mixtral: 32 heads shrunk
-    to 4 beside 8 kv heads would give 4 // 8 = 0 groups): it is set to the role's small value (2) where that divides
-    the heads, so grouped-query attention is still checked, else to their greatest common divisor."""
-    names = tuple(f.name for f in cfg.fields)
-    heads = next((k for k in kwargs if (role_of(k, names) or ("",))[0] == "heads" and isinstance(kwargs[k], int)), None)
-    for f in cfg.fields:
-        role = role_of(f.name, names)
-        if heads is None or not role or role[0] != "kv_heads" or f.name in kwargs or f.name in given:
-            continue
-        ok, value = literal(f.default)
-        if ok and isinstance(value, int) and not isinstance(value, bool) and value > 0 and \
-                (value > kwargs[heads] or kwargs[heads] % value):
-            fewer = role[1] if role[1] < kwargs[heads] and kwargs[heads] % role[1] == 0 else None
-            kwargs[f.name] = fewer or math.gcd(kwargs[heads], value)  # fewer than the heads: grouping is checked
-            notes.append(f"{cfg.name}.{f.name}: default {value} set to {kwargs[f.name]} so it divides "
-                         f"{heads}={kwargs[heads]} (shrunk)")
-
-
-def _fix_divisibility(kwargs: dict[str, Any]) -> None:
-    """Keep dim % heads == 0, heads % kv_heads == 0 and head_dim even after shrinking."""
-    roles = {role_of(k, tuple(kwargs))[0]: k for k in kwargs if role_of(k, tuple(kwargs))}
-    dim, heads, kv = roles.get("dim"), roles.get("heads"), roles.get("kv_heads")
-    if dim and heads and isinstance(kwargs[dim], int) and isinstance(kwargs[heads], int) and kwargs[heads] > 0:
-        if kwargs[dim] % kwargs[heads] or (kwargs[dim] // kwargs[heads]) % 2:
-            kwargs[heads] = math.gcd(kwargs[dim] // 2, kwargs[heads]) or 1
-    if heads and kv and isinstance(kwargs.get(kv), int) and kwargs[kv] > 0 and isinstance(kwargs[heads], int):
-        if kwargs[heads] % kwargs[kv]:
-            kwargs[kv] = math.gcd(kwargs[heads], kwargs[kv])
-
-
 def namespace_value(fields: list[str], param: str, overrides: dict[str, Any], notes: list[str],
                     used: set[str]) -> Config:
     """An untyped config argument whose class is unknown: a namespace of the fields the code reads."""
@@ -157,7 +92,7 @@ def namespace_value(fields: list[str], param: str, overrides: dict[str, Any], no
             kwargs[name], _ = overrides[key], used.add(key)
         else:
             kwargs[name] = choose(Arg(name), notes, f"{param}.")[1]
-    _fix_divisibility(kwargs)
+    fix_divisibility(kwargs)
     if fields:
         notes.append(f"{param}: no config class found; a namespace of the {len(fields)} fields the code reads")
     return Config("", kwargs)
@@ -288,7 +223,7 @@ def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], n
             include, value = choose(arg, notes, f"{sym.name}(", tuple(x.name for x in sym.init_args))
             if include:
                 init[arg.name] = value
-    _fix_divisibility(init)
+    fix_divisibility(init)
     return init
 
 
@@ -343,7 +278,6 @@ _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: l
            ast.FloorDiv: lambda a, b: a // b, ast.Div: lambda a, b: a / b, ast.Pow: _pow,
            ast.Mod: lambda a, b: a % b}
 LIMIT = 2 ** 62  # a size expression past this is not a size: unknown
-MAX_SOURCE = 500
 
 
 def _number(value: Any) -> Any:

@@ -59,6 +59,15 @@ def _rank(hints, sizes: dict[str, int]) -> int | None:
     return None
 
 
+def _image_size(env: dict[str, Any]) -> int | None:
+    """The image size the module was built for (`self.image_size`, an `image_size` argument or config field)."""
+    for value in (env.get("self.image_size"), env.get("image_size"),
+                  *(v.get("image_size") for v in env.values() if isinstance(v, dict))):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def _from_layer(type_name: str, args: tuple[str, ...], kwargs: dict[str, str], fw: str, env: dict[str, Any],
                 where: str) -> Guess | None:
     op = op_for(type_name)
@@ -85,6 +94,9 @@ def _from_layer(type_name: str, args: tuple[str, ...], kwargs: dict[str, str], f
             lo = (max(12, 3 * k),) if k else (12,)  # a patchifying conv (kernel 14) needs several patches
             spatial = lo if op in ("conv1d", "conv_transpose1d", "batch_norm", "group_norm") else \
                 ((max(10, 2 * k), max(12, 3 * k)) if k else (10, 12))
+            image = _image_size(env)
+            if op == "conv2d" and image and (not k or image % k == 0):  # the model's own image size: its position
+                spatial = (image, image)  # table has one row per patch of exactly that image
             if fw == "mlx":
                 return Guess((BATCH, *spatial, c), seq_axis=1, layout="channels_last",
                              reason=f"channels-last input of {where} ({c} channels)")

@@ -157,17 +157,22 @@ class Worker:
 
 def _waiter(progress_path: str, on_progress):
     """wait(worker, deadline) that relays the sides' newest progress line while it waits."""
+    def relay() -> None:
+        if on_progress is None:
+            return
+        try:
+            lines = Path(progress_path).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            lines = []
+        if lines:
+            on_progress(lines[-1])
+
     def wait(worker: Worker, deadline: float) -> bool:
         while True:
             if worker.wait(min(deadline, time.monotonic() + 0.25)):
+                relay()  # the sides' last stage, even when they finished within one poll
                 return True
-            if on_progress is not None:
-                try:
-                    lines = Path(progress_path).read_text(encoding="utf-8").splitlines()
-                except OSError:
-                    lines = []
-                if lines:
-                    on_progress(lines[-1])
+            relay()
             if time.monotonic() >= deadline:
                 return False
     return wait

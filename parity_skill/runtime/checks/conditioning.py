@@ -7,7 +7,6 @@ import numpy as np
 
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.judging import condition
-from parity_skill.thresholds import FP32_UNIT, UNIT_ROUNDOFF
 
 
 def perturbed_runs(run: PairRun, xs: list[np.ndarray]) -> list:
@@ -41,15 +40,28 @@ def said(figure: dict, diff: float) -> str:
     return text
 
 
-def low_precision_floor(run: PairRun, dtype: str) -> dict:
-    """{output key: the RMS error rounding the default input to `dtype` alone causes}: A's RMS change under the
-    float32 perturbation, scaled to a `dtype` rounding (the change is linear in so small a perturbation). An
+def rounded(xs: list[np.ndarray], dtype: str) -> list[np.ndarray]:
+    """The floating inputs rounded to `dtype` (to nearest, ties to even), in float64; other inputs unchanged."""
+    out = []
+    for x in xs:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            out.append(x)
+        elif dtype == "fp16":
+            out.append(x.astype(np.float16).astype(np.float64))
+        else:  # bf16: the upper half of a float32, rounded
+            bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+            out.append(bits.astype(np.uint32).view(np.float32).astype(np.float64))
+    return out
+
+
+def low_precision_floor(run: PairRun, dtype: str, ref: list) -> dict:
+    """{output key: the RMS error rounding the default input to `dtype` alone causes}: A in float64 on the input
+    rounded to `dtype`, against `ref`, A in float64 on the input itself (both recorded by A's capture). An
     exactly-rounded `dtype` implementation has at least this error. Empty when not recorded."""
     try:
-        moved = perturbed_runs(run, run.base)
+        moved = run.forward(run.a, rounded(run.base, dtype), "fp64")
     except Exception:  # noqa: BLE001 - not recorded or A raises: the ratio rule alone
         return {}
-    # the perturbation moves each element by -1/0/+1 float32 spacing (RMS sqrt(2/3) spacing); rounding to `dtype`
-    # errs uniformly within half its spacing (RMS spacing/sqrt(12)); the spacings' ratio is 2u/FP32_UNIT
-    scale = (2 * UNIT_ROUNDOFF[dtype] / FP32_UNIT) * (1 / np.sqrt(12)) / np.sqrt(2 / 3)
-    return {k: v * scale for k, v in condition.rms_floor(run.cache["fp32_a"], moved).items()}
+    return condition.rms_floor(ref, [moved])

@@ -50,6 +50,11 @@ def reference(run: PairRun, key: str, xs: list[np.ndarray]):
     return run.cache[key]
 
 
+def _floor(run: PairRun, dtype: str, xs, ref, ref_name: str) -> dict | None:
+    """The low-precision floor at the unit scale, where A ran wholly in float64 (conditioning.py)."""
+    return low_precision_floor(run, dtype, ref) if xs is run.base and _exact_reference(ref_name) else None
+
+
 def _exact_reference(name: str) -> bool:
     """A ran wholly in float64: the only reference that can tell ill-conditioning from a port difference."""
     return "float64" in name and "float32" not in name
@@ -112,7 +117,7 @@ def check_precision(run: PairRun, dtype: str) -> dict:
             parts.append(f"{label_}: A itself fails in {dtype} ({describe(exc)})")
             continue
         try:
-            w = _errors(run, dtype, xs, ref, tol, mult, low_precision_floor(run, dtype) if xs is run.base else None)
+            w = _errors(run, dtype, xs, ref, tol, mult, _floor(run, dtype, xs, ref, ref_name))
         except Exception as exc:  # noqa: BLE001
             why = describe(exc)
             if backend_limit(why):  # the framework lacks the op in this dtype here: not the port's doing

@@ -10,7 +10,7 @@ from parity_skill import __version__
 from parity_skill.runtime.data import artifact
 from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import matrix
-from parity_skill.runtime.checks.conditioning import perturbed_runs
+from parity_skill.runtime.checks.conditioning import low_precision_floor, perturbed_runs
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try, permuted_spec
 from parity_skill.runtime.sides import configs
@@ -43,6 +43,10 @@ def _references_first(run: PairRun) -> None:
     side's peak memory stays near two copies of the weights."""
     try:  # the default input's floor (forward, fp16/bf16)
         perturbed_runs(run, run.base)
+        for dtype in ("fp16", "bf16"):
+            if dtype in run.checks.names:
+                ref, _ = matrix.reference(run, "ref:unit scale", run.base)
+                low_precision_floor(run, dtype, ref)
     except Exception:  # noqa: BLE001 - recorded as an error; phase 2 then judges by the strict rule
         pass
     for key, xs in matrix.planned_references(run):

@@ -1,0 +1,103 @@
+"""Config sizes shrunk together: what one shrunk field implies for the others (feed-forward width as a multiple of
+the width, key/value heads dividing the heads, an image a grid of patches, sizes that must divide)."""
+from __future__ import annotations
+
+import ast
+import math
+from typing import Any
+
+from parity_skill.analyze.model import ConfigClass
+from parity_skill.roles import role_of
+
+
+def consistent_sizes(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
+    """Every rule below, in order, on the config's shrunk keyword arguments (fields given with --init stay)."""
+    _kv_default_fits(cfg, kwargs, given, notes)
+    fix_divisibility(kwargs)
+    _keep_ffn_ratio(cfg, kwargs, given, notes)
+    _keep_patch_grid(cfg, kwargs, given, notes)
+
+
+MAX_SOURCE = 500  # a literal longer than this is not a size or a setting: not evaluated
+
+
+def literal(source: str | None) -> tuple[bool, Any]:
+    if source is None or len(source) > MAX_SOURCE:
+        return False, None
+    try:
+        return True, ast.literal_eval(source)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False, None
+
+
+def _keep_patch_grid(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
+    """A shrunk image size stays a multiple of the patch size with a grid of 3 x 3 patches (SigLIP: 224 shrunk to
+    28 beside a patch of 16 would leave one patch, and a position table of one row)."""
+    fields = {f.name: f for f in cfg.fields}
+    image = next((k for k in kwargs if k in fields and (role_of(k) or ("",))[0] == "image_size"), None)
+    patch = next((n for n in ("patch_size", "patch", "patch_len") if n in fields), None)
+    if image is None or patch is None or image in given or not isinstance(kwargs[image], int):
+        return
+    ok, size = (True, kwargs[patch]) if patch in kwargs else literal(fields[patch].default)
+    if not ok or not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        return
+    if kwargs[image] % size == 0 and kwargs[image] // size >= 2:
+        return
+    old, kwargs[image] = kwargs[image], 3 * size
+    notes[:] = [n.replace(f"{cfg.name}.{image}: default", f"{cfg.name}.{image}: default", 1).replace(
+        f"replaced by {old} to keep the check small", f"replaced by {kwargs[image]} (3 x {patch} {size}: a grid of "
+        "3 x 3 patches) to keep the check small") if n.startswith(f"{cfg.name}.{image}:") else n for n in notes]
+
+
+def _keep_ffn_ratio(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
+    """A feed-forward width shrunk with the model width keeps its default multiple of it (GPT-NeoX: 4 x 6144): a
+    port that hard-codes `4 * hidden_size` then builds the same layer. Fields given with --init stay as given."""
+    fields = {f.name: f for f in cfg.fields}
+    names = tuple(fields)
+    roles = {role_of(k, names)[0]: k for k in kwargs if role_of(k, names) and k in fields}
+    dim, ffn = roles.get("dim"), roles.get("hidden")
+    if not dim or not ffn or ffn in given:
+        return
+    ok_d, default_dim = literal(fields[dim].default)
+    ok_f, default_ffn = literal(fields[ffn].default)
+    if not (ok_d and ok_f and isinstance(default_dim, int) and isinstance(default_ffn, int) and default_dim > 0):
+        return
+    shrunk = kwargs[dim] != default_dim and kwargs[ffn] != default_ffn
+    ratio = default_ffn // default_dim
+    if shrunk and default_ffn % default_dim == 0 and 1 < ratio <= 8 and isinstance(kwargs[dim], int):
+        old = kwargs[ffn]
+        kwargs[ffn] = ratio * kwargs[dim]
+        notes[:] = [n.replace(f"{cfg.name}.{ffn}: default {default_ffn} replaced by {old} ",
+                              f"{cfg.name}.{ffn}: default {default_ffn} replaced by {kwargs[ffn]} ({ratio} x {dim}, as "
+                              "its defaults) ") for n in notes]
+
+
+def _kv_default_fits(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
+    """A key/value head count left at its default must still divide the shrunk head count (Mixtral: 32 heads shrunk
+    to 4 beside 8 kv heads would give 4 // 8 = 0 groups): it is set to the role's small value (2) where that divides
+    the heads, so grouped-query attention is still checked, else to their greatest common divisor."""
+    names = tuple(f.name for f in cfg.fields)
+    heads = next((k for k in kwargs if (role_of(k, names) or ("",))[0] == "heads" and isinstance(kwargs[k], int)), None)
+    for f in cfg.fields:
+        role = role_of(f.name, names)
+        if heads is None or not role or role[0] != "kv_heads" or f.name in kwargs or f.name in given:
+            continue
+        ok, value = literal(f.default)
+        if ok and isinstance(value, int) and not isinstance(value, bool) and value > 0 and \
+                (value > kwargs[heads] or kwargs[heads] % value):
+            fewer = role[1] if role[1] < kwargs[heads] and kwargs[heads] % role[1] == 0 else None
+            kwargs[f.name] = fewer or math.gcd(kwargs[heads], value)  # fewer than the heads: grouping is checked
+            notes.append(f"{cfg.name}.{f.name}: default {value} set to {kwargs[f.name]} so it divides "
+                         f"{heads}={kwargs[heads]} (shrunk)")
+
+
+def fix_divisibility(kwargs: dict[str, Any]) -> None:
+    """Keep dim % heads == 0, heads % kv_heads == 0 and head_dim even after shrinking."""
+    roles = {role_of(k, tuple(kwargs))[0]: k for k in kwargs if role_of(k, tuple(kwargs))}
+    dim, heads, kv = roles.get("dim"), roles.get("heads"), roles.get("kv_heads")
+    if dim and heads and isinstance(kwargs[dim], int) and isinstance(kwargs[heads], int) and kwargs[heads] > 0:
+        if kwargs[dim] % kwargs[heads] or (kwargs[dim] // kwargs[heads]) % 2:
+            kwargs[heads] = math.gcd(kwargs[dim] // 2, kwargs[heads]) or 1
+    if heads and kv and isinstance(kwargs.get(kv), int) and kwargs[kv] > 0 and isinstance(kwargs[heads], int):
+        if kwargs[heads] % kwargs[kv]:
+            kwargs[kv] = math.gcd(kwargs[heads], kwargs[kv])
