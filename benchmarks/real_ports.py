@@ -107,6 +107,8 @@ PAIRS = [
     # the image is the config's own image size, shrunk to a grid of 3 x 3 patches (the position table's rows)
     (f"{HF}.siglip.modeling_siglip", "SiglipVisionEmbeddings", "mlx_embeddings.models.siglip", "VisionEmbeddings",
      "pass"),
+    (f"{HF}.siglip.modeling_siglip", "SiglipVisionTransformer", "mlx_embeddings.models.siglip",
+     "SiglipVisionTransformer", "pass"),
     # mlx-image's BasicBlock only adds its residual when in == out channels (no downsample given): one hint
     (f"{HF}.resnet.modeling_resnet", "ResNetBasicLayer", "mlxim.model.resnet.resnet", "BasicBlock", "pass",
      ("--init", "out_channels=16")),

@@ -153,3 +153,16 @@ def test_a_tensor_named_for_two_roles_splits_along_the_axis_its_shapes_add_up_on
     assert fused.b == "mlp.switch_mlp.gate_proj.weight+mlp.switch_mlp.up_proj.weight" and fused.transform == "split1:8,8"
     back, _, _ = match_parameters(b, a)
     assert next(e for e in back if e.b == "mlp.experts.gate_up_proj").transform == "concat1:8,8"
+
+
+def test_gelu_kinds_read_mlx_spelling_and_never_assume_an_argument_is_exact():
+    """mlx.nn.GELU(approx="precise") is the tanh approximation; nn.GELU(approx=approx) depends on the caller
+    (mlx-embeddings' SigLIP builds its encoder with approx="precise"): unknown, so no finding claims it exact."""
+    from parity_skill.analyze.model import OpCall
+    from parity_skill.plan.static_diff import _gelu_kind
+
+    def kind(**kwargs):
+        return _gelu_kind(OpCall("gelu", "mlx.nn.GELU", "m.py:1", (), tuple(kwargs.items())))[0]
+
+    assert kind(approx="'precise'") == "tanh" and kind(approx="'fast'") == "sigmoid" and kind(approx="'none'") == "exact"
+    assert kind(approx="approx") == "unknown" and kind(approximate="'tanh'") == "tanh" and kind() == "exact"

@@ -48,12 +48,22 @@ def _finding(kind: str, message: str, a: str | None, b: str | None) -> dict:
     return {"kind": kind, "message": message, "a_location": a, "b_location": b}
 
 
+MLX_APPROX = {"none": "exact", "precise": "tanh", "tanh": "tanh", "fast": "sigmoid"}  # mlx.nn.GELU(approx=...)
+
+
 def _gelu_kind(op: OpCall) -> tuple[str, str]:
-    """(which GELU: exact | tanh | sigmoid, how the code says it)."""
-    approx = (op.kwarg("approximate") or "").strip("'\"")
+    """(which GELU: exact | tanh | sigmoid | unknown, how the code says it). `unknown`: the approximation is an
+    argument whose value the caller decides (`nn.GELU(approx=approx)`), never assumed exact."""
+    source = op.kwarg("approximate") or op.kwarg("approx") or ""
+    approx = source.strip("'\"")
     short = op.name if op.name.startswith("ACT2FN[") else op.name.rsplit(".", 1)[-1]
     if op.name.startswith("ACT2FN["):
         return approx or "exact", f"{approx + ' approximation' if approx else 'exact (erf)'} ({short})"
+    if source and approx == source:  # not a string literal: a name or an expression
+        return "unknown", f"{short}({source})"
+    if op.kwarg("approx") is not None and approx in MLX_APPROX:
+        kind = MLX_APPROX[approx]
+        return kind, (f"{kind} approximation" if kind != "exact" else "exact (erf)") + f" ({short}(approx={approx!r}))"
     if approx and approx != "none":
         return "tanh", f"tanh approximation ({short}(approximate={approx!r}))"
     if op.name.endswith("gelu_fast_approx"):
@@ -212,7 +222,7 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
     gelu_a = [(o, _gelu_kind(o)) for o in ops_a if o.op == "gelu"]
     gelu_b = [(o, _gelu_kind(o)) for o in ops_b if o.op == "gelu"]
     for (oa, ka), (ob, kb) in zip(gelu_a, gelu_b):
-        if ka[0] != kb[0]:
+        if ka[0] != kb[0] and "unknown" not in (ka[0], kb[0]):
             found.append(_finding("approximation", f"GELU differs: A {ka[1]} vs B {kb[1]}", oa.location,
                                   ob.location))
 
