@@ -102,6 +102,9 @@ PAIRS = [
     (f"{HF}.mamba.modeling_mamba", "MambaBlock", "mlx_lm.models.mamba", "ResidualBlock", "pass"),
     (f"{HF}.gemma3.modeling_gemma3", "Gemma3MLP", "mlx_lm.models.gemma3_text", "MLP", "pass"),
     (f"{HF}.gemma3.modeling_gemma3", "Gemma3DecoderLayer", "mlx_lm.models.gemma3_text", "TransformerBlock", "pass"),
+    # a real difference: mlx-lm rounds the embedding scale sqrt(hidden_size) to bfloat16 (as Gemma's own reference
+    # does), transformers keeps it in float32 (relative 1.2e-4); the depth is one whole sliding_window_pattern (6)
+    (f"{HF}.gemma3.modeling_gemma3", "Gemma3TextModel", "mlx_lm.models.gemma3_text", "Gemma3Model", "fail"),
     (f"{HF}.siglip.modeling_siglip", "SiglipAttention", "mlx_embeddings.models.siglip", "Attention", "pass"),
     (f"{HF}.siglip.modeling_siglip", "SiglipEncoderLayer", "mlx_embeddings.models.siglip", "EncoderLayer", "pass"),
     # the image is the config's own image size, shrunk to a grid of 3 x 3 patches (the position table's rows)

@@ -297,3 +297,19 @@ def test_a_shrunk_image_stays_a_grid_of_patches_and_the_input_is_that_image():
     consistent_sizes(cfg, given, {"image_size"}, [])
     assert given["image_size"] == 20  # what the user gives stays
     assert _image_size({"config": {"image_size": 48, "patch_size": 16}}) == 48 and _image_size({"x": 3}) is None
+
+
+def test_a_shrunk_depth_covers_one_whole_layer_period_on_both_sides():
+    """mlx-lm's Gemma 3 indexes its caches by sliding_window_pattern (6): two layers raise IndexError. Both sides'
+    layer counts become one whole period (one config still drives both); a count given with --init stays."""
+    from parity_skill.plan.config_sizes import layer_period
+    from parity_skill.spec import Config
+
+    a = {"config": Config("Gemma3TextConfig", {"num_hidden_layers": 2}, defaults={"sliding_window": 4096})}
+    b = {"args": Config("ModelArgs", {"num_hidden_layers": 2}, defaults={"sliding_window_pattern": 6})}
+    notes: list[str] = []
+    a2, b2 = layer_period(a, b, set(), notes)
+    assert a2["config"].kwargs["num_hidden_layers"] == 6 and b2["args"].kwargs["num_hidden_layers"] == 6
+    assert "one whole sliding_window_pattern period" in notes[0]
+    a3, _ = layer_period(a, b, {"num_hidden_layers"}, [])
+    assert a3["config"].kwargs["num_hidden_layers"] == 2

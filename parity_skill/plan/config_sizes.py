@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ast
 import math
+import re
+from dataclasses import replace
 from typing import Any
 
 from parity_skill.analyze.model import ConfigClass
 from parity_skill.roles import role_of
+from parity_skill.spec import Config
 
 
 def consistent_sizes(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
@@ -101,3 +104,33 @@ def fix_divisibility(kwargs: dict[str, Any]) -> None:
     if heads and kv and isinstance(kwargs.get(kv), int) and kwargs[kv] > 0 and isinstance(kwargs[heads], int):
         if kwargs[heads] % kwargs[kv]:
             kwargs[kv] = math.gcd(kwargs[heads], kwargs[kv])
+
+
+PERIOD = re.compile(r"(pattern|period|every|interval)$")  # `sliding_window_pattern = 6`: a global layer every 6
+
+
+def layer_period(init_a: dict[str, Any], init_b: dict[str, Any], given: set[str],
+                 notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both sides' layer counts raised to the longest layer period either config declares (Gemma 3: a global
+    attention layer every 6; a port that indexes its caches by that period needs 6 layers), so every kind of layer
+    runs and one config still drives both. Counts given with --init stay."""
+    periods = [(v, k) for init in (init_a, init_b) for cfg in init.values() if isinstance(cfg, Config)
+               for k, v in {**cfg.defaults, **cfg.kwargs}.items()
+               if PERIOD.search(k) and isinstance(v, int) and not isinstance(v, bool) and 1 < v <= 64]
+    if not periods:
+        return init_a, init_b
+    need, field = max(periods)
+    out = []
+    for init in (init_a, init_b):
+        new = dict(init)
+        for name, cfg in init.items():
+            if not isinstance(cfg, Config):
+                continue
+            layers = next((k for k, v in cfg.kwargs.items() if (role_of(k) or ("",))[0] == "layers"
+                           and isinstance(v, int) and not isinstance(v, bool)), None)
+            if layers and cfg.kwargs[layers] < need and not {layers, f"{name}.{layers}"} & given:
+                new[name] = replace(cfg, kwargs={**cfg.kwargs, layers: need})
+                notes.append(f"{cfg.cls}.{layers}: {cfg.kwargs[layers]} raised to {need}, one whole {field} period, "
+                             "so every kind of layer runs")
+        out.append(new)
+    return out[0], out[1]

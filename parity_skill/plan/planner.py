@@ -8,6 +8,7 @@ from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
 from parity_skill.errors import InputError
 from parity_skill.plan.weight_map import match_parameters
 from parity_skill.plan.companions import companion_args, plan_companions
+from parity_skill.plan.config_sizes import layer_period
 from parity_skill.plan.construct import constructor_args, environment, read_fields
 from parity_skill.plan.inputs import INT_NAMES, QKV_NAMES, fixed_args, is_array_arg, plan_inputs
 from parity_skill.plan.pairing import pair_symbols
@@ -133,6 +134,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         notes += more
         if sa.kind == "module":
             init_a, init_b = _match_widths(sa, fa_a, init_a, sb, fa_b, init_b, opts, notes)
+            init_a, init_b = layer_period(init_a, init_b, set(opts.init), notes)
             a = replace(a, init=init_a)
         values_b = {x.name: x.value for x in settings(sb, fa_b, init_b, opts.init)}
     findings = static_diff(sa, fa_a, sb, fa_b, values_a, values_b)
