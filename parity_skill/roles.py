@@ -58,6 +58,8 @@ def role_of(name: str, siblings: tuple[str, ...] = ()) -> tuple[str, Any] | None
     """(role, small value) by name; `siblings` are the other arguments of the same signature: next to an
     `mlp_dim`, a `hidden_dim` is the model width, not the feed-forward width."""
     low = name.lower()
+    if "chunk" in low:  # `chunk_size_feed_forward = 0`: no chunking, a setting, not a size of the model
+        return None
     if re.fullmatch(r"hidden_(dim|size|features)", low) and any(_FFN.search(s.lower()) for s in siblings if s != name):
         return "dim", 32
     for pattern, role, value in ROLES:

@@ -133,3 +133,64 @@ def test_a_real_transformers_model_streams():
     run = parity(f"{path}::LlamaForCausalLM", "vs", f"{path}::LlamaForCausalLM", "--stream", "--json")
     assert run.code == 0, run.pair.get("error")
     assert {"model.layers.0", "model.layers.1", "model.norm", "lm_head"} <= set(_stages(run))
+
+
+TABLES_A = '''import torch
+from torch import nn
+
+
+class Table(nn.Module):
+    def __init__(self, base: float):
+        super().__init__()
+        self.base = base
+
+    def forward(self, x):
+        return torch.cos(torch.arange(x.shape[1], dtype=x.dtype)[:, None] / self.base)
+
+
+class Model(nn.Module):
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.table_global = Table(1000.0)
+        self.table_local = Table(10.0)
+        self.layers = nn.ModuleList([nn.Linear(dim, dim) for _ in range(2)])
+
+    def forward(self, x):
+        g, loc = self.table_global(x), self.table_local(x)
+        return self.layers[1](self.layers[0](x) + loc) + g
+'''
+
+TABLES_B = '''import torch
+from torch import nn
+
+
+class Table(nn.Module):
+    def forward(self, x, base):
+        return torch.cos(torch.arange(x.shape[1], dtype=x.dtype)[:, None] / base)
+
+
+class Model(nn.Module):
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.table = Table()
+        self.layers = nn.ModuleList([nn.Linear(dim, dim) for _ in range(2)])
+
+    def forward(self, x):
+        loc, g = self.table(x, {local}), self.table(x, 1000.0)
+        return self.layers[1](self.layers[0](x) + loc) + g
+'''
+
+
+def test_weightless_blocks_are_judged_against_the_a_call_they_compute(tmp_path):
+    """A computes its global and local tables in two modules; B in one module called twice, local first (as
+    transformers 5 does for Gemma 3's rotary tables). Each B call is judged against the A table it is closest to:
+    a PASS; a B whose local base is wrong fails at that table, not at a layer downstream."""
+    (tmp_path / "a.py").write_text(TABLES_A)
+    (tmp_path / "b.py").write_text(TABLES_B.format(local="10.0"))
+    (tmp_path / "bad.py").write_text(TABLES_B.format(local="12.0"))
+    a = f"{tmp_path / 'a.py'}::Model"
+    run = parity(a, "vs", f"{tmp_path / 'b.py'}::Model", "--stream", "--json")
+    assert run.code == 0, [(c["name"], c["message"]) for c in run.pair["checks"]]
+    assert {c.get("b_stage") for c in run.pair["checks"]} >= {"table"}
+    bad = parity(a, "vs", f"{tmp_path / 'bad.py'}::Model", "--stream", "--json")
+    assert bad.code == 1 and bad.pair["first_divergence"].startswith("table_local")

@@ -56,10 +56,9 @@ def unload_all(model: torch.nn.Module) -> list[str]:
 
 
 def shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
-    """{state name: shape} of parameters and buffers, without touching their values."""
-    out = {k: tuple(p.shape) for k, p in model.named_parameters(remove_duplicate=False)}
-    out.update({k: tuple(b.shape) for k, b in model.named_buffers()})
-    return out
+    """{state name: shape} of the state dict (parameters, tied ones under each name, and persistent buffers: what
+    a loaded checkpoint holds), without touching their values."""
+    return {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
 
 
 def owners(model: torch.nn.Module) -> dict[str, str]:

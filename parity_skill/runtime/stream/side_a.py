@@ -63,24 +63,29 @@ def fresh_values(model: torch.nn.Module, seed: int):
     def value(name: str) -> np.ndarray:
         src = canonical.get(name, name)
         kind = role(src, shapes[src], owner_of(src, owners))
-        return draw(src, shapes[src], kind, seed).astype(np.float32)
+        return np.asarray(draw(src, shapes[src], kind, seed), np.float32)
 
-    buffers = []
+    persistent = set(shapes)  # a non-persistent buffer (an embedding scale) keeps its constructed value, as a loaded
+    buffers = []             # state dict does
     for name, buf in model.named_buffers():
-        if buf.is_floating_point() and buf.numel() and not structural(name, buf.detach().numpy()):
+        if name in persistent and buf.is_floating_point() and buf.numel() and \
+                not structural(name, buf.detach().numpy()):
             buffers.append(name)
     return value, sorted(canonical), buffers
 
 
 def capture_streamed(spec: PairSpec, folder: str, manifest: dict) -> None:
     """Write A's streamed artifact into `folder` (an error artifact when A cannot be built or run)."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     try:
-        a = build_light("a", spec)
-    except Exception as exc:  # noqa: BLE001 - reported by the comparison as the pair's error
+        _capture(spec, folder, manifest)
+    except Exception as exc:  # noqa: BLE001 - user code or its state: reported by the comparison as the pair's error
         artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))
-        return
+
+
+def _capture(spec: PairSpec, folder: str, manifest: dict) -> None:
+    out = Path(folder)
+    a = build_light("a", spec)
     model = a.model
     value, names, buffers = fresh_values(model, spec.checks.seed)
     owners = B.owners(model)
@@ -88,7 +93,7 @@ def capture_streamed(spec: PairSpec, folder: str, manifest: dict) -> None:
         for name in buffers:  # running statistics: redrawn as a loaded state would be (they are small)
             buf = model.get_buffer(name)
             kind = role(name, tuple(buf.shape), owner_of(name, owners))
-            buf.copy_(torch.from_numpy(draw(name, tuple(buf.shape), kind, spec.checks.seed)).to(buf.dtype))
+            buf.copy_(torch.from_numpy(np.asarray(draw(name, tuple(buf.shape), kind, spec.checks.seed))).to(buf.dtype))
     started = time.perf_counter()
     files = artifact.save_chunked(out, WEIGHTS, {n: (lambda n=n: value(n)) for n in names})
     written = time.perf_counter() - started
@@ -140,7 +145,7 @@ def _record_blocks(model: torch.nn.Module) -> tuple[list[dict], dict[str, np.nda
             seen[name] = k + 1
             key = f"blocks/{len(calls):04d}"
             calls.append({"block": name, "call": k, "key": key, "class": type(mod).__name__,
-                          "started": time.perf_counter()})
+                          "params": any(True for _ in mod.parameters()), "started": time.perf_counter()})
             if x is not None:
                 tensors[f"{key}/in"] = x.detach().float().numpy().copy()
 

@@ -91,6 +91,7 @@ def compare_streamed(spec: PairSpec, folder: str, entry: dict, wait: float | Non
         return dict(entry, error=str(exc))
     checks = [rows.get(i) or _missing(c) for i, c in enumerate(stream["blocks"])]
     entry["checks"] += checks
+    entry["limitations"] += [f"{c['name']} not checked: {c['message']}" for c in checks if c["status"] == "skip"]
     first = next((c for c in checks if c["status"] == "fail"), None)
     if first is not None:
         entry["first_divergence"] = f"{first['name'][6:]}: {first['message']}"
@@ -148,7 +149,7 @@ def _b_values(entries, tensors, owners: dict, shapes_b: dict, seed: int, notes: 
                 unmapped.append(name)
                 notes.append(f"B's '{name}' was not loaded from A (it gets a fresh value of its own)")
             shape = tuple(shapes_b[name])
-            return draw(name, shape, role(name, shape, owner_of(name, owners)), seed).astype(np.float32)
+            return np.asarray(draw(name, shape, role(name, shape, owner_of(name, owners)), seed), np.float32)
         if last.get("entry") is not e:  # a split entry gives q, k and v from one read of A's fused tensor
             last.clear()
             last.update(entry=e, values=b_values({n: tensors[n] for n in e.a.split("+")}, [e]))
@@ -193,14 +194,26 @@ def pair_blocks(a_blocks: list[str], b_blocks: list[str], entries) -> dict[str, 
 
 
 def _teacher_forcing(model, calls: list[dict], tensors, entries, rows: dict, spec: PairSpec) -> list:
-    """Hooks on B's blocks: the k-th call of a block gets A's recorded input and gives A's recorded output on,
-    after its own output is judged against A's (a row of the stage table)."""
+    """Hooks on B's blocks. A block with weights is paired with A's by them (pair_blocks): its k-th call gets A's
+    recorded input, and gives A's recorded output on after its own is judged against it. A block without weights
+    (a rotary table, called once per layer kind on one side and as two modules on the other) is judged against
+    the call of a weightless A block whose output it is closest to, and gives that one on."""
     b_blocks = dict(B.blocks(model))
-    a_names = list(dict.fromkeys(c["block"] for c in calls))
-    pairing = pair_blocks(a_names, list(b_blocks), entries)
+    weighted = {n for n, blk in b_blocks.items() if any(True for _ in blk.parameters())}
+    a_names = list(dict.fromkeys(c["block"] for c in calls if c.get("params", True)))
+    pairing = pair_blocks(a_names, sorted(weighted, key=list(b_blocks).index), entries)
     index = {(c["block"], c["call"]): i for i, c in enumerate(calls)}
+    free = [i for i, c in enumerate(calls) if not c.get("params", True)]  # weightless A calls not yet matched
     atol = spec.checks.tolerances["fp32"].atol
     cosine = spec.checks.cosine if spec.checks.cosine is not None else STAGE_COSINE
+
+    def judged(i: int, b_name: str, y: torch.Tensor, result):
+        a_out = np.asarray(tensors[f"{calls[i]['key']}/out"])
+        name = calls[i]["block"] + (f" (call {calls[i]['call'] + 1})" if calls[i]["call"] else "")
+        rows[i] = stage_row(name, [("out", a_out)], [("out", y.detach().float().numpy())], atol, cosine, None,
+                            b_name=b_name)
+        return B.replace_first(result, torch.from_numpy(np.ascontiguousarray(a_out)).to(y.dtype))
+
     handles = []
     for a_name, b_name in pairing.items():
         block, seen = b_blocks[b_name], [0]
@@ -223,15 +236,32 @@ def _teacher_forcing(model, calls: list[dict], tensors, entries, rows: dict, spe
             y = B.first_tensor(result)
             if i is None or y is None or f"{calls[i]['key']}/out" not in tensors:
                 return None
-            a_out = np.asarray(tensors[f"{calls[i]['key']}/out"])
-            name = f"{a_name}" + (f" (call {calls[i]['call'] + 1})" if calls[i]["call"] else "")
-            rows[i] = stage_row(name, [("out", a_out)], [("out", y.detach().float().numpy())], atol, cosine, None,
-                                b_name=b_name)
-            return B.replace_first(result, torch.from_numpy(np.ascontiguousarray(a_out)).to(y.dtype))
+            return judged(i, b_name, y, result)
 
         handles += [block.register_forward_pre_hook(pre, with_kwargs=True),
                     block.register_forward_hook(post, with_kwargs=True)]
+    for b_name in [n for n in b_blocks if n not in weighted]:
+        def closest(mod, args, kwargs, result, b_name=b_name):
+            y = B.first_tensor(result)
+            if y is None:
+                return None
+            mine = y.detach().float().numpy()
+            fits = [i for i in free if f"{calls[i]['key']}/out" in tensors
+                    and np.shape(tensors[f"{calls[i]['key']}/out"]) == mine.shape]
+            if not fits:
+                return None
+            i = min(fits, key=lambda j: (_distance(tensors[f"{calls[j]['key']}/out"], mine), j))
+            free.remove(i)
+            return judged(i, b_name, y, result)
+
+        handles.append(b_blocks[b_name].register_forward_hook(closest, with_kwargs=True))
     return handles
+
+
+def _distance(a, b) -> float:
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    return float(np.nanmax(d)) if d.size else 0.0
 
 
 def _missing(call: dict) -> dict:
