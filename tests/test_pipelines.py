@@ -243,3 +243,36 @@ def test_layout_applies_per_stage_when_two_artifacts_are_compared(tmp_path):
     moved = cli("compare", ref, port, "--layout", "b=nlc", "--json")
     pair = json.loads(moved.stdout)["pairs"][0]
     assert moved.returncode == 0 and any("--layout: B's decoder moved to A's layout" in n for n in pair["notes"])
+
+
+PIPELINE = """
+import numpy as np
+
+import parity_skill
+
+
+def encode(x):
+    return np.tanh(x * 0.5)
+
+
+def run(x):
+    h = parity_skill.stage("encoder", encode(x))
+    for _ in range(3):
+        h = parity_skill.stage("step", h * 0.9 + {shift})
+    return h
+"""
+
+
+def test_capture_records_the_stages_a_plain_function_pipeline_calls(tmp_path):
+    """A pipeline that is a function, not a module: `capture FILE.py::run` records its `parity_skill.stage()`
+    calls (a repeated name numbered), for A or B alike, and `compare` names the first divergent step."""
+    for side, shift in (("ref", "0.1"), ("port", "0.1001")):
+        (tmp_path / f"{side}.py").write_text(PIPELINE.format(shift=shift))
+        done = cli("capture", f"{tmp_path / side}.py::run", "-o", str(tmp_path / side))
+        assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "ref" / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["encoder", "step", "step#1", "step#2"]
+    run = cli("compare", str(tmp_path / "ref"), str(tmp_path / "port"), "--json")
+    pair = json.loads(run.stdout)["pairs"][0]
+    assert run.returncode == 1 and pair["first_divergence"] == "step"
+    assert {c["name"]: c["status"] for c in pair["checks"]}["stage:encoder"] == "pass"

@@ -108,6 +108,18 @@ def stage(name: str, value: Any, given: Any = None) -> Any:
 
 
 @contextlib.contextmanager
+def collecting() -> Iterator["_Recording"]:
+    """`record` in memory: the stages called inside, kept on the returned object (`stages`, `tensors`), nothing
+    written (parity-skill's own capture puts them in its artifact)."""
+    rec = _Recording("", None)
+    _ACTIVE.append(rec)
+    try:
+        yield rec
+    finally:
+        _ACTIVE.remove(rec)
+
+
+@contextlib.contextmanager
 def scope(name: str) -> Iterator[None]:
     """Prefix the stages recorded inside with `name.` (nested scopes join: `vae.decoder.block`)."""
     rec = _ACTIVE[-1] if _ACTIVE else None

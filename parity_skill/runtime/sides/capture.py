@@ -154,7 +154,27 @@ def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
         k = seen.get(name, 0)
         seen[name] = k + 1
         view["stages"].append({"name": name + (f"#{k}" if k else ""), "out": [key for key, _ in out]})
+    _program_stages(run, rec, view, tensors)
     return view
+
+
+def _program_stages(run: PairRun, rec: RecordingSide, view: dict, tensors: dict) -> None:
+    """The stages A's own code records with `parity_skill.stage()` (a pipeline that is a function or a plain
+    class: its steps), from one more call on the default inputs; they follow the submodule stages."""
+    from parity_skill.runtime.data.recording import collecting
+
+    try:
+        with collecting() as found:
+            rec.side.run(run.base)
+    except Exception:  # noqa: BLE001 - A ran on these inputs above: a failure here only means no program stages
+        return
+    names = {s["name"] for s in view["stages"]}
+    for entry in found.stages:
+        if entry["name"] in names:  # a module already recorded under that name
+            continue
+        view["stages"].append({k: v for k, v in entry.items() if k != "in"})
+        for i in range(len(entry["out"])):
+            tensors[f"stages/{entry['name']}/out/{i}"] = found.tensors[f"stages/{entry['name']}/out/{i}"]
 
 
 def capture_pair(spec: PairSpec, folder: str) -> None:
