@@ -34,6 +34,13 @@ BUGS = {
                        "return self.down_proj(nn.gelu(self.gate_proj(x)) * self.up_proj(x))"),
     "values from the keys": ("Attention", "queries, keys, values = self.q_proj(x), self.k_proj(x), self.v_proj(x)",
                              "queries, keys, values = self.q_proj(x), self.k_proj(x), self.k_proj(x)"),
+    # the same bugs with the pair one level up: the difference starts inside a submodule of the pair
+    "MLP activation, layer pair": ("TransformerBlock",
+                                   "return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))",
+                                   "return self.down_proj(swiglu(self.up_proj(x), self.gate_proj(x)))"),
+    "values from the keys, layer pair": ("TransformerBlock",
+                                         "queries, keys, values = self.q_proj(x), self.k_proj(x), self.v_proj(x)",
+                                         "queries, keys, values = self.q_proj(x), self.k_proj(x), self.k_proj(x)"),
 }
 A = {"Attention": "LlamaAttention", "TransformerBlock": "LlamaDecoderLayer", "MLP": "LlamaMLP"}
 
@@ -49,7 +56,7 @@ def where(pair: dict) -> str | None:
 def main() -> None:
     source = Path(package_file("mlx_lm.models.llama")).read_text().replace("from .", "from mlx_lm.models.")
     reference = package_file("transformers.models.llama.modeling_llama")
-    print(f"{'bug':<22} {'verdict':<8} {'s':>5}  {'points at':<40} {'is':<8}")
+    print(f"{'bug':<34} {'verdict':<8} {'s':>5}  {'points at':<40} {'is':<8}")
     with tempfile.TemporaryDirectory() as tmp:
         for bug, (cls, before, after) in BUGS.items():
             assert before in source, bug
@@ -65,14 +72,14 @@ def main() -> None:
             try:
                 pair = next(p for p in json.loads(run.stdout)["pairs"] if not p.get("variant"))
             except (ValueError, StopIteration):
-                print(f"{bug:<22} {'crash':<8} {seconds:5.1f}  {run.stderr.strip()[-60:]}")
+                print(f"{bug:<34} {'crash':<8} {seconds:5.1f}  {run.stderr.strip()[-60:]}")
                 continue
             found = where(pair) or "-"
             start_line = patched[:patched.index(after)].count("\n") + 1
             is_line = found.endswith(f"{port.name}:{start_line}")
             kind = "line" if is_line else "class" if port.name in found else "elsewhere"
             shown = f"{Path(found.rsplit(':', 1)[0]).name}:{found.rsplit(':', 1)[-1]}" if found != "-" else "-"
-            print(f"{bug:<22} {pair['verdict']:<8} {seconds:5.1f}  {shown:<40} {kind:<8}", flush=True)
+            print(f"{bug:<34} {pair['verdict']:<8} {seconds:5.1f}  {shown:<40} {kind:<8}", flush=True)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,41 @@ def test_a_framework_layer_root_cause_is_located_where_the_port_builds_it(tmp_pa
     run = parity(f"{a}::Block", "vs", f"{b}::Block", "--json", "--quick")
     cause = run.pair["root_cause"]
     assert cause["a"] == "norm" and cause["b_location"] == f"{b}:8" and cause["a_location"] == f"{a}:8"
+
+
+BLOCK = '''import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.up = nn.Linear(dim, 4 * dim)
+        self.down = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        h = self.up(x)
+        h = {act}
+        return self.down(h)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = MLP(dim)
+
+    def forward(self, x):
+        return x + self.mlp(self.norm(x))
+'''
+
+
+def test_a_root_cause_inside_a_submodule_is_located_at_its_line(tmp_path):
+    """The pair is the block; the difference starts in its MLP's own forward: the line inside the MLP is named on
+    both sides (A recorded the statements of the first submodule of each of its classes)."""
+    (tmp_path / "a.py").write_text(BLOCK.format(act="torch.nn.functional.gelu(h)"))
+    (tmp_path / "b.py").write_text(BLOCK.format(act="torch.nn.functional.silu(h)"))
+    run = parity(f"{tmp_path / 'a.py'}::Block", "vs", f"{tmp_path / 'b.py'}::Block", "--quick", "--json")
+    assert run.code == 1 and run.pair["root_cause"]["a"] == "mlp"
+    cause = run.pair["line_cause"]
+    assert cause["a_location"].endswith("a.py:13") and cause["b_location"].endswith("b.py:13"), cause

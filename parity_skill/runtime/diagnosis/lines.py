@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import textwrap
 from typing import Any, Callable
 
@@ -112,9 +113,12 @@ def _owner(fn: Callable) -> type | None:
 class Recorder:
     """Collects (label, array) per recorded value, as float64 numpy, within MAX_BYTES."""
 
-    def __init__(self, path: str, to_numpy: Callable[[Any], np.ndarray | None]) -> None:
-        self.path, self.to_numpy = path, to_numpy
-        self.rows: list[list] = []
+    def __init__(self, path: str, to_numpy: Callable[[Any], np.ndarray | None], prefix: str = "",
+                 rows: list | None = None) -> None:
+        """`prefix` starts every label (`layers.0.attn|`); `rows`: a list shared by several recorders, so the
+        statements of nested forwards stay in execution order."""
+        self.path, self.to_numpy, self.prefix = path, to_numpy, prefix
+        self.rows: list[list] = rows if rows is not None else []
         self.size = 0
         self.truncated = False
 
@@ -127,7 +131,7 @@ class Recorder:
                     self.truncated = True
                     return value
                 self.size += arr.nbytes
-                self.rows.append([f"{self.path}:{line} {name}{key}", [], [("", arr)]])
+                self.rows.append([f"{self.prefix}{self.path}:{line} {name}{key}", [], [("", arr)]])
         return value
 
     def _arrays(self, value: Any, key: str = "") -> list[tuple[str, np.ndarray]]:
@@ -137,3 +141,56 @@ class Recorder:
         if arr is None or arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
             return []
         return [(key, np.asarray(arr, np.float64))]
+
+
+def _to_numpy(adapter) -> Callable[[Any], np.ndarray | None]:
+    def to_numpy(value):
+        try:
+            return adapter.numpy(value) if not isinstance(value, (str, bytes, type(None))) else None
+        except Exception:  # noqa: BLE001 - not an array
+            return None
+    return to_numpy
+
+
+def side_lines(side, args: list[np.ndarray], modules: tuple[str, ...], attr: str) -> list[list]:
+    """Side.lines: the instrumented forward(s) swapped in for one run of the side (each copy only for its own
+    instance: other instances of the class run their original code), then put back."""
+    model = side.model_for("fp32")
+    named = dict(side.adapter.submodules(model))
+    targets = [(m, named[m]) for m in modules if m in named] if modules else [("", model)]
+    copies: dict[type, dict] = {}  # class -> {instance id: (instance, its instrumented forward)}
+    rows: list[list] = []
+    for name, obj in targets:
+        fn = obj if side.impl.kind == "function" else getattr(type(obj), attr, None)
+        try:
+            path = inspect.getsourcefile(inspect.unwrap(fn))
+        except (TypeError, ValueError):
+            continue
+        if modules and any(f"{os.sep}{pkg}{os.sep}" in path for pkg in ("torch", "mlx")):
+            continue  # a framework layer: its root cause is where the user's code builds it, not the framework's code
+        rel = os.path.relpath(path)
+        rec = Recorder(path if rel.startswith("..") else rel, _to_numpy(side.adapter), f"{name}|" if modules else "",
+                       rows)
+        copy = instrumented(fn, rec)
+        if copy is not None:
+            copies.setdefault(type(obj), {})[id(obj)] = (obj, copy)
+    if not copies:
+        return []
+    if side.impl.kind == "function":
+        side._models["fp32"] = next(iter(next(iter(copies.values())).values()))[1]
+        try:
+            side.run(args)
+        finally:
+            side._models["fp32"] = model
+        return rows
+    saved = {cls: (attr in vars(cls), vars(cls).get(attr)) for cls in copies}
+    for cls, mine in copies.items():
+        original = getattr(cls, attr)
+        setattr(cls, attr, lambda this, *a, _m=mine, _o=original, **k:
+                (_m[id(this)][1] if id(this) in _m and _m[id(this)][0] is this else _o)(this, *a, **k))
+    try:
+        side.run(args)
+    finally:
+        for cls, (had, old) in saved.items():
+            setattr(cls, attr, old) if had else delattr(cls, attr)
+    return rows

@@ -121,6 +121,10 @@ def _record_trace(run: PairRun, rec: RecordingSide) -> None:
         rec.lines(run.base)
     except Exception:  # noqa: BLE001 - recorded as an error; phase 2 then says localisation was not available
         pass
+    try:  # and those of the first submodule of each user class, in case the difference starts in one
+        rec.module_lines(run.base)
+    except Exception:  # noqa: BLE001 - likewise
+        pass
 
 
 def _record_grad_trace(run: PairRun, rec: RecordingSide) -> None:

@@ -105,6 +105,11 @@ class RecordingSide:
     def lines(self, args) -> list[list]:
         return self._call("lines", "fp32", args, lambda: self.side.lines(args))
 
+    def module_lines(self, args) -> list[list]:
+        """The statements of the first submodule of each of the user's classes (Side.user_modules), labelled
+        `name|file:line var`: where a difference starts inside a submodule, phase 2 finds its line in them."""
+        return self._call("lines", "modules", args, lambda: self.side.lines(args, self.side.user_modules()))
+
     def cache_rows(self, prompt, tokens, step: int, tol) -> list[dict]:
         return self._call("cache_rows", "fp32", [prompt, tokens, np.array([step, tol.atol, tol.rtol])],
                           lambda: self.side.cache_rows(prompt, tokens, step, tol))
@@ -272,6 +277,10 @@ class ReplaySide:
 
     def lines(self, args) -> list[list]:
         p, c = self._lookup("lines", "fp32", args)
+        return self._modules_of(c, f"{p}/modules")
+
+    def module_lines(self, args) -> list[list]:
+        p, c = self._lookup("lines", "modules", args)
         return self._modules_of(c, f"{p}/modules")
 
     def cached_decode(self, prompt, tokens) -> dict:

@@ -83,18 +83,25 @@ def _locate_line(run: PairRun, entry: dict) -> None:
     """When the difference starts in the top-level forward's own code (or a function), the first statement whose
     value differs, on each side (runtime/diagnosis/lines.py), with the static findings on those lines."""
     cause = entry.get("root_cause")  # None: no submodule starts the difference (or a function pair)
-    if cause is not None and not (cause.get("a") == "" and cause.get("where") == "own code"):
-        return
+    inside = cause is not None and cause.get("a") != ""  # a submodule's own forward starts the difference
     progress.say(": locating the line")
     try:
-        found = statements.first_difference(run.a.lines(run.base), run.b.lines(run.base),
-                                            run.checks.tolerances["fp32"].atol)
+        if inside:
+            rows_a, rows_b = _inside(run, cause)
+        else:
+            rows_a, rows_b = run.a.lines(run.base), run.b.lines(run.base)
+        found = statements.first_difference(rows_a, rows_b, run.checks.tolerances["fp32"].atol) if rows_a else None
     except Exception as exc:  # noqa: BLE001 - localisation is a bonus; never lose the verdict over it
         run.notes.append(f"line-level localisation not available: {describe(exc)}")
         return
+    if found is None and inside and not rows_a and cause.get("where") == "leaf":
+        return  # a framework layer: located where the user's code builds it (rootcause.py), no code of its own
     if found is None:
-        run.notes.append("line-level localisation: no recorded statement of the forward differs before its result "
-                         "(the difference is inside a call, not between assignments)")
+        where = f"{cause['a']}'s forward" if inside else "the forward"
+        run.notes.append(f"line-level localisation: no recorded statement of {where} differs before its result "
+                         "(the difference is inside a call, not between assignments)" if not inside or rows_a else
+                         f"line-level localisation: A's capture holds no statements of {cause['a']} (it records "
+                         "the first submodule of each class of the user's code)")
         return
     on_line = [f for f in entry["static_findings"] if f.get("a_location") == found["a_location"]
                or f.get("b_location") == found["b_location"]]
@@ -103,6 +110,16 @@ def _locate_line(run: PairRun, entry: dict) -> None:
     run.diagnose("line", f"first differing statement: {found['relation']} (the {found['agreed']} statement(s) "
                          "before it agree)" + "".join(f"; [{f['kind']}] {f['message']}" for f in on_line),
                  "forward", found["b_location"], a_location=found["a_location"], b_location=found["b_location"])
+
+
+def _inside(run: PairRun, cause: dict) -> tuple[list, list]:
+    """The statements of the root-cause submodule's forward on each side (A's recorded at capture), unprefixed."""
+    mark_a, mark_b = f"{cause['a']}|", f"{cause['b']}|"
+    rows_a = [[r[0][len(mark_a):], *r[1:]] for r in run.a.module_lines(run.base) if r[0].startswith(mark_a)]
+    if not rows_a:
+        return [], []
+    rows_b = [[r[0][len(mark_b):], *r[1:]] for r in run.b.lines(run.base, (cause["b"],)) if r[0].startswith(mark_b)]
+    return rows_a, rows_b
 
 
 def _locate_backward(run: PairRun, entry: dict) -> None:

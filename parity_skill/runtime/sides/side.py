@@ -241,46 +241,24 @@ class Side:
         out = self._out(self._tolerant(lambda m: self.adapter.call(m, self._in(args), dtype), dtype, args))
         return [(k, probabilities(v)) for k, v in out] if self.impl.reads == "probabilities" else out
 
-    def lines(self, args: list[np.ndarray]) -> list[list]:
+    def lines(self, args: list[np.ndarray], modules: tuple[str, ...] = ()) -> list[list]:
         """[`file:line name`, [], [("", value)]] for every assignment and the return of this side's own forward (or
-        function) on `args`, in execution order (runtime/diagnosis/lines.py); [] when it cannot be instrumented."""
-        from parity_skill.runtime.diagnosis.lines import Recorder, instrumented
+        function) on `args`, in execution order (runtime/diagnosis/lines.py); with `modules`, of those submodules'
+        forwards instead, each label prefixed `name|`. [] when nothing can be instrumented."""
+        from parity_skill.runtime.diagnosis.lines import side_lines
 
-        model = self.model_for("fp32")
-        cls = type(model)
-        fn = model if self.impl.kind == "function" else getattr(cls, _CALL.get(self.impl.framework, "__call__"), None)
-        try:
-            path = inspect.getsourcefile(inspect.unwrap(fn))
-        except (TypeError, ValueError):
-            return []
-        rel = os.path.relpath(path)
-        path = path if rel.startswith("..") else rel  # relative only under the current folder, as class_of says
+        return side_lines(self, args, modules, _CALL.get(self.impl.framework, "__call__"))
 
-        def to_numpy(value):
-            try:
-                return self.adapter.numpy(value) if not isinstance(value, (str, bytes, type(None))) else None
-            except Exception:  # noqa: BLE001 - not an array
-                return None
-
-        rec = Recorder(path, to_numpy)
-        copy = instrumented(fn, rec)
-        if copy is None:
-            return []
-        if self.impl.kind == "function":
-            self._models["fp32"] = copy
-            try:
-                self.run(args)
-            finally:
-                self._models["fp32"] = model
-            return rec.rows
-        attr = _CALL.get(self.impl.framework, "__call__")
-        had, saved = attr in vars(cls), vars(cls).get(attr)
-        setattr(cls, attr, lambda this, *a, **k: (copy if this is model else fn)(this, *a, **k))
-        try:
-            self.run(args)
-        finally:
-            setattr(cls, attr, saved) if had else delattr(cls, attr)
-        return rec.rows
+    def user_modules(self) -> tuple[str, ...]:
+        """The first submodule of each class of the user's own code (not the framework's), in module order: the
+        ones whose forward A records statement by statement, in case one is where a difference starts."""
+        seen, out = set(), []
+        for name, obj in self.adapter.submodules(self.model_for("fp32")):
+            cls = type(obj)
+            if cls not in seen and not _framework_file(class_of(obj).get("location")):
+                seen.add(cls)
+                out.append(name)
+        return tuple(out)
 
     def run_twice(self, args: list[np.ndarray]) -> tuple[Flat, Flat]:
         """Two identical fp32 calls in a row (the determinism check)."""
