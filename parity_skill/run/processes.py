@@ -26,12 +26,16 @@ from parity_skill.safe_io import read_source
 
 TAIL_BYTES = 64 * 1024
 
-# Runs with `python -I -S -c`: waits for the CLI's pipe to close, then kills the worker's process group.
+# Runs with `python -I -S -c`: waits for the CLI's pipe to close, then kills the worker's process group and removes
+# the folders the CLI named on that pipe (`rm PATH` lines): a CLI killed with SIGKILL leaves nothing behind.
 _GUARDIAN = (
-    "import os, signal, sys\n"
+    "import os, shutil, signal, sys\n"
     "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-    "try:\n    sys.stdin.buffer.read()\nexcept BaseException:\n    pass\n"
+    "data = b''\n"
+    "try:\n    data = sys.stdin.buffer.read()\nexcept BaseException:\n    pass\n"
     "try:\n    os.killpg(int(sys.argv[1]), signal.SIGKILL)\nexcept OSError:\n    pass\n"
+    "for line in data.decode('utf-8', 'replace').splitlines():\n"
+    "    if line.startswith('rm '):\n        shutil.rmtree(line[3:], ignore_errors=True)\n"
 )
 
 
@@ -143,6 +147,15 @@ class Worker:
         except OSError:
             pass
 
+    def remove_on_exit(self, folder: str) -> None:
+        """The guardian removes `folder` when the CLI ends, however it ends (it is removed earlier when all goes
+        well)."""
+        try:
+            self.guardian.stdin.write(f"rm {os.path.abspath(folder)}\n".encode("utf-8"))
+            self.guardian.stdin.flush()
+        except (OSError, ValueError):
+            pass  # the guardian is gone: the worker's group is being stopped anyway
+
     def close(self) -> None:
         """Stop the worker and everything it started; idempotent."""
         self._kill_group()
@@ -186,6 +199,8 @@ def run_sides(workers: list[Worker], script: str, timeout: float, on_progress=No
 
     deadline = time.monotonic() + timeout
     folder = tempfile.mkdtemp(prefix="parity-artifacts-")
+    for w in workers:
+        w.remove_on_exit(folder)
     report_path, exits_path = os.path.join(folder, "report.json"), os.path.join(folder, "exits.json")
     progress = os.path.join(folder, "progress.log")
     wait = _waiter(progress, on_progress)

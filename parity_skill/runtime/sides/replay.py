@@ -108,7 +108,10 @@ class RecordingSide:
     def module_lines(self, args) -> list[list]:
         """The statements of the first submodule of each of the user's classes (Side.user_modules), labelled
         `name|file:line var`: where a difference starts inside a submodule, phase 2 finds its line in them."""
-        return self._call("lines", "modules", args, lambda: self.side.lines(args, self.side.user_modules()))
+        modules = self.side.user_modules()
+        if not modules:  # a function, or a model built only of framework layers: nothing to record
+            return []
+        return self._call("lines", "modules", args, lambda: self.side.lines(args, modules))
 
     def cache_rows(self, prompt, tokens, step: int, tol) -> list[dict]:
         return self._call("cache_rows", "fp32", [prompt, tokens, np.array([step, tol.atol, tol.rtol])],

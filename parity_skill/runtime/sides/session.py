@@ -115,7 +115,11 @@ def _locate_line(run: PairRun, entry: dict) -> None:
 def _inside(run: PairRun, cause: dict) -> tuple[list, list]:
     """The statements of the root-cause submodule's forward on each side (A's recorded at capture), unprefixed."""
     mark_a, mark_b = f"{cause['a']}|", f"{cause['b']}|"
-    rows_a = [[r[0][len(mark_a):], *r[1:]] for r in run.a.module_lines(run.base) if r[0].startswith(mark_a)]
+    try:
+        recorded = run.a.module_lines(run.base)
+    except Exception:  # noqa: BLE001 - A recorded none (no class of the user's own among its submodules)
+        recorded = []
+    rows_a = [[r[0][len(mark_a):], *r[1:]] for r in recorded if r[0].startswith(mark_a)]
     if not rows_a:
         return [], []
     rows_b = [[r[0][len(mark_b):], *r[1:]] for r in run.b.lines(run.base, (cause["b"],)) if r[0].startswith(mark_b)]
