@@ -194,3 +194,17 @@ def test_weightless_blocks_are_judged_against_the_a_call_they_compute(tmp_path):
     assert {c.get("b_stage") for c in run.pair["checks"]} >= {"table"}
     bad = parity(a, "vs", f"{tmp_path / 'bad.py'}::Model", "--stream", "--json")
     assert bad.code == 1 and bad.pair["first_divergence"].startswith("table_local")
+
+
+def test_a_port_that_skips_blocks_it_holds_fails_never_passes(tmp_path):
+    """Teacher forcing feeds each block A's input, so a port that never runs its layers would pass every block it
+    does run: a block B holds (its weights are A's) but never runs is a failure, named.""" 
+    source = (MODELS / "gpt2_split.py").read_text()
+    marker = "        for block in self.h:\n"
+    assert marker in source
+    lazy = tmp_path / "lazy.py"
+    lazy.write_text(source.replace(marker, "        for block in []:\n"))
+    run = parity(A, "vs", f"{lazy}::GPT2Stack", *SIZES, "--stream", "--json")
+    stages = _stages(run)
+    assert run.code == 1 and stages.get("ln_f") == "pass" and stages.get("h.0") == "fail"  # teacher-forced norm
+    assert run.pair["first_divergence"].startswith("h.0: B never runs h.0")

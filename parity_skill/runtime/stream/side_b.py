@@ -71,15 +71,17 @@ def compare_streamed(spec: PairSpec, folder: str, entry: dict, wait: float | Non
         entry["checks"].append({"name": "weights", "status": "fail", "message": f"A parameters missing in B: "
                                 f"{', '.join(missing)}", "max_abs_diff": None, "max_rel_diff": None,
                                 "tolerance": None})
-    value = _b_values(entries, tensors, B.owners(model), shapes_b, spec.checks.seed, notes)
-    _load_buffers(model, entries, tensors, set(stream["buffers"]))
-    handles = B.load_on_call(model, value)
     rows: dict[int, dict] = {}
-    handles += _teacher_forcing(model, stream["blocks"], tensors, entries, rows, spec)
+    pairing: dict[str, str] = {}
+    handles: list = []
     started = time.perf_counter()
     try:
+        value = _b_values(entries, tensors, B.owners(model), shapes_b, spec.checks.seed, notes)
+        _load_buffers(model, entries, tensors, set(stream["buffers"]))
+        handles += B.load_on_call(model, value)
+        handles += _teacher_forcing(model, stream["blocks"], tensors, entries, rows, spec, pairing)
         b.run(base_inputs(spec.inputs, spec.checks.seed))
-    except Exception as exc:  # noqa: BLE001 - user code
+    except Exception as exc:  # noqa: BLE001 - user code, or an artifact whose tensors do not fit B
         return dict(entry, error=f"B's streamed forward raised {describe(exc)}")
     finally:
         for h in handles:
@@ -89,7 +91,7 @@ def compare_streamed(spec: PairSpec, folder: str, entry: dict, wait: float | Non
         verified()
     except artifact.ArtifactError as exc:
         return dict(entry, error=str(exc))
-    checks = [rows.get(i) or _missing(c) for i, c in enumerate(stream["blocks"])]
+    checks = [rows.get(i) or _missing(c, pairing.get(c["block"])) for i, c in enumerate(stream["blocks"])]
     entry["checks"] += checks
     entry["limitations"] += [f"{c['name']} not checked: {c['message']}" for c in checks if c["status"] == "skip"]
     first = next((c for c in checks if c["status"] == "fail"), None)
@@ -104,6 +106,8 @@ def compare_streamed(spec: PairSpec, folder: str, entry: dict, wait: float | Non
     notes.append(f"streamed: each module's weights were loaded just before it ran and dropped after; each of the "
                  f"{len(checks)} block calls was fed A's recorded input and judged alone (teacher forcing); peak "
                  f"memory A {_mb(stream.get('peak_rss_mb'))}, B {_mb(peak_rss_mb())}")
+    if not any(c["status"] != "skip" for c in checks):  # nothing compared is never a pass
+        return dict(entry, verdict="error", error="no block call of A was compared: B ran none of their counterparts")
     entry["verdict"] = "fail" if any(c["status"] == "fail" for c in entry["checks"]) else "pass"
     entry["error"] = None
     return entry
@@ -193,7 +197,8 @@ def pair_blocks(a_blocks: list[str], b_blocks: list[str], entries) -> dict[str, 
     return out
 
 
-def _teacher_forcing(model, calls: list[dict], tensors, entries, rows: dict, spec: PairSpec) -> list:
+def _teacher_forcing(model, calls: list[dict], tensors, entries, rows: dict, spec: PairSpec,
+                     pairing: dict[str, str]) -> list:
     """Hooks on B's blocks. A block with weights is paired with A's by them (pair_blocks): its k-th call gets A's
     recorded input, and gives A's recorded output on after its own is judged against it. A block without weights
     (a rotary table, called once per layer kind on one side and as two modules on the other) is judged against
@@ -201,7 +206,7 @@ def _teacher_forcing(model, calls: list[dict], tensors, entries, rows: dict, spe
     b_blocks = dict(B.blocks(model))
     weighted = {n for n, blk in b_blocks.items() if any(True for _ in blk.parameters())}
     a_names = list(dict.fromkeys(c["block"] for c in calls if c.get("params", True)))
-    pairing = pair_blocks(a_names, sorted(weighted, key=list(b_blocks).index), entries)
+    pairing.update(pair_blocks(a_names, sorted(weighted, key=list(b_blocks).index), entries))
     index = {(c["block"], c["call"]): i for i, c in enumerate(calls)}
     free = [i for i, c in enumerate(calls) if not c.get("params", True)]  # weightless A calls not yet matched
     atol = spec.checks.tolerances["fp32"].atol
@@ -264,7 +269,15 @@ def _distance(a, b) -> float:
     return float(np.nanmax(d)) if d.size else 0.0
 
 
-def _missing(call: dict) -> dict:
-    return {"name": f"stage:{call['block']}", "status": "skip", "message": "B never ran its counterpart of this "
-            "block call", "max_abs_diff": None, "mean_abs_diff": None, "cosine": None, "pearson": None,
-            "tolerance": None}
+def _missing(call: dict, counterpart: str | None) -> dict:
+    """A block call B made no counterpart of: a failure when B has the block (its weights are A's) and never runs
+    it that often; a named skip when B has no such block (a table only one side computes)."""
+    row = {"name": f"stage:{call['block']}", "status": "skip", "max_abs_diff": None, "mean_abs_diff": None,
+           "cosine": None, "pearson": None, "tolerance": None,
+           "message": "B never ran its counterpart of this block call"}
+    if counterpart is not None:
+        times = f" (call {call['call'] + 1})" if call["call"] else ""
+        row.update(status="fail", b_stage=counterpart,
+                   message=f"B never runs {counterpart}{times} where A runs {call['block']}, although B holds its "
+                           "weights")
+    return row
