@@ -3,13 +3,15 @@ whole-file analysis says of it: same fields, same `path:line` locations."""
 from __future__ import annotations
 
 import ast
-import importlib.util
-from pathlib import Path
+import sys
 
 import pytest
 
 from parity_skill.analyze import analyze_file, reach
-from conftest import fx
+from conftest import ROOT, fx
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from real_ports import package_file  # noqa: E402
 
 SOURCE = '''\
 import torch
@@ -71,12 +73,10 @@ class Head(nn.Module):
 
 
 def _installed(module: str) -> str | None:
-    top, _, rest = module.partition(".")
-    spec = importlib.util.find_spec(top)
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        return package_file(module)
+    except Exception:  # noqa: BLE001 - the package is not installed here
         return None
-    path = Path(spec.submodule_search_locations[0]).joinpath(*rest.split(".")).with_suffix(".py")
-    return str(path) if path.is_file() else None
 
 
 def test_a_request_reads_what_it_reaches_up_to_the_model_and_nothing_above():

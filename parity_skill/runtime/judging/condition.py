@@ -39,9 +39,8 @@ def perturbed(xs: list[np.ndarray], seed: int) -> list[np.ndarray]:
     return out
 
 
-def floor(fa: list, moved: list[list]) -> float | None:
-    """The largest change of A's outputs (finite, same shapes) under the perturbations; None if none compares."""
-    worst = None
+def _changes(fa: list, moved: list[list]):
+    """(output key, |change| of its elements finite on both sides) for each perturbed run and output of A."""
     for run in moved:
         by_key = dict(run)
         for key, a in fa:
@@ -51,23 +50,19 @@ def floor(fa: list, moved: list[list]) -> float | None:
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
             both = np.isfinite(a64) & np.isfinite(b64)
             if both.any():
-                worst = max(worst or 0.0, float(np.max(np.abs(a64[both] - b64[both]))))
-    return worst
+                yield key, np.abs(a64[both] - b64[both])
+
+
+def floor(fa: list, moved: list[list]) -> float | None:
+    """The largest change of A's outputs (finite, same shapes) under the perturbations; None if none compares."""
+    return max((float(d.max()) for _, d in _changes(fa, moved)), default=None)
 
 
 def rms_floor(fa: list, moved: list[list]) -> dict:
     """{output key: the largest RMS change of that output of A under the perturbations} (finite elements)."""
     out: dict = {}
-    for run in moved:
-        by_key = dict(run)
-        for key, a in fa:
-            b = by_key.get(key)
-            if b is None or np.shape(a) != np.shape(b):
-                continue
-            a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-            both = np.isfinite(a64) & np.isfinite(b64)
-            if both.any():
-                out[key] = max(out.get(key, 0.0), float(np.sqrt(np.mean((a64[both] - b64[both]) ** 2))))
+    for key, d in _changes(fa, moved):
+        out[key] = max(out.get(key, 0.0), float(np.sqrt(np.mean(d ** 2))))
     return out
 
 

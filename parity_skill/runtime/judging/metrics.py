@@ -68,14 +68,7 @@ class _Sums:
         for name, mask in (("first_nf", ~both), ("first_nf_a", ~fin_a), ("first_nf_b", ~fin_b)):
             if getattr(self, name) is None and mask.any():
                 setattr(self, name, at + int(np.argmax(mask)))
-        if off.any():
-            i = int(np.argmax(np.where(off, diff, -1.0)))
-            if diff[i] > self.worst_off[0]:
-                self.worst_off = (float(diff[i]), at + i)
-        i = int(np.argmax(diff))
-        if diff[i] > self.worst_any[0]:
-            self.worst_any = (float(diff[i]), at + i)
-        self.max_diff = max(self.max_diff, float(diff.max()))
+        self._worst(at, diff, off, off.any())
         self.min_atol = max(self.min_atol, float(np.max(diff - self.rtol * absa)))
         pos = absa > 0
         safe = np.where(pos, absa, 1.0)
@@ -92,6 +85,17 @@ class _Sums:
             self.sum_b += float(fb.sum())
 
 
+    def _worst(self, at: int, diff: np.ndarray, off: np.ndarray, any_off: bool) -> None:
+        """The largest out-of-tolerance and overall differences of a chunk, and their flat indices."""
+        if any_off:
+            i = int(np.argmax(np.where(off, diff, -1.0)))
+            if diff[i] > self.worst_off[0]:
+                self.worst_off = (float(diff[i]), at + i)
+        i = int(np.argmax(diff))
+        if diff[i] > self.worst_any[0]:
+            self.worst_any = (float(diff[i]), at + i)
+        self.max_diff = max(self.max_diff, float(diff[i]))
+
     def _add_finite(self, at: int, a: np.ndarray, b: np.ndarray) -> None:
         """`add` where every value is finite: the same figures without masks or copies of the finite values."""
         d = a - b
@@ -102,14 +106,7 @@ class _Sums:
         n_off = int(np.count_nonzero(off))
         self.mismatched += n_off
         self.n_both += a.size
-        if n_off:
-            i = int(np.argmax(np.where(off, diff, -1.0)))
-            if diff[i] > self.worst_off[0]:
-                self.worst_off = (float(diff[i]), at + i)
-        i = int(np.argmax(diff))
-        if diff[i] > self.worst_any[0]:
-            self.worst_any = (float(diff[i]), at + i)
-        self.max_diff = max(self.max_diff, float(diff[i]))
+        self._worst(at, diff, off, n_off > 0)
         self.min_atol = max(self.min_atol, float(excess.max()))
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = diff / absa  # inf where a is 0 and b is not; nan where both are 0

@@ -163,10 +163,12 @@ def _readable_view(run: PairRun, rec: RecordingSide, tensors: dict) -> dict:
 
 
 def _program_stages(run: PairRun, rec: RecordingSide, view: dict, tensors: dict) -> None:
-    """The stages A's own code records with `parity_skill.stage()` (a pipeline that is a function or a plain
-    class: its steps), from one more call on the default inputs; they follow the submodule stages."""
+    """The stages a pipeline that is a function or a plain class records with `parity_skill.stage()` (its steps),
+    from one more call on the default inputs; a framework module's stages are its submodules'."""
     from parity_skill.runtime.data.recording import collecting
 
+    if rec.side.impl.kind != "function" and rec.side.adapter.submodules(rec.side.model_for("fp32")):
+        return  # a framework module: its stages are its submodules' (recorded above), no second forward for them
     try:
         with collecting() as found:
             rec.side.run(run.base)
