@@ -354,3 +354,46 @@ def test_config_notes_belong_to_the_pair_that_built_the_config():
 
     configs.NOTES.append("Cfg refused the shrunk sizes (...)")
     assert configs.take_notes() == ["Cfg refused the shrunk sizes (...)"] and configs.take_notes() == []
+
+
+def test_a_wrong_reference_in_code_is_attributed_to_a_with_a_third_implementation():
+    """The text-to-speech case with running code: the reference forgot its position embeddings; a third
+    implementation (MLX) makes it "A disagrees with B and C", located in A's code by C's run against A."""
+    a, b = fx(f"{TRUST}/tts_reference_no_pos.py"), fx(f"{TRUST}/tts_port.py")
+    run = parity(a, "vs", b, "--ref", fx(f"{TRUST}/tts_mlx.py"), "--quick", "--json")
+    pair = run.report["pairs"][0]
+    assert run.code == 1 and {f["side"] for f in pair["attribution"]} == {"A"}
+    assert [f["check"] for f in pair["attribution"]] == ["forward", "backward"]
+    lead = pair["diagnosis"][0]
+    assert lead["kind"] == "attribution" and lead["message"].startswith("A disagrees with B and C at every failing")
+    assert "tts_reference_no_pos.py:13" in lead["message"] and " C's " in lead["message"]  # C's run, in our names
+    text = parity(a, "vs", b, "--ref", fx(f"{TRUST}/tts_mlx.py"), "--quick").stdout
+    causes = text.split("Likely causes (most likely first):\n", 1)[1]
+    assert causes.startswith("  [attribution] A disagrees with B and C"), causes
+
+
+def test_a_port_bug_is_attributed_to_b_and_a_framework_reference_can_be_c():
+    """The usual case, B wrong: eps outside the square root (only tiny inputs see it) against a third correct file,
+    and a detached statistic against torch.nn.LayerNorm as C (a framework reference is the port of C's runs)."""
+    rsqrt, outside, div = (fx(f"torch/rmsnorm_{n}.py") for n in ("rsqrt", "eps_outside", "div_sqrt"))
+    run = parity(rsqrt, "vs", outside, "--ref", div, "--json")
+    pair = run.report["pairs"][0]
+    assert run.code == 1 and [(f["check"], f["side"]) for f in pair["attribution"]] == [("edge:tiny", "B")]
+    assert "edge:tiny: B disagrees with A and C (A vs B fail, A vs C pass, B vs C fail)" in pair["notes"][-1]
+    ln = parity(fx("torch/layernorm_manual.py"), "vs", fx("torch/layernorm_detached.py"), "--ref",
+                "torch.nn.LayerNorm", "--dtypes", "fp32", "--json")
+    assert [(f["check"], f["side"]) for f in ln.report["pairs"][0]["attribution"]] == [("backward", "B")]
+    passing = parity(rsqrt, "vs", div, "--ref", outside, "--json")  # A and B agree: nothing to attribute
+    assert passing.code == 0 and "attribution" not in passing.report["pairs"][0]
+
+
+def test_ref_options_that_cannot_apply_are_refused():
+    only = parity(fx(f"{TRUST}/tts_port.py"), "vs", fx(f"{TRUST}/tts_port.py"), "--python-ref", sys.executable)
+    assert only.code == 2 and "--python-ref is the interpreter of --ref's side" in only.stderr
+    missing = parity(fx(f"{TRUST}/tts_port.py"), "vs", fx(f"{TRUST}/tts_port.py"), "--ref", "nowhere.py::TTS")
+    assert missing.code == 2 and "--ref nowhere.py::TTS: nowhere.py: no such file" in missing.stderr
+    broken = parity(fx(f"{TRUST}/tts_reference_no_pos.py"), "vs", fx(f"{TRUST}/tts_port.py"), "--ref",
+                    fx("errors/forward_raises.py"), "--quick", "--json")  # A vs B stands; C settles nothing
+    assert broken.code == 1 and "attribution" not in broken.report["pairs"][0]
+    assert any("C could not be compared with A: " in n and "forward raised RuntimeError" in n
+               for n in broken.report["pairs"][0]["notes"])

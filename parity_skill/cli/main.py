@@ -37,11 +37,41 @@ def _emit_error(message: str, as_json: bool, code: int = EXIT_ERROR) -> int:
     return code
 
 
-def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, **opts) -> int:
-    from parity_skill.run.processes import Worker, frameworks_in
+def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, ref=None, python_ref=None,
+          **opts) -> int:
+    import time
 
     target_a, target_b = split_targets(targets)
-    warm_a = frameworks_in([target_a.path])
+    target_c = parse_target(ref, allow_reference=True) if ref else None
+    if target_c and target_c.path and not Path(target_c.path).is_file():
+        raise InputError(f"--ref {ref}: {target_c.path}: no such file")
+    deadline = time.monotonic() + timeout
+    rep = _run_pair(target_a, target_b, python_a, python_b, emit, timeout, debug, opts)
+    if ref:
+        from parity_skill.compare.attribution import attribute_runs
+
+        runs = []
+        for target, python in ((target_a, python_a), (target_b, python_b)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RunError(f"--ref {ref}: timed out after {timeout:g}s (the three runs share --timeout)")
+            # C is the reference of both runs (a file); a framework reference can only be side B
+            pair = (target_c, target, python_ref, python) if target_c.path else (target, target_c, python, python_ref)
+            try:
+                runs.append(_run_pair(*pair, None, left, debug, opts))
+            except ParityError as exc:  # A vs B stands; C could not settle anything
+                for entry in rep["pairs"]:
+                    entry["notes"] = [*entry.get("notes", []), f"--ref {ref}: C could not be compared ({exc})"]
+                return _print_report(rep, as_json)
+        attribute_runs(rep, *runs, ref=ref, c_first=bool(target_c.path))
+    return _print_report(rep, as_json)
+
+
+def _run_pair(target_a, target_b, python_a, python_b, emit, timeout, debug, opts) -> dict:
+    """One pair of sides, each in its own process: the report (a side that ends without one is a RunError)."""
+    from parity_skill.run.processes import Worker, frameworks_in
+
+    warm_a = frameworks_in([target_a.path]) if target_a.path else [target_a.symbol.split(".")[0]]
     warm_b = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]
     workers = []
     try:  # the sides' interpreters import their frameworks while we analyse
@@ -50,13 +80,13 @@ def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, 
         else:
             workers.append(Worker(warm_a, python_a))
             workers.append(Worker(warm_b, python_b))
-        return _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts)
+        return _check(workers, target_a, target_b, emit, timeout, debug, opts)
     finally:
         for w in workers:
             w.close()
 
 
-def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> int:
+def _check(workers, target_a, target_b, emit, timeout, debug, opts) -> dict:
     from parity_skill.plan.planner import build_plan
     from parity_skill.render.script import render_script
     from parity_skill.run.processes import Completed, TimedOut, run_sides
@@ -97,7 +127,7 @@ def _check(workers, target_a, target_b, as_json, emit, timeout, debug, opts) -> 
                        + (f"; the script is kept at {script}" if emit or debug else
                           "; rerun with --debug (or --emit check.py) to keep the script"))
     outcome.report["unpaired"] = {side: list(names) for side, names in plan.unpaired.items()}
-    return _print_report(outcome.report, as_json)
+    return outcome.report
 
 
 def _print_report(rep: dict, as_json: bool) -> int:
@@ -219,11 +249,18 @@ def cli() -> None:
               help="Also write a pytest file here, with A's artifact as a fixture folder beside it.")
 @click.option("--python-a", type=click.Path(dir_okay=False), help="Interpreter for side A (another venv or version).")
 @click.option("--python-b", type=click.Path(dir_okay=False), help="Interpreter for side B.")
+@click.option("--ref", type=click.Path(), help="A third implementation C (FILE.py::Name or a reference): C is also "
+              "compared with A and with B, and each failing check is attributed to the side that disagrees with the "
+              "other two (three runs).")
+@click.option("--python-ref", type=click.Path(dir_okay=False), help="Interpreter for --ref's side.")
 @RUN_OPTIONS
 @PLAN_OPTIONS
-def check_command(targets, as_json, emit, emit_test, timeout, debug, python_a, python_b, **opts) -> None:
+def check_command(targets, as_json, emit, emit_test, timeout, debug, python_a, python_b, ref, python_ref,
+                  **opts) -> None:
     def work() -> int:
-        code = check(targets, as_json, emit, timeout, debug, python_a, python_b, **opts)
+        if python_ref and not ref:
+            raise InputError("--python-ref is the interpreter of --ref's side; give --ref FILE.py::Name")
+        code = check(targets, as_json, emit, timeout, debug, python_a, python_b, ref, python_ref, **opts)
         if emit_test:
             _emit_test(targets, emit_test, timeout, debug, python_a, opts, _plan_flags(), passed=code == 0)
         return code
@@ -320,7 +357,8 @@ def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, m
                              "and --atol")
         if ref:
             raise InputError("--ref takes a third artifact when two artifacts are compared (record each "
-                             "implementation, then compare A_DIR B_DIR --ref C_DIR)")
+                             "implementation, then compare A_DIR B_DIR --ref C_DIR); with running code, run "
+                             "`parity-skill a.py::X vs b.py::X --ref c.py::X`")
         target_b = parse_target(target, allow_reference=True)
         plan = phases.plan_compare(artifact, target_b, _options(**opts))
         warm = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]

@@ -263,8 +263,9 @@ def likely_causes(p: dict) -> list[str]:
     if not causes and not diagnosis:
         return []
     lines = ["", "Likely causes (most likely first):"]
-    lines += [f"  [call_graph] {d['message']}" for d in diagnosis if d["kind"] == "call_graph"]  # what runs differs
-    diagnosis = [d for d in diagnosis if d["kind"] != "call_graph"]
+    for kind in ("attribution", "call_graph"):  # whose side is wrong, then what runs differs: before any figure
+        lines += [f"  [{kind}] {d['message']}" for d in diagnosis if d["kind"] == kind]
+    diagnosis = [d for d in diagnosis if d["kind"] not in ("attribution", "call_graph")]
     statement = p.get("line_cause")
     for k, c in enumerate(causes):
         lines += [f"  {line}" for line in cause_lines(c)]
