@@ -110,3 +110,30 @@ def test_a_ports_sanitize_maps_what_names_cannot_without_being_asked(tmp_path):
         run = parity(a, "vs", f"{port}::Net", "--json", "--quick")
         assert any("mapped through B's own sanitize" in n for n in run.pair["notes"]), run.pair["notes"]
         assert run.report["verdict"] == ("pass" if not bug else "fail"), run.stderr
+
+
+def test_a_stacked_tensor_of_joined_parameters_is_traced_back_to_a():
+    """transformers 5's fused experts: `gate_up_proj` (E, 2I, H) stacks [w1; w3] of each expert, `down_proj` stacks
+    w2; both are traced back to A's per-expert tensors, in the order the converter used, and rebuilt from them."""
+    import numpy as np
+
+    from parity_skill.runtime.data.convert import _stack_of
+    from parity_skill.runtime.data.weights import b_values
+    from parity_skill.spec import MapEntry
+
+    rng = np.random.default_rng(0)
+    state = {f"experts.{e}.w{k}.weight": rng.standard_normal((4, 3) if k != 2 else (3, 4)) for e in range(3)
+             for k in (1, 2, 3)}
+    by_size: dict[int, list[str]] = {}
+    for k, v in state.items():
+        by_size.setdefault(v.size, []).append(k)
+    for first, second in (("w1", "w3"), ("w3", "w1")):
+        fused = np.stack([np.concatenate([state[f"experts.{e}.{first}.weight"], state[f"experts.{e}.{second}.weight"]])
+                          for e in range(3)])
+        names, how = _stack_of(fused, state, by_size, list(state))
+        assert how == "stack:concat0:4,4" and names[:2] == [f"experts.0.{first}.weight", f"experts.0.{second}.weight"]
+        rebuilt = b_values(state, [MapEntry("+".join(names), "gate_up_proj", how, "convert")])["gate_up_proj"]
+        assert np.array_equal(rebuilt, fused)
+    down = np.stack([state[f"experts.{e}.w2.weight"] for e in range(3)])
+    assert _stack_of(down, state, by_size, list(state)) == ([f"experts.{e}.w2.weight" for e in range(3)], "stack")
+    assert _stack_of(down + 1e-3, state, by_size, list(state)) is None  # not A's values: not traced

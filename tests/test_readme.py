@@ -66,7 +66,8 @@ def test_the_set_up_commands_are_what_ci_runs():
                               text=True, check=True).stdout.splitlines()
     assert lines("install") == [
         'python -m pip install -c constraints.txt -e ".[torch,mlx,dev,plot]" -r requirements/ports.txt',
-        "python -m pip install -c constraints.txt --no-deps -r requirements/ports-nodeps.txt"]
+        "python -m pip install -c constraints.txt --no-deps -r requirements/ports-nodeps.txt",
+        "python -m pip install --no-deps --target .transformers5 -r requirements/transformers5.txt"]
     assert lines("test") == ["python -m pytest -q", "python -m pytest -q -m slow"]
     ci = (ROOT / ".ci/run").read_text()
     assert "python -m venv" in ci and "readme_commands.py install" in ci and "readme_commands.py test" in ci

@@ -125,12 +125,33 @@ def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dic
             continue
         if not any(n in gp_a for n in names_a):
             continue
-        if all(n in gp_a for n in names_a):
-            for nb in e.b.split("+"):
-                key = f"param grad '{e.a}'" + (f" -> '{nb}'" if nb != e.a else "")
-                thunks_a[key] = functools.partial(_mapped, gp_a, e, nb)
-                thunks_b[key] = functools.partial(_get, gp_b, nb)
+        unused = [n for n in names_a if n not in gp_a]  # e.g. an expert no token was routed to: its gradient is 0
+        source = _with_zeros(gp_a, unused, run.a) if unused else gp_a
+        for nb in e.b.split("+"):
+            key = f"param grad '{e.a}'" + (f" -> '{nb}'" if nb != e.a else "")
+            thunks_a[key] = functools.partial(_mapped, source, e, nb)
+            thunks_b[key] = functools.partial(_get, gp_b, nb)
     return Gradients(eager_a, thunks_a), Gradients(eager_b, thunks_b)
+
+
+class _with_zeros(Mapping):
+    """A's gradients of a joined entry where some of its parameters took no part in the forward (zero); read as
+    asked, like the gradients themselves."""
+
+    def __init__(self, grads: Mapping, unused: list[str], side) -> None:
+        self._grads, self._unused, self._side = grads, set(unused), side
+
+    def __getitem__(self, name: str):
+        if name in self._unused:
+            return np.zeros(np.asarray(self._side.state()[name]).shape, dtype=np.float32)
+        return self._grads[name]
+
+    def __iter__(self):
+        yield from self._grads
+        yield from self._unused
+
+    def __len__(self) -> int:
+        return len(self._grads) + len(self._unused)
 
 
 def _mapped(grads: Mapping, entry, name_b: str) -> np.ndarray:

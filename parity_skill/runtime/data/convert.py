@@ -59,10 +59,34 @@ def _stacked(value: np.ndarray, state_a, names: list[str]) -> list[str] | None:
     return found if len(found) > 1 else None
 
 
-def convert_state(name: str, a, b, notes: list[str]) -> tuple[dict[str, np.ndarray], list[MapEntry], list[str]]:
-    """(B's values by name, the entries traced back to A, A parameters no converted value comes from)."""
+def _stack_of(value: np.ndarray, state_a, by_size: dict[int, list[str]], free: list[str]) -> tuple | None:
+    """A stacked tensor (experts as one (E, ...) tensor) whose every slice is one A parameter as it is ("stack") or
+    the same concatenation of A parameters ("stack:concat0:sizes", transformers 5's fused `gate_up_proj`):
+    (names in order, transform) or None."""
+    names, parts = [], None
+    for piece in value:
+        found = _source(piece, state_a, by_size)
+        if found and found[1] == "identity" and parts in (None, 1):
+            names.append(found[0])
+            parts = 1
+            continue
+        group = _stacked(piece, state_a, [n for n in free if n not in names])
+        sizes = [np.asarray(state_a[n]).shape[0] for n in group] if group else None
+        if group is None or parts not in (None, tuple(sizes)):
+            return None
+        names += group
+        parts = tuple(sizes)
+    if parts == 1:
+        return names, "stack"
+    return names, "stack:concat0:" + ",".join(str(s) for s in parts)
+
+
+def convert_state(name: str, a, b, notes: list[str], fn: Callable | None = None
+                  ) -> tuple[dict[str, np.ndarray], list[MapEntry], list[str]]:
+    """(B's values by name, the entries traced back to A, A parameters no converted value comes from). `fn`: the
+    converter itself when it is not found by `name` (B's own checkpoint loading)."""
     state_a = a.state()
-    fn = converter(name, b)
+    fn = fn or converter(name, b)
     native = {k: b.adapter.native(np.asarray(state_a[k])) for k in state_a}
     try:
         out = fn(native)
@@ -86,11 +110,15 @@ def convert_state(name: str, a, b, notes: list[str]) -> tuple[dict[str, np.ndarr
             entries.append(MapEntry(found[0], k, found[1], "convert"))
             traced.add(found[0])
         elif values[k].ndim >= 1:
-            group = _stacked(values[k], state_a, [n for n in state_a if n not in traced])
+            free = [n for n in state_a if n not in traced]
+            group = _stacked(values[k], state_a, free)
             if group:
                 sizes = ",".join(str(np.asarray(state_a[n]).shape[0]) for n in group)
                 entries.append(MapEntry("+".join(group), k, f"concat0:{sizes}", "convert"))
                 traced.update(group)
+            elif values[k].ndim >= 3 and (stacked := _stack_of(values[k], state_a, by_size, free)):
+                entries.append(MapEntry("+".join(stacked[0]), k, stacked[1], "convert"))
+                traced.update(stacked[0])
     untraced = [k for k in state_a if k not in traced]
     if untraced:
         notes.append(f"--convert {name}: no converted value equals A's {', '.join(untraced[:8])}"

@@ -15,6 +15,7 @@ from parity_skill.spec import MapEntry
 
 
 _JOINED = re.compile(r"^(split|concat)(\d+):([\d,]+)$")  # fused tensors, split or joined along an axis
+_STACKED_JOIN = re.compile(r"^stack:concat(\d+):([\d,]+)$")  # a stack whose slices each join A parameters
 
 
 def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
@@ -44,6 +45,11 @@ def gather(values: dict[str, np.ndarray], entry: MapEntry) -> np.ndarray:
         return np.concatenate([values[n] for n in names], axis=int(m.group(2)))
     if entry.transform == "stack":
         return np.stack([values[n] for n in names], axis=0)
+    m = _STACKED_JOIN.match(entry.transform)
+    if m:  # each slice of the stack joins len(sizes) consecutive A parameters
+        k = len(m.group(2).split(","))
+        return np.stack([np.concatenate([values[n] for n in names[i:i + k]], axis=int(m.group(1)))
+                         for i in range(0, len(names), k)], axis=0)
     if entry.transform == "sum":
         return sum(np.asarray(values[n]) for n in names)
     if entry.transform.startswith("weight_norm>"):
@@ -56,7 +62,7 @@ def gather(values: dict[str, np.ndarray], entry: MapEntry) -> np.ndarray:
 def b_values(values_a: dict[str, np.ndarray], entries: list[MapEntry]) -> dict[str, np.ndarray]:
     out = {}
     for e in entries:
-        how = "identity" if e.transform.startswith("concat") or e.transform in ("sum", "stack") else \
+        how = "identity" if e.transform.startswith(("concat", "stack")) or e.transform == "sum" else \
             e.transform.split(">")[-1]
         for name, v in zip(e.b.split("+"), transform(gather(values_a, e), how)):
             out[name] = v
@@ -128,25 +134,49 @@ def load_b(a, b: Side, planned: tuple[MapEntry, ...], seed: int, notes: list[str
         b.refresh()
         return entries, [], left_b
     state_a, entries, left_a, left_b = resolve_map(planned, a, b, notes, orders, rules)
-    if (left_a or left_b) and not rules and callable(getattr(b.model, "sanitize", None)):
-        tried: list[str] = []
-        try:  # the port ships its converter: where names alone leave weights unmapped, it decides
-            values, by_convert, _ = convert_state("sanitize", a, b, tried)
-        except Exception as exc:  # noqa: BLE001 - user code: the aligned map stays, with the reason
-            notes.append(f"B's sanitize could not map the weights the alignment left unmapped ({describe(exc)})")
-        else:
-            missing = [k for k in b.state() if k not in values]
-            if not missing:
-                notes += tried + [f"weights mapped through B's own sanitize (names and module trees left "
-                                  f"{len(left_a)} of A's and {len(left_b)} of B's unmapped): the port's loading "
-                                  "code is under test too"]
-                b.adapter.load(b.model, values)
-                b.refresh()
-                return by_convert, [], []
-            notes.append(f"B's sanitize left {len(missing)} of B's weights unset; the aligned map is used")
+    if (left_a or left_b) and not rules:
+        converted = _through_own_converter(a, b, notes, len(left_a), len(left_b))
+        if converted is not None:
+            return converted, [], []
     if left_b:
         fresh(b, seed, notes, only=set(left_b))
     for e in entries:  # one entry at a time: A's weights may be read from disk as they are needed
         b.adapter.load(b.model, b_values({n: state_a[n] for n in e.a.split("+")}, [e]))
     b.refresh()
     return entries, left_a, left_b
+
+
+def _own_converters(b: Side) -> list[tuple[str, object]]:
+    """What the port ships to load a checkpoint: `sanitize` (mlx-lm and its kin), its library's `from_pretrained`."""
+    from parity_skill.runtime.data.checkpoint import loader
+
+    found = []
+    if callable(getattr(b.model, "sanitize", None)):
+        found.append(("sanitize", None))
+    if b.impl.framework == "torch" and (load := loader(b.model)) is not None:
+        found.append((f"{type(b.model).__name__}.from_pretrained", load))
+    return found
+
+
+def _through_own_converter(a, b: Side, notes: list[str], left_a: int, left_b: int) -> list[MapEntry] | None:
+    """Where names and module trees leave weights unmapped, the port's own converter decides: B loaded with its
+    output, the entries traced back to A; None (and a note) when none converts every weight B has."""
+    for name, fn in _own_converters(b):
+        tried: list[str] = []
+        try:
+            values, entries, _ = convert_state(name, a, b, tried, fn)
+        except Exception as exc:  # noqa: BLE001 - user code: the aligned map stays, with the reason
+            notes.append(f"B's {name} could not map the weights the alignment left unmapped ({describe(exc)})")
+            continue
+        if fn is not None:  # a loaded model holds every weight; only those traced back to A came from A
+            values = {k: v for k, v in values.items() if k in {n for e in entries for n in e.b.split("+")}}
+        missing = [k for k in (b.trainable() if fn is not None else b.state()) if k not in values]
+        if missing:
+            notes.append(f"B's {name} left {len(missing)} of B's weights unset; the aligned map is used")
+            continue
+        notes += tried + [f"weights mapped through B's own {name} (names and module trees left {left_a} of A's "
+                          f"and {left_b} of B's unmapped): the port's loading code is under test too"]
+        b.adapter.load(b.model, values)
+        b.refresh()
+        return entries
+    return None

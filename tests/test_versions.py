@@ -1,0 +1,63 @@
+"""An old version vs a refactor: transformers 4.57 (this environment) against transformers 5 (installed beside it
+by the README's third install line, run as side B with --python-b). Between the two, Mixtral's checkpoint layout
+changed (one module per expert -> one stacked `gate_up_proj` per layer); B's own `from_pretrained` converts A's
+state dict, and each loaded tensor is traced back to the A parameters it is made of."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, fx, parity
+
+pytest.importorskip("transformers")
+TF5 = ROOT / ".transformers5"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def python_b(tmp_path_factory) -> str:
+    if not (TF5 / "transformers").is_dir():
+        message = f"{TF5} is missing: python -m pip install --no-deps --target .transformers5 -r " \
+                  "requirements/transformers5.txt"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    wrapper = tmp_path_factory.mktemp("tf5") / "python"  # a wrapper, not a symlink: the venv's packages stay
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{TF5}" exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def _mixtral_4() -> str:
+    import transformers
+
+    return str(Path(transformers.__file__).parent / "models/mixtral/modeling_mixtral.py")
+
+
+def test_a_changed_checkpoint_layout_loads_through_the_refactors_own_from_pretrained(python_b):
+    run = parity(f"{_mixtral_4()}::MixtralModel", "vs", f"{TF5}/transformers/models/mixtral/modeling_mixtral.py::"
+                 "MixtralModel", "--python-b", python_b, "--json")
+    assert run.report["verdict"] == "pass", (run.stderr, [c for c in run.pair["checks"] if c["status"] != "pass"])
+    fused = {e["b"]: e for e in run.pair["weight_map"] if e["transform"].startswith("stack")}
+    gate_up = fused["layers.0.mlp.experts.gate_up_proj"]
+    assert gate_up["transform"] == "stack:concat0:64,64" and gate_up["how"] == "convert"
+    assert gate_up["a"].split("+")[:2] == ["layers.0.block_sparse_moe.experts.0.w1.weight",
+                                           "layers.0.block_sparse_moe.experts.0.w3.weight"]
+    assert fused["layers.0.mlp.experts.down_proj"]["transform"] == "stack"
+    assert any("through B's own MixtralModel.from_pretrained" in n for n in run.pair["notes"])
+    assert run.check("backward")["message"].startswith("20 gradients")  # the stacked experts' too
+    assert run.pair["unmapped"] == {"a": [], "b": []}
+
+
+def test_a_converter_that_fuses_in_the_wrong_order_fails_at_the_experts(python_b):
+    """The port's model code is transformers 5's; its registered checkpoint conversion puts up before gate."""
+    run = parity(f"{_mixtral_4()}::MixtralModel", "vs", fx("versions/mixtral_swapped_converter.py::MixtralModel"),
+                 "--python-b", python_b, "--json", "--quick")
+    assert run.code == 1 and run.status("forward") == "fail" and run.status("weights") == "pass"
+    assert run.pair["root_cause"]["a"] == "layers.0.block_sparse_moe"
+    gate_up = next(e for e in run.pair["weight_map"] if e["b"] == "layers.0.mlp.experts.gate_up_proj")
+    assert gate_up["a"].split("+")[0].endswith("experts.0.w3.weight")  # the map shows the order it loaded
+    assert not [f for f in run.pair["static_findings"] if f["kind"] == "approximation"]  # B's code is unseen
