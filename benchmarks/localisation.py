@@ -5,7 +5,9 @@ each row says where the report points and whether that is the patched line.
     python benchmarks/localisation.py
 
 Columns: bug, verdict, seconds, the first place the report names (line cause, else root cause, else the first
-diagnosis with a location), and whether it is the patched line (`line`), the patched class (`class`) or elsewhere.
+diagnosis with a location), and whether it is the patched line (`line`), the `__init__` line of a setting the
+differing statement reads, named beside it (`line (the setting it reads)`), the patched class (`class`) or
+elsewhere.
 """
 from __future__ import annotations
 
@@ -53,6 +55,11 @@ def where(pair: dict) -> str | None:
     return next((d["location"] for d in pair.get("diagnosis", []) if d.get("location")), None)
 
 
+def settings(pair: dict) -> list[str]:
+    """The constructor lines the differing statement reads (`self.scale = ...`), as the report names them."""
+    return [s["location"] for s in ((pair.get("line_cause") or {}).get("settings") or {}).get("b", [])]
+
+
 def main() -> None:
     source = Path(package_file("mlx_lm.models.llama")).read_text().replace("from .", "from mlx_lm.models.")
     reference = package_file("transformers.models.llama.modeling_llama")
@@ -77,7 +84,9 @@ def main() -> None:
             found = where(pair) or "-"
             start_line = patched[:patched.index(after)].count("\n") + 1
             is_line = found.endswith(f"{port.name}:{start_line}")
-            kind = "line" if is_line else "class" if port.name in found else "elsewhere"
+            via = [loc for loc in settings(pair) if loc.endswith(f"{port.name}:{start_line}")]
+            kind = "line" if is_line else "line (the setting it reads)" if via else "class" if port.name in found \
+                else "elsewhere"
             shown = f"{Path(found.rsplit(':', 1)[0]).name}:{found.rsplit(':', 1)[-1]}" if found != "-" else "-"
             print(f"{bug:<34} {pair['verdict']:<8} {seconds:5.1f}  {shown:<40} {kind:<8}", flush=True)
 

@@ -32,6 +32,25 @@ def test_a_scale_applied_to_q_and_k_is_named_with_its_factor(tmp_path):
     line = run.pair["line_cause"]
     assert line["b"] == "q" and line["b_location"] == f"{port}:19", line
     assert "is 0.3536 x A's `q`" in line["relation"], line["relation"]
+    assert line["settings"]["b"] == [{"attr": "scale", "location": f"{port}:10",
+                                      "source": "self.scale = (dim // n_heads) ** -0.5"}]  # what the line reads
+
+
+def test_a_setting_made_in_init_is_located_where_it_is_set(tmp_path):
+    """The attention scale is set in `__init__` and used in the forward: the first differing statement is the one
+    that uses it, and the report names the `__init__` line that sets it (the patched line)."""
+    pytest.importorskip("mlx.core")
+    source = (ROOT / "examples/attention_mlx.py").read_text()
+    port = tmp_path / "attention_scale_init.py"
+    assert "        self.scale = (dim // n_heads) ** -0.5\n" in source
+    port.write_text(source.replace("self.scale = (dim // n_heads) ** -0.5", "self.scale = (dim // n_heads) ** -1.0"))
+    run = parity("examples/attention_torch.py::Attention", "vs", f"{port}::Attention", "--json", "--quick")
+    line = run.pair["line_cause"]
+    assert line["b_location"] == f"{port}:22" and line["settings"]["a"] == [], line
+    assert line["settings"]["b"] == [{"attr": "scale", "location": f"{port}:10",
+                                      "source": "self.scale = (dim // n_heads) ** -1.0"}]
+    text = parity("examples/attention_torch.py::Attention", "vs", f"{port}::Attention", "--quick").stdout
+    assert f"B reads self.scale, set at {port}:10: self.scale = (dim // n_heads) ** -1.0" in text
 
 
 def test_a_function_with_no_submodules_is_located_numpy_vs_torch():

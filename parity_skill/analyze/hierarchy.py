@@ -86,8 +86,35 @@ def _candidates(parts: list[str], root: str) -> list[str]:
     return [base + ".py", os.path.join(base, "__init__.py")]
 
 
+_SEARCH: dict[str, tuple[str, ...]] = {}  # a side's file -> the import path of the interpreter that runs it
+
+
+def run_by(path: str | None, python: str | None) -> None:
+    """`path` (a side's file) runs in the interpreter `python` (`--python-b`): its absolute imports, and those of
+    the files they lead to, are read where that interpreter finds them (transformers 5 beside this 4.57)."""
+    import json
+    import subprocess
+
+    if not path or not python or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return
+    try:
+        out = subprocess.run([python, "-c", "import json, sys; print(json.dumps(sys.path))"], capture_output=True,
+                             text=True, timeout=60).stdout
+        _SEARCH[os.path.abspath(path)] = tuple(p for p in json.loads(out) if isinstance(p, str))
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return  # the run reports an interpreter that cannot start; reading falls back to this one's path
+
+
 def module_file(module: str, from_path: str) -> str | None:
     """The source file of `module` (dotted, possibly relative) as imported from `from_path`, or None."""
+    search = _SEARCH.get(os.path.abspath(from_path))
+    found = _module_file(module, from_path, sys.path if search is None else search)
+    if found is not None and search is not None:
+        _SEARCH.setdefault(os.path.abspath(found), search)
+    return found
+
+
+def _module_file(module: str, from_path: str, search) -> str | None:
     dots = len(module) - len(module.lstrip("."))
     parts = [p for p in module.lstrip(".").split(".") if p]
     folder = os.path.dirname(os.path.abspath(from_path))
@@ -102,7 +129,7 @@ def module_file(module: str, from_path: str) -> str | None:
             if not os.path.isfile(os.path.join(up, "__init__.py")) or os.path.dirname(up) == up:
                 break
             up = os.path.dirname(up)
-        roots += [p for p in sys.path if p and os.path.isdir(p)]
+        roots += [p for p in search if p and os.path.isdir(p)]
     for root in roots:
         for path in (_candidates(parts, root) if parts else [os.path.join(root, "__init__.py")]):
             if os.path.isfile(path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from parity_skill.analyze import hierarchy
 from parity_skill.analyze import vocabulary as V
@@ -35,3 +36,26 @@ def _other_file(path: str, name: str) -> FileAnalysis | None:
         return analyze_file(path, (name,))
     except InputError:
         return None
+
+
+def inherited_view(sym: Symbol, fa: FileAnalysis) -> tuple[Symbol, FileAnalysis]:
+    """A class with no constructor of its own, built on a module class imported from another file (a port that
+    subclasses a library's model to change its loading or one method): planned as that class (its constructor,
+    config and submodules, read in its own file), under its own name and location, with its own forward where it
+    has one. Anything else is returned as it is."""
+    if sym.kind != "module" or sym.own_init:
+        return sym, fa
+    for base in sym.bases:
+        if not base or base.split(".")[0] in V.FRAMEWORK_ROOTS or fa.symbol(base) is not None:
+            continue
+        found = module_class(fa, base)
+        if found is None:
+            continue
+        inner, other = found
+        inner, other = inherited_view(inner, other)
+        view = replace(inner, name=sym.name, location=sym.location, bases=sym.bases)
+        if sym.call_lines != (0, 0):  # its own forward
+            view = replace(view, call_args=sym.call_args, ops=sym.ops, input_hints=sym.input_hints,
+                           call_lines=sym.call_lines, findings=sym.findings)
+        return view, other
+    return sym, fa

@@ -96,6 +96,7 @@ class Symbol:
     constructs: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], ...] = ()  # Class(args) calls
     init_locals: tuple[tuple[str, str], ...] = ()  # name = <expr> in __init__ (source), in order
     assign_locations: tuple[tuple[str, str], ...] = ()  # (attr, path:line) of each self_assigns entry
+    own_init: bool = True  # False: the constructor comes from a base class outside the file (or none)
 
     def in_call(self, location: str) -> bool:
         line = int(location.rsplit(":", 1)[1])

@@ -320,7 +320,7 @@ def _module_symbol(cls: cst.ClassDef, ctx: Context, fw: str, local_modules: set[
     return Symbol(cls.name.value, "module", fw, ctx.loc(cls), init_args, call_args, tuple(iv.submodules),
                   tuple(iv.tensors), tuple(body.ops), tuple(body.findings), tuple(hints.hints),
                   tuple(iv.assigns), bases, _lines(call, ctx), tuple(dict.fromkeys(uses.uses)),
-                  tuple(uses.constructs), tuple(iv.locals), tuple(iv.where))
+                  tuple(uses.constructs), tuple(iv.locals), tuple(iv.where), init is not None)
 
 
 def _function_symbol(fn: cst.FunctionDef, ctx: Context, file_fw: str | None) -> Symbol:

@@ -15,7 +15,7 @@ from parity_skill import __version__
 from parity_skill.cli.terminal import Status, color_enabled, paint
 from parity_skill.errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError, ParityError, RunError,
                                  exit_code_for)
-from parity_skill.cli.options import (PLAN_OPTION_NAMES, PLAN_OPTIONS, _options, _options_of, parse_target,
+from parity_skill.cli.options import (PLAN_OPTIONS, _options, _options_of, parse_target,
                                        split_targets)
 
 HELP = """Check that two implementations compute the same thing.
@@ -69,7 +69,11 @@ def check(targets, as_json, emit, timeout, debug, python_a=None, python_b=None, 
 
 def _run_pair(target_a, target_b, python_a, python_b, emit, timeout, debug, opts) -> dict:
     """One pair of sides, each in its own process: the report (a side that ends without one is a RunError)."""
+    from parity_skill.analyze.hierarchy import run_by
     from parity_skill.run.processes import Worker, frameworks_in
+
+    run_by(target_a.path, python_a)
+    run_by(target_b.path, python_b)
 
     warm_a = frameworks_in([target_a.path]) if target_a.path else [target_a.symbol.split(".")[0]]
     warm_b = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]
@@ -262,49 +266,12 @@ def check_command(targets, as_json, emit, emit_test, timeout, debug, python_a, p
             raise InputError("--python-ref is the interpreter of --ref's side; give --ref FILE.py::Name")
         code = check(targets, as_json, emit, timeout, debug, python_a, python_b, ref, python_ref, **opts)
         if emit_test:
-            _emit_test(targets, emit_test, timeout, debug, python_a, opts, _plan_flags(), passed=code == 0)
+            from parity_skill.cli.emit_test import emit_test as write_test, plan_flags
+
+            click.echo(write_test(targets, emit_test, timeout, debug, python_a, opts, plan_flags(),
+                                  passed=code == 0), err=True)
         return code
     sys.exit(_guarded(as_json, debug, work))
-
-
-def _plan_flags() -> list[str]:
-    """The plan options of this command line as flags (so a generated test compares exactly as it was captured)."""
-    ctx = click.get_current_context()
-    flags: list[str] = []
-    for p in ctx.command.params:
-        if not isinstance(p, click.Option) or p.name not in PLAN_OPTION_NAMES:
-            continue
-        value = ctx.params[p.name]
-        if value == p.default or value in (None, False, ()):
-            continue
-        if p.is_flag:
-            flags.append(p.opts[0])
-        else:
-            for v in value if p.multiple else [value]:
-                flags += [p.opts[0], str(v)]
-    return flags
-
-
-def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: dict, flags: list[str],
-               passed: bool) -> None:
-    """Write a pytest file and, beside it, A's artifact as its fixture."""
-    from parity_skill.compare import phases
-    from parity_skill.render.script import render_test
-
-    target_a, target_b = split_targets(targets)
-    if target_b.path is None:
-        raise InputError("--emit-test needs B to be a file (a reference such as torch.nn.X needs no test)")
-    test = Path(path)
-    fixture = test.parent / f"{test.stem}_fixture"
-    plan = phases.plan_capture(target_a, _options(**opts))
-    phases.prepare_folder(str(fixture), force=True)
-    phases.capture_into(target_a, plan, str(fixture), timeout, debug, python_a)
-    name = "test_" + "".join(ch if ch.isalnum() else "_" for ch in (target_b.symbol or test.stem)).lower() + "_parity"
-    rel = os.path.relpath(os.path.abspath(target_b.path), os.path.abspath(test.parent))
-    command = " ".join([target_a.display, "vs", target_b.display, "--emit-test", path, *flags])
-    test.write_text(render_test(f"{target_a.display} vs {target_b.display}", command, name, fixture.name, rel,
-                                target_b.symbol, flags, passed), encoding="utf-8")
-    click.echo(f"parity-skill: wrote {path} and its fixture {fixture}", err=True)
 
 
 @cli.command("capture", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]},
@@ -318,7 +285,10 @@ def _emit_test(targets, path: str, timeout: float, debug: bool, python_a, opts: 
 def capture_command(target, output, force, as_json, timeout, debug, python_a, **opts) -> None:
     def work() -> int:
         from parity_skill.compare import phases
+        from parity_skill.analyze.hierarchy import run_by
+
         target_a = parse_target(target, allow_reference=False)
+        run_by(target_a.path, python_a)
         plan = phases.plan_capture(target_a, _options(**opts))
         phases.prepare_folder(output, force)
         phases.capture_into(target_a, plan, output, timeout, debug, python_a)
@@ -359,7 +329,10 @@ def compare_command(artifact, target, emit, as_json, timeout, debug, python_b, m
             raise InputError("--ref takes a third artifact when two artifacts are compared (record each "
                              "implementation, then compare A_DIR B_DIR --ref C_DIR); with running code, run "
                              "`parity-skill a.py::X vs b.py::X --ref c.py::X`")
+        from parity_skill.analyze.hierarchy import run_by
+
         target_b = parse_target(target, allow_reference=True)
+        run_by(target_b.path, python_b)
         plan = phases.plan_compare(artifact, target_b, _options(**opts))
         warm = frameworks_in([target_b.path]) if target_b.path else [target_b.symbol.split(".")[0]]
         worker = Worker(warm, python_b)

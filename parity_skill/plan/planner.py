@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
+from parity_skill.analyze.imported import inherited_view
 from parity_skill.errors import InputError
 from parity_skill.plan.weight_map import match_parameters
 from parity_skill.plan.companions import companion_args, plan_companions
@@ -101,7 +102,14 @@ def _implementation(target_path: str, sym: Symbol, init: dict[str, Any], compani
 
 def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Symbol | None, opts: PlanOptions,
               reference: str | None = None, used: set[str] | None = None) -> PairSpec:
-    notes: list[str] = []
+    """One pair's plan. A class built on a library's class without a constructor of its own is planned as that class
+    (analyze/imported.py), and still built from its own file."""
+    path_a, path_b = fa_a.path, fa_b.path if fa_b is not None else None
+    sa, fa_a = inherited_view(sa, fa_a)
+    if sb is not None and fa_b is not None:
+        sb, fa_b = inherited_view(sb, fa_b)
+    notes: list[str] = [f"{s.name}: no constructor of its own; planned as {f.path}'s class it derives from"
+                        for s, f, path in ((sa, fa_a, path_a), (sb, fa_b, path_b)) if f is not None and f.path != path]
     used = used if used is not None else set()
     init_a = constructor_args(sa, fa_a, opts.init, notes, used, opts.config) if sa.kind == "module" else {}
     derived_a = companion_args(sa, fa_a, set(opts.inputs))
@@ -109,7 +117,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     wanted = {x.name for k, x in enumerate(sb.call_args) if is_array_arg(x, k == 0) and x.name not in derived_b} if sb is not None \
         else set()
     inputs, guesses_a = plan_inputs(sa, fa_a, init_a, opts.inputs, notes, wanted, set(derived_a))
-    a = _implementation(fa_a.path, sa, init_a,
+    a = _implementation(path_a, sa, init_a,
                         plan_companions(sa, fa_a, init_a, derived_a, inputs, opts.init, notes),
                         fixed_args(sa, set(derived_a) | set(opts.inputs), notes))
     level = auto_level(sa) if opts.level == "auto" else opts.level
@@ -140,7 +148,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     findings = static_diff(sa, fa_a, sb, fa_b, values_a, values_b)
     reported = {f["kind"] for f in findings}
     setting_findings = [f for role, f in setting_findings if role not in reported]  # one finding per role
-    b = _implementation(fa_b.path, sb, init_b,
+    b = _implementation(path_b, sb, init_b,
                         plan_companions(sb, fa_b, init_b, derived_b, inputs, opts.init, notes),
                         fixed_args(sb, set(derived_b) | set(opts.inputs), notes))
     inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [], set(), set(derived_b))[1],

@@ -275,8 +275,10 @@ def likely_causes(p: dict) -> list[str]:
         lines += [f"  {line}" for line in cause_lines(c)]
         if statement and k == 0:
             lines.append(f"    first differing statement: {statement['relation']}")
+            lines += [f"      {row}" for row in _settings(statement)]
     if statement and not causes:
         lines.append(f"  First differing statement: {statement['relation']}")
+        lines += [f"    {row}" for row in _settings(statement)]
         lines += [f"    [{f['kind']}] {f['message']}" for f in statement.get("findings", [])]
     shown = {loc for c in causes for f in c["findings"] for loc in (f.get("a_location"), f.get("b_location")) if loc}
     shown |= {loc for f in (statement or {}).get("findings", []) for loc in (f.get("a_location"), f.get("b_location"))}
@@ -285,6 +287,13 @@ def likely_causes(p: dict) -> list[str]:
             continue
         lines.append(f"  [{d['kind']}] {d['message']}" + (f" ({d['location']})" if d.get("location") else ""))
     return lines
+
+
+def _settings(statement: dict) -> list[str]:
+    """The constructor settings the differing statement reads, B's first: where a setting is made."""
+    read = statement.get("settings") or {}
+    return [f"{side} reads self.{s['attr']}, set at {s['location']}: {s['source']}"
+            for side in ("B", "A") for s in read.get(side.lower(), [])]
 
 
 def stage_table(p: dict) -> list[str]:

@@ -169,6 +169,18 @@ def _from_shared(cls: type, value: Config, shared: dict) -> Any:
     return obj
 
 
+def _config_home(name: str | None, factory: Any, module: ModuleType | None) -> ModuleType | None:
+    """Where the config class is found: the user's file, else the module of the first class in the built class's
+    ancestry that has it (a port subclassing a library model takes the library's config class)."""
+    if not name or module is None or _config_class(name, module) is not None:
+        return module
+    for base in getattr(factory, "__mro__", ())[1:]:
+        home = sys.modules.get(getattr(base, "__module__", ""))
+        if home is not None and _config_class(name, home) is not None:
+            return home
+    return module
+
+
 def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | None,
                        shared: dict[str, dict] | None = None) -> dict[str, Any]:
     """Materialise Config and Ref values (a config argument in `shared` is built from that dict); fill required
@@ -177,7 +189,8 @@ def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | 
     kwargs: dict[str, Any] = {}
     for key, value in impl.init.items():
         if isinstance(value, Config):
-            value = build_config(value, module, impl.symbol, (shared or {}).get(key))
+            value = build_config(value, _config_home(value.cls, factory, module), impl.symbol,
+                                 (shared or {}).get(key))
         elif isinstance(value, Ref):
             value = value.resolve()
         kwargs[key] = value

@@ -9,6 +9,7 @@ from parity_skill.runtime.data import artifact
 from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import edges, matrix
 from parity_skill.runtime import progress
+from parity_skill.runtime.diagnosis.settings import settings_read
 from parity_skill.runtime.diagnosis import defaults, explain, statements, trace
 from parity_skill.runtime.checks.context import PairRun, result
 from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try
@@ -106,9 +107,12 @@ def _locate_line(run: PairRun, entry: dict) -> None:
     on_line = [f for f in entry["static_findings"] if f.get("a_location") == found["a_location"]
                or f.get("b_location") == found["b_location"]]
     found["findings"] = on_line
+    found["settings"] = {"a": settings_read(found["a_location"]), "b": settings_read(found["b_location"])}
     entry["line_cause"] = found
     run.diagnose("line", f"first differing statement: {found['relation']} (the {found['agreed']} statement(s) "
-                         "before it agree)" + "".join(f"; [{f['kind']}] {f['message']}" for f in on_line),
+                         "before it agree)" + "".join(f"; [{f['kind']}] {f['message']}" for f in on_line)
+                 + "".join(f"; {side} reads {s['attr']}, set at {s['location']} (`{s['source']}`)"
+                           for side in ("B", "A") for s in found["settings"][side.lower()]),
                  "forward", found["b_location"], a_location=found["a_location"], b_location=found["b_location"])
 
 
