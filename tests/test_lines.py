@@ -129,3 +129,43 @@ def test_a_root_cause_inside_a_submodule_is_located_at_its_line(tmp_path):
     assert run.code == 1 and run.pair["root_cause"]["a"] == "mlp"
     cause = run.pair["line_cause"]
     assert cause["a_location"].endswith("a.py:13") and cause["b_location"].endswith("b.py:13"), cause
+
+
+def test_a_port_reading_the_wrong_tensor_is_located_where_it_reads_it(tmp_path):
+    """Values taken from the key projection: B's `v` is no scaled or noisy copy of A's (cosine near 0), so it is
+    named as unrelated, with the A value it does equal; the statement is the patched one."""
+    pytest.importorskip("mlx.core")
+    source = (ROOT / "examples/attention_mlx.py").read_text()
+    good = "v = self.v_proj(x).reshape(b, t, h, -1)"
+    assert good in source
+    port = tmp_path / "values_from_keys.py"
+    port.write_text(source.replace(good, "v = self.k_proj(x).reshape(b, t, h, -1)"))
+    run = parity("examples/attention_torch.py::Attention", "vs", f"{port}::Attention", "--json", "--quick")
+    line = run.pair["line_cause"]
+    assert line["b_location"] == f"{port}:21" and line["a_location"] == "examples/attention_torch.py:22", line
+    assert "is unrelated (cosine" in line["relation"] and "it equals A's `k` at examples/attention_torch.py:21" \
+        in line["relation"], line["relation"]
+
+
+def test_an_unrelated_value_made_earlier_in_another_shape_is_located_where_it_was_made():
+    """B projects all three first and reshapes later (A reshapes in the same statement): B's reshaped `values`
+    is unrelated to A's, equals A's keys, and was made at B's projection line, which is named."""
+    import numpy as np
+
+    from parity_skill.runtime.diagnosis.statements import first_difference
+
+    rng = np.random.default_rng(0)
+    x, k, v = (rng.standard_normal((2, 3, 4)) for _ in range(3))
+
+    def rows(*items):
+        return [[label, None, [(None, value)]] for label, value in items]
+
+    heads = (lambda t: t.reshape(2, 3, 2, 2).transpose(0, 2, 1, 3))
+    a = rows(("a.py:5 x", x), ("a.py:6 k", heads(k)), ("a.py:7 v", heads(v)), ("a.py:8 out", heads(v) * 2))
+    b = rows(("b.py:5 x", x), ("b.py:6 keys", k), ("b.py:6 values", k), ("b.py:8 keys", heads(k)),
+             ("b.py:9 values", heads(k)), ("b.py:10 out", heads(k) * 2))
+    found = first_difference(a, b, 1e-5)
+    assert found["b_location"] == "b.py:6" and found["a_location"] == "a.py:7", found
+    assert "it equals A's `k` at a.py:6; B made it at b.py:6 (`values`, reshaped since)" in found["relation"]
+    assert first_difference(a, rows(("b.py:5 x", x), ("b.py:6 k", heads(k)), ("b.py:7 v", heads(v)),
+                                     ("b.py:8 out", heads(v) * 2)), 1e-5) is None  # agreeing: nothing named

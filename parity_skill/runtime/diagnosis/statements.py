@@ -25,23 +25,60 @@ def _relation(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
 
 
 def first_difference(rows_a: list, rows_b: list, atol: float) -> dict | None:
-    """{a, b, a_location, b_location, relation, agreed} for the first differing statement, or None."""
+    """{a, b, a_location, b_location, relation, agreed, a_since, b_since} for the first differing statement, or
+    None; `*_since`: where the statements recorded after the last agreeing one and before it are (no counterpart
+    on the other side: a value computed there may be where the difference comes from).
+
+    A same-shaped B value below MIN_COSINE is another quantity; when no statement differs otherwise, the first A
+    value that B never computes, whose next same-shaped B value is unrelated to anything A computes afterwards,
+    is the answer (a port that reads the wrong tensor: B's `values` made from the keys), with the earlier A value
+    B's equals, if any."""
     a = [(label, flat[0][1]) for label, _, flat in rows_a if flat]
     b = [(label, flat[0][1]) for label, _, flat in rows_b if flat]
-    last, agreed = -1, 0
-    for label_a, va in a:
+    last, agreed, a_agreed = -1, 0, -1
+    unrelated = None
+    for k, (label_a, va) in enumerate(a):
         match = next((j for j in range(last + 1, len(b)) if _close(va, b[j][1], atol)), None)
         if match is not None:
-            last, agreed = match, agreed + 1
+            last, agreed, a_agreed = match, agreed + 1, k
             continue
         candidates = [(j, *_relation(va, b[j][1])) for j in range(last + 1, len(b)) if b[j][1].shape == va.shape]
+        if unrelated is None and candidates and not any(_close(va, v, atol) for _, v in b) \
+                and not any(_close(x, b[candidates[0][0]][1], atol) for _, x in a[k + 1:]):
+            j, cosine, _ = candidates[0]
+            same = next((x for x, v in a[:k] if _close(v, b[j][1], atol)), None)
+            unrelated = _found(a, b, k, j, f"is unrelated (cosine {cosine:.2f}) to", cosine, (last, agreed, a_agreed),
+                               f"; it equals A's `{same.split(' ', 1)[1]}` at {same.split(' ', 1)[0]}" if same else "")
+            origin = _made_at(b, j)
+            if origin is not None:  # B's value is an earlier one reshaped: that statement made it
+                unrelated["relation"] += f"; B made it at {origin[0]} (`{origin[1]}`, reshaped since)"
+                unrelated["b_location"] = origin[0]
         candidates = [c for c in candidates if c[1] >= MIN_COSINE]
         if not candidates:
             continue  # a value only A computes (a cast, a temporary): not a difference by itself
         j, cosine, how = max(candidates, key=lambda c: c[1])
-        label_b = b[j][0]
-        loc_a, name_a = label_a.split(" ", 1)
-        loc_b, name_b = label_b.split(" ", 1)
-        return {"a": name_a, "b": name_b, "a_location": loc_a, "b_location": loc_b, "agreed": agreed,
-                "cosine": cosine, "relation": f"B's `{name_b}` at {loc_b} {how} A's `{name_a}` at {loc_a}"}
-    return None
+        return _found(a, b, k, j, how, cosine, (last, agreed, a_agreed))
+    return unrelated
+
+
+def _found(a: list, b: list, k: int, j: int, how: str, cosine: float, state: tuple[int, int, int],
+           more: str = "") -> dict:
+    last, agreed, a_agreed = state
+    loc_a, name_a = a[k][0].split(" ", 1)
+    loc_b, name_b = b[j][0].split(" ", 1)
+    since_a = [x.split(" ", 1)[0] for x, _ in a[a_agreed + 1:k]]
+    since_b = [x.split(" ", 1)[0] for x, _ in b[last + 1:j]]
+    return {"a": name_a, "b": name_b, "a_location": loc_a, "b_location": loc_b, "agreed": agreed,
+            "cosine": cosine, "relation": f"B's `{name_b}` at {loc_b} {how} A's `{name_a}` at {loc_a}{more}",
+            "a_since": list(dict.fromkeys(since_a)), "b_since": list(dict.fromkeys(since_b))}
+
+
+def _made_at(b: list, j: int) -> tuple[str, str] | None:
+    """(location, name) of the earlier B record holding the same elements as B's value j in another shape or order
+    (a reshape or transpose of it; one of the same name first), or None."""
+    mine = np.sort(b[j][1].reshape(-1))
+    found = [label.split(" ", 1) for label, v in b[:j] if v.size == mine.size and v.shape != b[j][1].shape
+             and np.array_equal(np.sort(v.reshape(-1)), mine)]
+    name = b[j][0].split(" ", 1)[1]
+    best = next((f for f in found if f[1] == name), found[0] if found else None)
+    return (best[0], best[1]) if best else None

@@ -107,13 +107,23 @@ def _locate_line(run: PairRun, entry: dict) -> None:
     on_line = [f for f in entry["static_findings"] if f.get("a_location") == found["a_location"]
                or f.get("b_location") == found["b_location"]]
     found["findings"] = on_line
-    found["settings"] = {"a": settings_read(found["a_location"]), "b": settings_read(found["b_location"])}
+    found["settings"] = {side: _settings_since(found.pop(f"{side}_since"), found[f"{side}_location"])
+                         for side in ("a", "b")}
     entry["line_cause"] = found
     run.diagnose("line", f"first differing statement: {found['relation']} (the {found['agreed']} statement(s) "
                          "before it agree)" + "".join(f"; [{f['kind']}] {f['message']}" for f in on_line)
                  + "".join(f"; {side} reads {s['attr']}, set at {s['location']} (`{s['source']}`)"
                            for side in ("B", "A") for s in found["settings"][side.lower()]),
                  "forward", found["b_location"], a_location=found["a_location"], b_location=found["b_location"])
+
+
+def _settings_since(since: list[str], location: str) -> list[dict]:
+    """The constructor settings read by the differing statement and by the unmatched statements just before it."""
+    out: dict[str, dict] = {}
+    for loc in [location, *reversed(since)]:
+        for s in settings_read(loc):
+            out.setdefault(s["attr"], s)
+    return list(out.values())
 
 
 def _inside(run: PairRun, cause: dict) -> tuple[list, list]:
