@@ -169,3 +169,24 @@ def test_an_unrelated_value_made_earlier_in_another_shape_is_located_where_it_wa
     assert "it equals A's `k` at a.py:6; B made it at b.py:6 (`values`, reshaped since)" in found["relation"]
     assert first_difference(a, rows(("b.py:5 x", x), ("b.py:6 k", heads(k)), ("b.py:7 v", heads(v)),
                                      ("b.py:8 out", heads(v) * 2)), 1e-5) is None  # agreeing: nothing named
+
+
+def test_a_value_recorded_twice_by_one_side_is_no_difference():
+    """A keeps `residual = x` and then passes x to its norm; B passes x once: A's second record is x again, not a
+    difference with B's next record (the norm's output); the missing residual is found where it is dropped."""
+    import numpy as np
+
+    from parity_skill.runtime.diagnosis.statements import first_difference
+
+    rng = np.random.default_rng(1)
+    x, attn = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    normed = x / np.sqrt((x * x).mean(-1, keepdims=True))
+
+    def rows(*items):
+        return [[label, None, [(None, value)]] for label, value in items]
+
+    a = rows(("a.py:3 residual", x), ("a.py:4 norm(argument 0)", x), ("a.py:5 attn(argument 0)", normed),
+             ("a.py:6 out", x + attn))
+    b = rows(("b.py:3 norm(argument 0)", x), ("b.py:3 attn(argument 0)", normed), ("b.py:5 out", attn))
+    found = first_difference(a, b, 1e-5)
+    assert (found["a_location"], found["b_location"]) == ("a.py:6", "b.py:5"), found

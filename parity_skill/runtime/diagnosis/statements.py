@@ -42,6 +42,8 @@ def first_difference(rows_a: list, rows_b: list, atol: float) -> dict | None:
         if match is not None:
             last, agreed, a_agreed = match, agreed + 1, k
             continue
+        if any(_close(va, v, atol) for _, v in b[:last + 1]):
+            continue  # a value B already computed, recorded again by A (`residual = x`, then x as an argument)
         candidates = [(j, *_relation(va, b[j][1])) for j in range(last + 1, len(b)) if b[j][1].shape == va.shape]
         if unrelated is None and candidates and not any(_close(va, v, atol) for _, v in b) \
                 and not any(_close(x, b[candidates[0][0]][1], atol) for _, x in a[k + 1:]):
