@@ -1,5 +1,5 @@
 """How close to the patched line does the report land? One bug at a time is injected into a copy of a published
-port (mlx-lm 0.32.2's Llama), which is compared with transformers' reference exactly as a user would (no hints);
+port (mlx-lm 0.32.2's Llama; its Qwen2 for a dropped bias, as Llama has none), which is compared with transformers' reference exactly as a user would (no hints);
 each row says where the report points and whether that is the patched line.
 
     python benchmarks/localisation.py
@@ -43,8 +43,19 @@ BUGS = {
     "values from the keys, layer pair": ("TransformerBlock",
                                          "queries, keys, values = self.q_proj(x), self.k_proj(x), self.v_proj(x)",
                                          "queries, keys, values = self.q_proj(x), self.k_proj(x), self.k_proj(x)"),
+    "softmax axis": ("Attention", "        output = scaled_dot_product_attention(\n"
+                                  "            queries, keys, values, cache=cache, scale=self.scale, mask=mask\n"
+                                  "        )\n",
+                     "        n = self.n_heads // self.n_kv_heads\n"
+                     "        output = mx.softmax((queries * self.scale) @ mx.repeat(keys, n, axis=1).swapaxes(-1, -2), "
+                     "axis=-2) @ mx.repeat(values, n, axis=1)\n"),
+    "transposed weight": ("Attention", "return self.o_proj(output)", "return output @ self.o_proj.weight"),
+    # mlx-lm's Qwen2 (its attention projections have biases) against transformers' Qwen2
+    "dropped bias": ("Attention", "self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=True)",
+                     "self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=False)", "qwen2"),
 }
-A = {"Attention": "LlamaAttention", "TransformerBlock": "LlamaDecoderLayer", "MLP": "LlamaMLP"}
+A = {"Attention": "Attention", "TransformerBlock": "DecoderLayer", "MLP": "MLP"}
+PREFIX = {"llama": "Llama", "qwen2": "Qwen2"}
 
 
 def where(pair: dict) -> str | None:
@@ -61,18 +72,19 @@ def settings(pair: dict) -> list[str]:
 
 
 def main() -> None:
-    source = Path(package_file("mlx_lm.models.llama")).read_text().replace("from .", "from mlx_lm.models.")
-    reference = package_file("transformers.models.llama.modeling_llama")
     print(f"{'bug':<34} {'verdict':<8} {'s':>5}  {'points at':<40} {'is':<8}")
     with tempfile.TemporaryDirectory() as tmp:
-        for bug, (cls, before, after) in BUGS.items():
+        for bug, (cls, before, after, *family) in BUGS.items():
+            family = family[0] if family else "llama"
+            source = Path(package_file(f"mlx_lm.models.{family}")).read_text().replace("from .", "from mlx_lm.models.")
+            reference = package_file(f"transformers.models.{family}.modeling_{family}")
             assert before in source, bug
             stem = re.sub(r"\W+", "_", bug)
-            port = Path(tmp) / f"llama_{stem}.py"
+            port = Path(tmp) / f"{family}_{stem}.py"
             patched = source.replace(before, after, 1)
             port.write_text(patched)
             start = time.perf_counter()
-            run = subprocess.run([sys.executable, "-m", "parity_skill", f"{reference}::{A[cls]}", "vs",
+            run = subprocess.run([sys.executable, "-m", "parity_skill", f"{reference}::{PREFIX[family]}{A[cls]}", "vs",
                                   f"{port}::{cls}", "--json", "--quick"], capture_output=True, text=True, cwd=ROOT,
                                  timeout=600)
             seconds = time.perf_counter() - start
@@ -83,8 +95,9 @@ def main() -> None:
                 continue
             found = where(pair) or "-"
             start_line = patched[:patched.index(after)].count("\n") + 1
-            is_line = found.endswith(f"{port.name}:{start_line}")
-            via = [loc for loc in settings(pair) if loc.endswith(f"{port.name}:{start_line}")]
+            lines = {f"{port}:{n}" for n in range(start_line, start_line + max(1, after.rstrip("\n").count("\n") + 1))}
+            is_line = found in lines
+            via = [loc for loc in settings(pair) if loc in lines]
             kind = "line" if is_line else "line (the setting it reads)" if via else "class" if port.name in found \
                 else "elsewhere"
             shown = f"{Path(found.rsplit(':', 1)[0]).name}:{found.rsplit(':', 1)[-1]}" if found != "-" else "-"

@@ -190,3 +190,25 @@ def test_a_value_recorded_twice_by_one_side_is_no_difference():
     b = rows(("b.py:3 norm(argument 0)", x), ("b.py:3 attn(argument 0)", normed), ("b.py:5 out", attn))
     found = first_difference(a, b, 1e-5)
     assert (found["a_location"], found["b_location"]) == ("a.py:6", "b.py:5"), found
+
+
+def test_a_difference_made_before_a_reshape_is_located_where_it_was_made_unless_the_reshape_is_wrong():
+    """B's attention output is computed at one line (heads first) and reshaped at the next, where it first has
+    A's shape: a wrong softmax axis is named at the computing line; a wrong transpose (the right values arranged
+    wrongly) at the reshaping line."""
+    import numpy as np
+
+    from parity_skill.runtime.diagnosis.statements import first_difference
+
+    rng = np.random.default_rng(2)
+    heads = rng.standard_normal((2, 4, 3, 5))  # (batch, heads, seq, dim)
+
+    def rows(*items):
+        return [[label, None, [(None, value)]] for label, value in items]
+
+    a = rows(("a.py:9 out", heads.transpose(0, 2, 1, 3).reshape(2, 3, 20)))
+    wrong_values = heads + 0.1 * rng.standard_normal(heads.shape)
+    b = rows(("b.py:7 out", wrong_values), ("b.py:8 out", wrong_values.transpose(0, 2, 1, 3).reshape(2, 3, 20)))
+    assert first_difference(a, b, 1e-5)["b_location"] == "b.py:7"
+    b = rows(("b.py:7 out", heads), ("b.py:8 out", heads.reshape(2, 3, 20)))  # transpose forgotten
+    assert first_difference(a, b, 1e-5)["b_location"] == "b.py:8"

@@ -2,6 +2,8 @@
 value up to a scale; the first A value with a counterpart in B that differs, after everything before it agreed."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 MIN_COSINE = 0.5  # below this a same-shaped B value is another quantity, not A's computed differently
@@ -51,15 +53,12 @@ def first_difference(rows_a: list, rows_b: list, atol: float) -> dict | None:
             same = next((x for x, v in a[:k] if _close(v, b[j][1], atol)), None)
             unrelated = _found(a, b, k, j, f"is unrelated (cosine {cosine:.2f}) to", cosine, (last, agreed, a_agreed),
                                f"; it equals A's `{same.split(' ', 1)[1]}` at {same.split(' ', 1)[0]}" if same else "")
-            origin = _made_at(b, j)
-            if origin is not None:  # B's value is an earlier one reshaped: that statement made it
-                unrelated["relation"] += f"; B made it at {origin[0]} (`{origin[1]}`, reshaped since)"
-                unrelated["b_location"] = origin[0]
+            _origin(unrelated, b, j, va, atol)
         candidates = [c for c in candidates if c[1] >= MIN_COSINE]
         if not candidates:
             continue  # a value only A computes (a cast, a temporary): not a difference by itself
         j, cosine, how = max(candidates, key=lambda c: c[1])
-        return _found(a, b, k, j, how, cosine, (last, agreed, a_agreed))
+        return _origin(_found(a, b, k, j, how, cosine, (last, agreed, a_agreed)), b, j, va, atol)
     return unrelated
 
 
@@ -75,12 +74,20 @@ def _found(a: list, b: list, k: int, j: int, how: str, cosine: float, state: tup
             "a_since": list(dict.fromkeys(since_a)), "b_since": list(dict.fromkeys(since_b))}
 
 
-def _made_at(b: list, j: int) -> tuple[str, str] | None:
-    """(location, name) of the earlier B record holding the same elements as B's value j in another shape or order
-    (a reshape or transpose of it; one of the same name first), or None."""
+def _origin(found: dict, b: list, j: int, va: np.ndarray, atol: float) -> dict:
+    """Where B made its differing value: an earlier B statement whose value holds the same elements in another
+    shape or order (a reshape or transpose since) made it, unless some arrangement of that value is A's (then the
+    arrangement, the statement itself, is what differs)."""
     mine = np.sort(b[j][1].reshape(-1))
-    found = [label.split(" ", 1) for label, v in b[:j] if v.size == mine.size and v.shape != b[j][1].shape
-             and np.array_equal(np.sort(v.reshape(-1)), mine)]
+    earlier = [(label.split(" ", 1), v) for label, v in b[:j] if v.size == mine.size and v.shape != b[j][1].shape
+               and np.array_equal(np.sort(v.reshape(-1)), mine)]
+    if not earlier:
+        return found
     name = b[j][0].split(" ", 1)[1]
-    best = next((f for f in found if f[1] == name), found[0] if found else None)
-    return (best[0], best[1]) if best else None
+    (loc, made), value = next((e for e in earlier if e[0][1] == name), earlier[0])
+    if value.ndim <= 5 and any(_close(va, np.transpose(value, axes).reshape(va.shape), atol)
+                               for axes in itertools.permutations(range(value.ndim))):
+        return found
+    found["relation"] += f"; B made it at {loc} (`{made}`, reshaped since)"
+    found["b_location"] = loc
+    return found
