@@ -292,8 +292,12 @@ def likely_causes(p: dict) -> list[str]:
 def _settings(statement: dict) -> list[str]:
     """The constructor settings the differing statement reads, B's first: where a setting is made."""
     read = statement.get("settings") or {}
-    return [f"{side} reads self.{s['attr']}, set at {s['location']}: {s['source']}"
+    rows = [f"{side} reads self.{s['attr']}, set at {s['location']}: {s['source']}"
             for side in ("B", "A") for s in read.get(side.lower(), [])]
+    since = [loc for loc in statement.get("b_since") or [] if loc != statement.get("b_location")]
+    if since:  # B's values there have no counterpart in A: the difference may arise in any of them
+        rows.append(f"before it, B computes values A has no counterpart for at {', '.join(since)}")
+    return rows
 
 
 def stage_table(p: dict) -> list[str]:

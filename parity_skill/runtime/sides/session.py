@@ -107,7 +107,7 @@ def _locate_line(run: PairRun, entry: dict) -> None:
     on_line = [f for f in entry["static_findings"] if f.get("a_location") == found["a_location"]
                or f.get("b_location") == found["b_location"]]
     found["findings"] = on_line
-    found["settings"] = {side: _settings_since(found.pop(f"{side}_since"), found[f"{side}_location"])
+    found["settings"] = {side: _settings_since(found[f"{side}_since"], found[f"{side}_location"])
                          for side in ("a", "b")}
     entry["line_cause"] = found
     run.diagnose("line", f"first differing statement: {found['relation']} (the {found['agreed']} statement(s) "
