@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import fx, parity
+from conftest import ROOT, fx, parity
 
 pytest.importorskip("torch")
 pytest.importorskip("mlx.core")
@@ -39,6 +39,29 @@ def test_conv1d_channels_first_vs_mlx_channels_last():
     conv = next(e for e in run.pair["weight_map"] if e["a"] == "conv.weight")
     assert conv["transform"] == "conv_to_channels_last"
     assert any("channels-first" in n for n in run.pair["notes"])
+
+
+@pytest.mark.parametrize("port", ["conv_mlx.py", "conv_mlx_channels_first_out.py"])
+def test_outputs_whose_shape_is_the_same_in_either_layout_are_arranged_by_value(port):
+    """Width 12 = length 12: B's (3, 12, 12) output reads the same shape channels-first or -last, so shapes cannot
+    say whether to turn it back (a port returning channels-last vs one that returns A's layout itself); the
+    arrangement that agrees with A decides, said in a note, and a real difference still fails."""
+    run = parity(fx(M + "conv_torch.py"), "vs", fx(M + port), "--json", "--quick", "--init", "out_channels=12")
+    all_pass(run)  # was a false FAIL (cosine 0.1) for the port returning A's layout
+    note = next(n for n in run.pair["notes"] if n.startswith("B's outputs have the same shape in either layout"))
+    assert ("taken as A's layout" if "first_out" in port else "turned back into A's layout") in note
+    wide = parity(fx(M + "conv_torch.py"), "vs", fx(M + port), "--json", "--quick")  # 24 wide: shapes decide
+    all_pass(wide)
+    assert not any("same shape in either layout" in n for n in wide.pair["notes"])
+
+
+def test_a_real_difference_still_fails_where_the_layout_is_decided_by_value(tmp_path):
+    source = (ROOT / fx(M + "conv_mlx_channels_first_out.py")).read_text()
+    port = tmp_path / "groupnorm_mlx_grouping.py"
+    port.write_text(source.replace("pytorch_compatible=True", "pytorch_compatible=False"))
+    run = parity(fx(M + "conv_torch.py"), "vs", f"{port}::ConvBlock", "--json", "--quick", "--init",
+                 "out_channels=12")
+    assert run.code == 1 and run.status("forward") == "fail"
 
 
 def test_rope_rotate_half_vs_mlx_rope_traditional_flag():

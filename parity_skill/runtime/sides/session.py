@@ -3,6 +3,7 @@ report entry (a plain dict of the JSON schema)."""
 from __future__ import annotations
 
 import time
+
 from dataclasses import asdict, replace
 
 from parity_skill.runtime.data import artifact
@@ -12,7 +13,8 @@ from parity_skill.runtime import progress
 from parity_skill.runtime.diagnosis.settings import settings_read
 from parity_skill.runtime.diagnosis import defaults, explain, statements, trace
 from parity_skill.runtime.checks.context import PairRun, result
-from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try
+from parity_skill.runtime.data.inputs import base_inputs
+from parity_skill.runtime.sides.layout import settle_layout, symmetric_layout
 from parity_skill.runtime.sides import configs
 from parity_skill.runtime.sides.configs import config_args
 from parity_skill.runtime.sides.failures import UserCodeError, describe
@@ -185,49 +187,6 @@ def _call_order(b: Side, spec: PairSpec) -> list[str]:
         return []
 
 
-def _shapes(flat) -> list[tuple]:
-    return [tuple(v.shape) for _, v in flat]
-
-
-def settle_layout(a, b: Side, spec: PairSpec, notes: list[str]) -> None:
-    """The live module decides B's layout: when B rejects A's inputs, each channels-first/-last move is tried
-    once; and outputs are turned back into A's layout only when that is what makes their shapes A's."""
-    base = base_inputs(spec.inputs, spec.checks.seed)
-
-    def call(side):
-        side.seed(spec.checks.seed)
-        return side.run(base)
-
-    try:
-        fa = call(a)
-    except Exception:  # noqa: BLE001 - A's error is reported by the first forward
-        return
-    try:
-        fb = call(b)
-    except Exception as exc:  # noqa: BLE001 - the reason is kept for the note
-        first, fb, planned = describe(exc), None, b.layout
-        for rank in sorted({x.ndim for x, s in zip(base, spec.inputs) if s.is_float}):
-            for axes in layouts_to_try(rank):
-                b.layout = axes
-                try:
-                    fb = call(b)
-                except Exception:  # noqa: BLE001 - not this layout
-                    continue
-                notes.append(f"B rejected A's input layout ({first}); it runs with its inputs permuted {axes}")
-                break
-            if fb is not None:
-                break
-        if fb is None:
-            b.layout = planned
-            return
-    if b.layout and _shapes(fb) != _shapes(fa):
-        b.permute_outputs = False
-        if _shapes(call(b)) == _shapes(fa):
-            notes.append("B returns its outputs in A's layout already: they are not permuted back")
-        else:
-            b.permute_outputs = True
-
-
 def _first_forward(run: PairRun, spec: PairSpec) -> str | None:
     """Run each side once on the base inputs; the error line if either raises (nothing can be checked then)."""
     for side, key in ((run.a, "fp32_a"), (run.b, "fp32_b")):
@@ -339,6 +298,7 @@ def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, 
         return entry
     entry["weight_map"] = [asdict(e) for e in entries]
     entry["unmapped"] = {"a": left_a, "b": left_b}
+    symmetric_layout(a, b, spec, notes)
     run = PairRun(a, b, spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed), entries, left_a,
                   left_b, notes=notes)
     entry["error"] = _first_forward(run, spec)

@@ -232,10 +232,21 @@ class Side:
         return [permute(x, self.layout) if x.ndim == len(self.layout) else x for x in args]
 
     def _out(self, flat: Flat) -> Flat:
-        if not self.layout or not self.permute_outputs:
+        """The forward's outputs in A's layout (unless this side returns A's layout already)."""
+        return self._back(flat) if self.permute_outputs else flat
+
+    def _back(self, flat: Flat) -> Flat:
+        """Values inside the forward (submodule inputs and outputs) in A's layout."""
+        if not self.layout:
             return flat
         back = inverse(self.layout)
         return [(k, permute(v, back) if v.ndim == len(back) else v) for k, v in flat]
+
+    def _upstream(self, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A gradient for the outputs (A's layout) in the layout this side returns them in."""
+        if not self.layout or not self.permute_outputs:
+            return upstream
+        return {k: permute(v, self.layout) if v.ndim == len(self.layout) else v for k, v in upstream.items()}
 
     def run(self, args: list[np.ndarray], dtype: str = "fp32") -> Flat:
         out = self._out(self._tolerant(lambda m: self.adapter.call(m, self._in(args), dtype), dtype, args))
@@ -266,8 +277,7 @@ class Side:
 
     def grads(self, args: list[np.ndarray], dtype: str, upstream: dict[str, np.ndarray]):
         """(outputs, input grads by index, parameter grads by name), all in A's layout."""
-        if self.layout:
-            upstream = {k: permute(v, self.layout) if v.ndim == len(self.layout) else v for k, v in upstream.items()}
+        upstream = self._upstream(upstream)
         out, in_grads, p_grads = self._tolerant(lambda m: self.adapter.grads(m, self._in(args), dtype, upstream),
                                                 dtype, args)
         if self.layout:
@@ -280,14 +290,12 @@ class Side:
         if feed and self.layout:
             feed = {k: [self._in(list(call)) for call in calls] for k, calls in feed.items()}
         records = self.adapter.trace(self.model_for("fp32"), self._in(args), "fp32", feed)
-        return [[name, self._out(inp), self._out(out)] for name, inp, out in records]
+        return [[name, self._back(inp), self._back(out)] for name, inp, out in records]
 
     def grad_trace(self, args: list[np.ndarray], upstream: dict[str, np.ndarray]) -> list[list]:
         """[name, input grads, output grads] per submodule call (fp32), in A's layout."""
-        if self.layout:
-            upstream = {k: permute(v, self.layout) if v.ndim == len(self.layout) else v for k, v in upstream.items()}
-        records = self.adapter.grad_trace(self.model_for("fp32"), self._in(args), "fp32", upstream)
-        return [[name, self._out(gin), self._out(gout)] for name, gin, gout in records]
+        records = self.adapter.grad_trace(self.model_for("fp32"), self._in(args), "fp32", self._upstream(upstream))
+        return [[name, self._back(gin), self._back(gout)] for name, gin, gout in records]
 
     def cached_decode(self, prompt: np.ndarray, tokens: np.ndarray) -> dict:
         """{how, logits}: fp32 decoding through this side's own KV cache (runtime/checks/cached_decode.py)."""
