@@ -137,3 +137,31 @@ def test_a_stacked_tensor_of_joined_parameters_is_traced_back_to_a():
     down = np.stack([state[f"experts.{e}.w2.weight"] for e in range(3)])
     assert _stack_of(down, state, by_size, list(state)) == ([f"experts.{e}.w2.weight" for e in range(3)], "stack")
     assert _stack_of(down + 1e-3, state, by_size, list(state)) is None  # not A's values: not traced
+
+
+
+def test_b_tensors_that_are_slices_of_a_fused_a_tensor_are_traced_back_to_it():
+    """A fuses (transformers 5: gate_up_proj (E, 2I, H), a qkv of 3d rows), B keeps the pieces: per expert and per
+    half ("unstack:split0"), per expert ("unstack"), halves of the whole stack ("split1"), rows ("split0"); each
+    rebuilt from A's tensor exactly as B holds it (gradients compare through the same transform)."""
+    import numpy as np
+
+    from parity_skill.runtime.data.convert import _unstacked
+    from parity_skill.runtime.data.weights import b_values
+
+    rng = np.random.default_rng(0)
+    a = {"gate_up": rng.standard_normal((3, 8, 5)).astype(np.float32),
+         "down": rng.standard_normal((3, 5, 4)).astype(np.float32),
+         "qkv": rng.standard_normal((12, 5)).astype(np.float32),
+         "gate_up2": rng.standard_normal((3, 8, 5)).astype(np.float32)}
+    b = {**{f"e.{i}.w1": a["gate_up"][i, :4] for i in range(3)}, **{f"e.{i}.w3": a["gate_up"][i, 4:] for i in range(3)},
+         **{f"e.{i}.w2": a["down"][i] for i in range(3)}, "q": a["qkv"][:4], "k": a["qkv"][4:8], "v": a["qkv"][8:],
+         "gate": a["gate_up2"][:, :4], "up": a["gate_up2"][:, 4:]}
+    b = {k: np.ascontiguousarray(v) for k, v in b.items()}
+    found = {e.a: e for e in _unstacked(b, sorted(b), a, set())}
+    assert {k: e.transform for k, e in found.items()} == {
+        "gate_up": "unstack:split0:4,4", "down": "unstack", "qkv": "split0:4,4,4", "gate_up2": "split1:4,4"}
+    assert found["gate_up"].b.split("+")[:3] == ["e.0.w1", "e.0.w3", "e.1.w1"]
+    for e in found.values():
+        rebuilt = b_values(a, [e])
+        assert all(np.array_equal(rebuilt[n], b[n]) for n in e.b.split("+")), e

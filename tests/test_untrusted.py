@@ -261,3 +261,12 @@ def test_a_module_check_on_all_zero_outputs_says_cosine_is_undefined():
     text = cli("tests/fixtures/trust/zeros_numpy.py::shut_gate", "vs", "tests/fixtures/trust/zeros_torch.py::shut_gate",
                "--quick").stdout
     assert "cos undef r undef" in text and "cosine 1.000000" not in text
+
+
+@pytest.mark.parametrize("bad", [["w"], {"w": "elsewhere"}, {"w": 3}])
+def test_a_malformed_checkpoint_listing_is_refused_in_one_line(bad):
+    from parity_skill.runtime.data.manifest import ManifestError, validate
+
+    with pytest.raises(ManifestError, match="field 'side' must be an object .*checkpoint"):
+        validate({"files": {}, "side": {"file": "a.py", "symbol": "X", "framework": "torch", "kind": "module",
+                                        "checkpoint": bad}}, "art")

@@ -1,5 +1,5 @@
 """An old version vs a refactor: transformers 4.57 (this environment) against transformers 5 (installed beside it
-by the README's third install line, run as side B with --python-b). Between the two, Mixtral's checkpoint layout
+by the README's third install line, run as side B with --python-b, or as side A with --python-a). Between the two, Mixtral's checkpoint layout
 changed (one module per expert -> one stacked `gate_up_proj` per layer); B's own `from_pretrained` converts A's
 state dict, and each loaded tensor is traced back to the A parameters it is made of."""
 from __future__ import annotations
@@ -64,6 +64,37 @@ def test_a_converter_that_fuses_in_the_wrong_order_fails_at_the_experts(python_b
     # the port subclasses transformers 5's model: planned as that class, read where B's interpreter finds it
     assert any(n.startswith("MixtralModel: no constructor of its own; planned as ") and
                ".transformers5/transformers/models/mixtral/modeling_mixtral.py" in n for n in run.pair["notes"])
+
+
+def test_the_refactor_as_reference_gives_the_port_its_checkpoint_as_its_library_saves_it(python_b):
+    """transformers 5.25 as A (fused experts in memory), 4.57 as B: A's artifact also holds the checkpoint its
+    library writes (the fusion reverted, as `save_pretrained` does); B's from_pretrained loads that, and each
+    per-expert tensor is traced back to a slice of A's stacked one, so every gradient still compares."""
+    run = parity(f"{TF5}/transformers/models/mixtral/modeling_mixtral.py::MixtralModel", "vs",
+                 f"{_mixtral_4()}::MixtralModel", "--python-a", python_b, "--json", "--quick")
+    assert run.report["verdict"] == "pass", (run.stderr, [c for c in run.pair["checks"] if c["status"] != "pass"])
+    fused = {e["a"]: e for e in run.pair["weight_map"] if e["transform"].startswith("unstack")}
+    gate_up = fused["layers.0.mlp.experts.gate_up_proj"]
+    assert gate_up["transform"] == "unstack:split0:64,64" and gate_up["b"].split("+")[:2] == [
+        "layers.0.block_sparse_moe.experts.0.w1.weight", "layers.0.block_sparse_moe.experts.0.w3.weight"]
+    assert fused["layers.0.mlp.experts.down_proj"]["transform"] == "unstack"
+    assert run.check("backward")["message"].startswith("64 gradients")  # B's per-expert gradients, each compared
+
+
+def test_the_refactor_as_reference_against_an_mlx_port_through_its_sanitize(python_b):
+    """transformers 5.25 against mlx-lm's Mixtral: mlx-lm's sanitize reads the checkpoint as transformers writes
+    it (per-expert), and its stacked gate and up projections are traced to the halves of A's gate_up_proj."""
+    import mlx_lm
+
+    port = Path(mlx_lm.__file__).parent / "models/mixtral.py"
+    run = parity(f"{TF5}/transformers/models/mixtral/modeling_mixtral.py::MixtralForCausalLM", "vs",
+                 f"{port}::Model", "--python-a", python_b, "--json", "--quick")
+    assert run.report["verdict"] == "pass", (run.stderr, [c for c in run.pair["checks"] if c["status"] != "pass"])
+    split = next(e for e in run.pair["weight_map"] if e["a"] == "model.layers.0.mlp.experts.gate_up_proj")
+    assert split["transform"] == "split1:64,64" and split["b"] == ("model.layers.0.block_sparse_moe.switch_mlp."
+                                                                   "gate_proj.weight+model.layers.0.block_sparse_moe"
+                                                                   ".switch_mlp.up_proj.weight")
+    assert not any("no converted value equals" in n for n in run.pair["notes"])
 
 
 # held out while the mechanism was built on Mixtral, measured once it was (no hints), then added here

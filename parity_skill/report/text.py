@@ -110,10 +110,11 @@ def grouped_entries(entries: list[dict]) -> list[str]:
     for e in entries:
         if e["transform"] in ("stack", "unstack"):  # n per-index tensors on one side: shown as their pattern
             e = dict(e, a=_stacked_names(e["a"]), b=_stacked_names(e["b"]))
-        elif e["transform"].startswith("stack:"):  # each slice joins k of A's tensors: k patterns
+        elif e["transform"].startswith(("stack:", "unstack:")):  # each slice joins k tensors: k patterns
             k = len(e["transform"].rpartition(":")[2].split(","))
-            names = e["a"].split("+")
-            e = dict(e, a=" + ".join(_stacked_names("+".join(names[j::k])) for j in range(k)))
+            side = "a" if e["transform"].startswith("stack:") else "b"
+            names = e[side].split("+")
+            e = dict(e, **{side: " + ".join(_stacked_names("+".join(names[j::k])) for j in range(k))})
         ia, ib = tuple(_INDEX.findall(e["a"])), tuple(_INDEX.findall(e["b"]))
         same = len(ia) == 1 and bool(ib) and set(ib) == set(ia)  # one block, named on both sides (fused: 3x on B)
         pa = _INDEX.sub("{i}", e["a"]) if same else e["a"]

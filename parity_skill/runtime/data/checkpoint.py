@@ -1,7 +1,9 @@
-"""B's own checkpoint loading as its converter: a model of a library that loads checkpoints (transformers'
-`from_pretrained`) is given A's state dict the way a user's checkpoint reaches it, a folder with `model.safetensors`
-and B's `config.json`, and B's library converts it (renamed keys, per-expert tensors fused into one stacked tensor,
-transposes). Which A parameter each loaded value came from is then traced by value (`convert.convert_state`)."""
+"""Checkpoints as the libraries write and read them. A: the state dict its library saves, where that differs
+from its live parameters (transformers 5 fuses experts in memory and reverts the fusion when saving). B: its own
+checkpoint loading as its converter: a model of a library that loads checkpoints (transformers' `from_pretrained`)
+is given A's checkpoint the way a user's reaches it, a folder with `model.safetensors` and B's `config.json`, and
+B's library converts it (renamed keys, per-expert tensors fused into one stacked tensor, transposes). Which A
+parameter each loaded value came from is then traced by value (`convert.convert_state`)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +11,26 @@ import io
 import os
 import tempfile
 from typing import Callable
+
+
+def saved_view(model) -> tuple[list[str], dict] | None:
+    """(every key of A's checkpoint as its library writes it, {key: array} for those that are not live state
+    names), or None when the two agree (or the library has no such step): transformers' own reverse of its
+    load-time conversions, the step `save_pretrained` takes."""
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:
+        return None
+    if not callable(getattr(type(model), "from_pretrained", None)) or not callable(getattr(model, "state_dict", None)):
+        return None
+    live = model.state_dict()
+    try:
+        saved = revert_weight_conversion(model, dict(live))
+    except Exception:  # noqa: BLE001 - the library cannot say: A's live names stand
+        return None
+    if set(saved) == set(live):
+        return None
+    return sorted(saved), {k: v.detach().float().cpu().numpy() for k, v in saved.items() if k not in live}
 
 
 def loader(model) -> Callable | None:

@@ -87,7 +87,9 @@ def convert_state(name: str, a, b, notes: list[str], fn: Callable | None = None
     converter itself when it is not found by `name` (B's own checkpoint loading)."""
     state_a = a.state()
     fn = fn or converter(name, b)
-    native = {k: b.adapter.native(np.asarray(state_a[k])) for k in state_a}
+    saved = getattr(a, "saved_state", lambda: None)()  # A's checkpoint as its library writes it, where it differs
+    given = saved if saved is not None else state_a
+    native = {k: b.adapter.native(np.asarray(given[k])) for k in given}
     try:
         out = fn(native)
     except Exception as exc:  # noqa: BLE001 - the port's converter failed on A's names: that is the finding
@@ -119,9 +121,82 @@ def convert_state(name: str, a, b, notes: list[str], fn: Callable | None = None
             elif values[k].ndim >= 3 and (stacked := _stack_of(values[k], state_a, by_size, free)):
                 entries.append(MapEntry("+".join(stacked[0]), k, stacked[1], "convert"))
                 traced.update(stacked[0])
+    left = [k for k in sorted(set(values) & params_b) if k not in {n for e in entries for n in e.b.split("+")}]
+    for entry in _unstacked(values, left, state_a, traced):
+        entries.append(entry)
+        traced.add(entry.a)
     untraced = [k for k in state_a if k not in traced]
     if untraced:
         notes.append(f"--convert {name}: no converted value equals A's {', '.join(untraced[:8])}"
                      + (" ..." if len(untraced) > 8 else "") + " (combined or dropped by the converter: their "
                      "gradients are not compared)")
     return {k: v for k, v in values.items() if k in params_b}, entries, untraced
+
+
+def _unstacked(values: dict[str, np.ndarray], left: list[str], state_a, traced: set[str]) -> list[MapEntry]:
+    """B's tensors that are slices of one stacked A tensor (A fuses experts as (E, 2I, H), B keeps one module per
+    expert): each slice of A's tensor along its first axis is one B tensor ("unstack") or the same row blocks of
+    several ("unstack:split0:I,I"), matched by exact value."""
+    by_value: dict[tuple, list[str]] = {}
+    for k in left:
+        v = np.ascontiguousarray(values[k])
+        by_value.setdefault((v.shape, v.dtype.str, hash(v.tobytes())), []).append(k)
+
+    def find(piece: np.ndarray, taken: set[str]) -> str | None:
+        p = np.ascontiguousarray(piece, dtype=values[left[0]].dtype) if left else piece
+        names = by_value.get((p.shape, p.dtype.str, hash(p.tobytes())), [])
+        return next((n for n in names if n not in taken and np.array_equal(values[n], p)), None)
+
+    out: list[MapEntry] = []
+    taken: set[str] = set()
+    for name in state_a:
+        a = np.asarray(state_a[name])
+        if name in traced or a.ndim < 2 or not left:
+            continue
+        for axis in (0, 1)[:a.ndim - 1]:  # A's fused tensor split as it is: [q; k; v] rows, [gate | up] of experts
+            sizes = _row_blocks(np.moveaxis(a, axis, 0), left, {k: np.moveaxis(values[k], axis, 0) for k in left
+                                                                  if values[k].ndim == a.ndim}, taken)
+            if sizes:
+                names = [find(bl, taken) for bl in np.split(a, np.cumsum(sizes)[:-1], axis=axis)]
+                if all(names):
+                    out.append(MapEntry(name, "+".join(names), f"split{axis}:" + ",".join(map(str, sizes)), "convert"))
+                    taken.update(names)
+                    break
+        else:
+            names = None
+        if names or a.ndim < 3:
+            continue
+        whole = [find(s, taken) for s in a]
+        if all(whole):
+            out.append(MapEntry(name, "+".join(whole), "unstack", "convert"))
+            taken.update(whole)
+            continue
+        sizes = _row_blocks(a[0], left, values, taken)
+        if not sizes:
+            continue
+        names = []
+        for s in a:
+            blocks = np.split(s, np.cumsum(sizes)[:-1], axis=0)
+            found = [find(bl, taken | set(names)) for bl in blocks]
+            if not all(found):
+                break
+            names += found
+        else:
+            out.append(MapEntry(name, "+".join(names), "unstack:split0:" + ",".join(map(str, sizes)), "convert"))
+            taken.update(names)
+    return out
+
+
+def _row_blocks(piece: np.ndarray, left: list[str], values: dict, taken: set[str]) -> list[int] | None:
+    """The row counts of B tensors that, one after another, make up `piece` (a fused [gate; up] slice)."""
+    sizes, offset = [], 0
+    while offset < piece.shape[0]:
+        hit = next((k for k in left if k in values and k not in taken and values[k].ndim == piece.ndim
+                    and values[k].shape[1:] == piece.shape[1:] and offset + values[k].shape[0] <= piece.shape[0]
+                    and values[k].shape[0] < piece.shape[0]
+                    and np.array_equal(values[k], piece[offset:offset + values[k].shape[0]])), None)
+        if hit is None:
+            return None
+        sizes.append(values[hit].shape[0])
+        offset += values[hit].shape[0]
+    return sizes if len(sizes) > 1 else None

@@ -95,8 +95,11 @@ _FIELDS = {
     "notes": (lambda v: _is_list_of(v, str), "a list of strings"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "side": (lambda v: isinstance(v, dict) and all(isinstance(v.get(k), (str, type(None)))
-                                                   for k in ("file", "symbol", "framework", "kind")),
-             "an object whose file, symbol, framework and kind are strings"),
+                                                   for k in ("file", "symbol", "framework", "kind"))
+             and isinstance(v.get("checkpoint", {}), dict)
+             and all(isinstance(k, str) and w in ("weights", "checkpoint") for k, w in v.get("checkpoint", {}).items()),
+             'an object whose file, symbol, framework and kind are strings (and checkpoint {key: "weights" or '
+             '"checkpoint"})'),
     "inputs": (lambda v: isinstance(v, list) and all(isinstance(i, dict) and isinstance(i.get("name"), str)
                                                      and _is_list_of(i.get("shape", []), int) for i in v),
                'a list of {"name": string, "shape": [sizes], ...}'),

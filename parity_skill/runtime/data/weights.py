@@ -30,6 +30,9 @@ def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
         return [np.moveaxis(value, -1, 1)]
     if how == "unstack":  # one stacked tensor -> its slices along the first axis
         return [np.ascontiguousarray(v) for v in value]
+    if how.startswith("unstack:"):  # ... each slice split in row blocks (a fused [gate; up] per expert)
+        inner = how.partition(":")[2]
+        return [piece for v in value for piece in transform(np.ascontiguousarray(v), inner)]
     m = _JOINED.match(how)
     if m and m.group(1) == "split":
         sizes = [int(s) for s in m.group(3).split(",")]

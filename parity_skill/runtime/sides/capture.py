@@ -19,6 +19,7 @@ from parity_skill.runtime.sides.failures import UserCodeError, describe
 from parity_skill.runtime.sides.replay import MirrorSide, RecordingSide, encode
 from parity_skill.runtime.sides.session import _first_forward, _run_checks
 from parity_skill.runtime.sides.side import Side
+from parity_skill.runtime.data.checkpoint import saved_view
 from parity_skill.runtime.data.weights import fresh
 from parity_skill.spec import MapEntry, PairSpec
 
@@ -217,6 +218,10 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
             _record_grad_trace(run, rec)
     state = a.state()
     tensors = {f"weights/{k}": v for k, v in state.items()}
+    saved = saved_view(a.model) if spec.a.framework == "torch" else None
+    if saved:  # a port's converter reads A's checkpoint as A's library writes it
+        tensors.update({f"checkpoint/{k}": v for k, v in saved[1].items()})
+        manifest["side"]["checkpoint"] = {k: "checkpoint" if k in saved[1] else "weights" for k in saved[0]}
     manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too
     manifest["calls"] = encode(rec.records, tensors)
     manifest["notes"] = notes

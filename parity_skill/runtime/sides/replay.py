@@ -212,6 +212,7 @@ class ReplaySide:
         self.defaults = side.get("defaults", {})  # constructor arguments A ran with at their defaults
         self._trainable = side.get("trainable", [])
         self._weights = side.get("weights", [])
+        self._checkpoint = side.get("checkpoint", {})  # A's saved keys: "weights" (a live name) or "checkpoint"
         self._in_out = side.get("in_out_weights", [])
         self.call_order = list(dict.fromkeys(s["name"].split("#")[0] for s in manifest.get("stages", [])))
         self._calls = {c["key"]: (f"calls/{n:04d}", c) for n, c in enumerate(manifest.get("calls", []))}
@@ -236,6 +237,13 @@ class ReplaySide:
     def state(self) -> Mapping:
         """A's weights, read one at a time when asked for."""
         return LazyArrays(self._tensors, {name: f"weights/{name}" for name in self._weights})
+
+    def saved_state(self) -> Mapping | None:
+        """A's checkpoint as its library writes it (live names its library does not rename, plus the keys it
+        writes instead of fused ones), or None when it writes its live names."""
+        if not self._checkpoint:
+            return None
+        return LazyArrays(self._tensors, {n: f"{where}/{n}" for n, where in self._checkpoint.items()})
 
     def trainable(self) -> list[str]:
         return list(self._trainable)
