@@ -166,3 +166,36 @@ def test_gelu_kinds_read_mlx_spelling_and_never_assume_an_argument_is_exact():
 
     assert kind(approx="'precise'") == "tanh" and kind(approx="'fast'") == "sigmoid" and kind(approx="'none'") == "exact"
     assert kind(approx="approx") == "unknown" and kind(approximate="'tanh'") == "tanh" and kind() == "exact"
+
+
+def _published(family: str, cls: str) -> tuple[dict, list[str]]:
+    """The shrunk config of a transformers config class as the plan builds it, and the plan's notes."""
+    from pathlib import Path
+
+    import pytest
+
+    transformers = pytest.importorskip("transformers")
+    from parity_skill.analyze.configs import config_class
+    from parity_skill.plan.construct import config_value
+
+    path = str(Path(transformers.__file__).parent / f"models/{family}/configuration_{family}.py")
+    notes: list[str] = []
+    return config_value(config_class(cls, path), {}, notes, set()).kwargs, notes
+
+
+def test_as_many_kv_heads_as_heads_by_default_stays_so_when_shrunk():
+    """DeepSeek-V3 defaults to 128 heads and 128 kv heads, and its attention needs them equal: shrunk together
+    (shrinking kv heads to 2 beside 4 heads made its forward raise); Mixtral's 32/8 still groups (4/2)."""
+    deepseek, notes = _published("deepseek_v3", "DeepseekV3Config")
+    assert deepseek["num_key_value_heads"] == deepseek["num_attention_heads"] == 4
+    assert any("num_key_value_heads: default 128 replaced by 4, equal to num_attention_heads" in n for n in notes)
+    mixtral, _ = _published("mixtral", "MixtralConfig")
+    assert (mixtral["num_attention_heads"], mixtral["num_key_value_heads"]) == (4, 2)
+
+
+def test_a_switch_to_compiled_gpu_kernels_is_turned_off_on_this_machine():
+    """Jamba's `use_mamba_kernels=True` raises on a CPU ("Fast Mamba kernels are not available"): the library's
+    own reference path is compared instead, said in a note."""
+    jamba, notes = _published("jamba", "JambaConfig")
+    assert jamba["use_mamba_kernels"] is False
+    assert any(n.startswith("JambaConfig.use_mamba_kernels: default True set to False") for n in notes)

@@ -205,7 +205,7 @@ def test_analyzer_sweep_raises_on_no_valid_file():
 
     total, results = sweep(quick=True)
     failed = [(p, e) for p, e, _ in results if e]
-    assert len(results) > 1000 and failed == []
+    assert len(results) > 500 and failed == []
 
 
 # ---- processes ------------------------------------------------------------------------------------------------
@@ -376,14 +376,14 @@ def test_a_port_bug_is_attributed_to_b_and_a_framework_reference_can_be_c():
     """The usual case, B wrong: eps outside the square root (only tiny inputs see it) against a third correct file,
     and a detached statistic against torch.nn.LayerNorm as C (a framework reference is the port of C's runs)."""
     rsqrt, outside, div = (fx(f"torch/rmsnorm_{n}.py") for n in ("rsqrt", "eps_outside", "div_sqrt"))
-    run = parity(rsqrt, "vs", outside, "--ref", div, "--json")
+    run = parity(rsqrt, "vs", outside, "--ref", div, "--json", "--dtypes", "fp32", "--edge", "tiny")
     pair = run.report["pairs"][0]
     assert run.code == 1 and [(f["check"], f["side"]) for f in pair["attribution"]] == [("edge:tiny", "B")]
     assert "edge:tiny: B disagrees with A and C (A vs B fail, A vs C pass, B vs C fail)" in pair["notes"][-1]
     ln = parity(fx("torch/layernorm_manual.py"), "vs", fx("torch/layernorm_detached.py"), "--ref",
-                "torch.nn.LayerNorm", "--dtypes", "fp32", "--json")
+                "torch.nn.LayerNorm", "--quick", "--json")
     assert [(f["check"], f["side"]) for f in ln.report["pairs"][0]["attribution"]] == [("backward", "B")]
-    passing = parity(rsqrt, "vs", div, "--ref", outside, "--json")  # A and B agree: nothing to attribute
+    passing = parity(rsqrt, "vs", div, "--ref", outside, "--json", "--quick")  # A and B agree: nothing attributed
     assert passing.code == 0 and "attribution" not in passing.report["pairs"][0]
 
 

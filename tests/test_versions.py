@@ -39,7 +39,7 @@ def _mixtral_4() -> str:
 
 def test_a_changed_checkpoint_layout_loads_through_the_refactors_own_from_pretrained(python_b):
     run = parity(f"{_mixtral_4()}::MixtralModel", "vs", f"{TF5}/transformers/models/mixtral/modeling_mixtral.py::"
-                 "MixtralModel", "--python-b", python_b, "--json")
+                 "MixtralModel", "--python-b", python_b, "--json", "--quick")
     assert run.report["verdict"] == "pass", (run.stderr, [c for c in run.pair["checks"] if c["status"] != "pass"])
     fused = {e["b"]: e for e in run.pair["weight_map"] if e["transform"].startswith("stack")}
     gate_up = fused["layers.0.mlp.experts.gate_up_proj"]

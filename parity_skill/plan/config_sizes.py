@@ -15,6 +15,7 @@ from parity_skill.spec import Config
 
 def consistent_sizes(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
     """Every rule below, in order, on the config's shrunk keyword arguments (fields given with --init stay)."""
+    _kv_as_heads(cfg, kwargs, given, notes)
     _kv_default_fits(cfg, kwargs, given, notes)
     fix_divisibility(kwargs)
     _keep_ffn_ratio(cfg, kwargs, given, notes)
@@ -73,6 +74,27 @@ def _keep_ffn_ratio(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], n
         notes[:] = [n.replace(f"{cfg.name}.{ffn}: default {default_ffn} replaced by {old} ",
                               f"{cfg.name}.{ffn}: default {default_ffn} replaced by {kwargs[ffn]} ({ratio} x {dim}, as "
                               "its defaults) ") for n in notes]
+
+
+def _kv_as_heads(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:
+    """As many key/value heads as heads by default (no grouping; DeepSeek-V3's attention requires it): kept equal
+    to the shrunk head count."""
+    names = tuple(f.name for f in cfg.fields)
+    fields = {f.name: f for f in cfg.fields}
+    heads = next((k for k in kwargs if (role_of(k, names) or ("",))[0] == "heads" and isinstance(kwargs[k], int)), None)
+    if heads is None or heads in given or heads not in fields:
+        return
+    ok_h, default_heads = literal(fields[heads].default)
+    for f in cfg.fields:
+        ok, value = literal(f.default)
+        if (role_of(f.name, names) or ("",))[0] != "kv_heads" or f.name in given or not (ok and ok_h) \
+                or value != default_heads or not isinstance(value, int) or kwargs.get(f.name) == kwargs[heads]:
+            continue
+        old = kwargs.get(f.name)
+        kwargs[f.name] = kwargs[heads]
+        notes[:] = [n for n in notes if not n.startswith(f"{cfg.name}.{f.name}: default {value} replaced by {old} ")]
+        notes.append(f"{cfg.name}.{f.name}: default {value} replaced by {kwargs[heads]}, equal to {heads} as their "
+                     "defaults are (to keep the check small)")
 
 
 def _kv_default_fits(cfg: ConfigClass, kwargs: dict[str, Any], given: set[str], notes: list[str]) -> None:

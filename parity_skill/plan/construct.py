@@ -12,6 +12,9 @@ from parity_skill.plan.config_sizes import MAX_SOURCE, consistent_sizes, fix_div
 from parity_skill.spec import Config
 
 
+_DEVICE_KERNELS = re.compile(r"use_\w*(kernel|cuda|triton)s?$")  # a switch to compiled GPU kernels
+
+
 def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = ()) -> tuple[bool, Any]:
     """(include?, value) for one argument; defaults are kept unless they are large sizes."""
     ann = (arg.annotation or "").replace("'", "").strip()
@@ -28,6 +31,10 @@ def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = (
             small = value % SIZE_ROLES["vocab_small"]  # ids of special tokens stay distinct, inside the small vocab
             notes.append(f"{where}{arg.name}: default {value} replaced by {small} to fit the small vocabulary")
             return True, small
+        if ok and value is True and _DEVICE_KERNELS.match(arg.name):  # Jamba's use_mamba_kernels: CUDA only
+            notes.append(f"{where}{arg.name}: default True set to False: compiled kernels this CPU machine lacks; "
+                         "the library's own reference path runs on both sides")
+            return True, False
         if ok and role and role[0] in SIZE_ROLES and isinstance(value, int) and not isinstance(value, bool):
             if value > SIZE_ROLES[role[0]] or (value <= 0 and role[0] in ("vocab", "dim", "hidden")):
                 notes.append(f"{where}{arg.name}: default {value} replaced by {role[1]} to keep the check small")

@@ -101,10 +101,13 @@ def _config_class(name: str, module: ModuleType | None) -> Any:
     return found
 
 
-def _as_a_model_would(config: Any) -> None:
+def _as_a_model_would(config: Any, model_chooses: bool = False) -> None:
     """What a framework's top-level model does to its config before the layers read it: a transformers config
-    gets its attention implementation chosen (the plain, eager one) by the model's constructor, which a layer
-    built alone never runs."""
+    gets its attention implementation chosen by the model's constructor, which a layer built alone never runs (it
+    gets the plain, eager one). A whole model (`model_chooses`: a class that loads checkpoints) chooses itself, as in
+    use (DBRX's eager path raises where its default one runs)."""
+    if model_chooses:
+        return
     try:
         if getattr(config, "_attn_implementation", "") is None:
             config._attn_implementation = "eager"
@@ -112,7 +115,8 @@ def _as_a_model_would(config: Any) -> None:
         pass
 
 
-def build_config(value: Config, module: ModuleType | None, owner: str, shared: dict | None = None) -> Any:
+def build_config(value: Config, module: ModuleType | None, owner: str, shared: dict | None = None,
+                 model_chooses: bool = False) -> Any:
     """A config object: the class with the fields its constructor takes (the rest set as attributes), or a plain
     namespace when the class is unknown. `shared`: the other side's resolved config (runtime/sides/configs.py),
     whose values win over the planned ones and reach the class through its own `from_dict` where it has one."""
@@ -122,7 +126,7 @@ def build_config(value: Config, module: ModuleType | None, owner: str, shared: d
     if cls is None:
         raise UserCodeError(f"config class {value.cls} not found next to {owner}")
     if shared:
-        return _from_shared(cls, value, shared)
+        return _from_shared(cls, value, shared, model_chooses)
     kwargs, late = dict(value.kwargs), dict(value.attrs)
     try:
         params = inspect.signature(cls).parameters
@@ -137,14 +141,14 @@ def build_config(value: Config, module: ModuleType | None, owner: str, shared: d
             obj = consistent(cls, kwargs, exc)
         for key, v in late.items():
             setattr(obj, key, v)
-        _as_a_model_would(obj)
+        _as_a_model_would(obj, model_chooses)
     except Exception as exc:  # noqa: BLE001 - user code
         raise UserCodeError(f"config {value.cls}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
                             f"{describe(exc)}") from exc
     return obj
 
 
-def _from_shared(cls: type, value: Config, shared: dict) -> Any:
+def _from_shared(cls: type, value: Config, shared: dict, model_chooses: bool = False) -> Any:
     """The class built from one dict, the way it loads a config.json: `from_dict` (mlx-lm's ModelArgs, transformers
     configs), else the keyword arguments its constructor takes; planned fields the dict lacks are kept."""
     merged = {**value.kwargs, **value.attrs, **shared}
@@ -163,7 +167,7 @@ def _from_shared(cls: type, value: Config, shared: dict) -> Any:
         for key, v in value.attrs.items():
             if not hasattr(obj, key):
                 setattr(obj, key, v)
-        _as_a_model_would(obj)
+        _as_a_model_would(obj, model_chooses)
     except Exception as exc:  # noqa: BLE001 - user code
         raise UserCodeError(f"config {value.cls} built from A's resolved config raised {describe(exc)}") from exc
     return obj
@@ -190,7 +194,7 @@ def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | 
     for key, value in impl.init.items():
         if isinstance(value, Config):
             value = build_config(value, _config_home(value.cls, factory, module), impl.symbol,
-                                 (shared or {}).get(key))
+                                 (shared or {}).get(key), callable(getattr(factory, "from_pretrained", None)))
         elif isinstance(value, Ref):
             value = value.resolve()
         kwargs[key] = value
