@@ -313,3 +313,17 @@ def test_a_shrunk_depth_covers_one_whole_layer_period_on_both_sides():
     assert "one whole sliding_window_pattern period" in notes[0]
     a3, _ = layer_period(a, b, {"num_hidden_layers"}, [])
     assert a3["config"].kwargs["num_hidden_layers"] == 2
+
+
+def test_a_shrunk_depth_goes_past_the_leading_layers_of_another_kind():
+    """DeepSeek-V3's first_k_dense_replace=3: its first 3 layers are dense, the MoE ones come after; a depth of 2
+    never ran an expert (a PASS that checked no MoE). Both sides get 4 layers."""
+    from parity_skill.plan.config_sizes import layer_period
+    from parity_skill.spec import Config
+
+    a = {"config": Config("DeepseekV3Config", {"num_hidden_layers": 2}, defaults={"first_k_dense_replace": 3})}
+    b = {"config": Config("ModelArgs", {"num_hidden_layers": 2}, defaults={"first_k_dense_replace": 0})}
+    notes: list[str] = []
+    a2, b2 = layer_period(a, b, set(), notes)
+    assert a2["config"].kwargs["num_hidden_layers"] == 4 and b2["config"].kwargs["num_hidden_layers"] == 4
+    assert "raised to 4, one past the first_k_dense_replace=3 leading layers" in notes[0]

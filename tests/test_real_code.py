@@ -172,3 +172,22 @@ def test_activation_on_one_side_is_claimed_only_when_the_other_side_has_none(tmp
     spec = build_plan(Target(str(a), "MLP"), Target(str(b), "MLP"), PlanOptions()).pairs[0]
     found = [f["message"] for f in spec.static_findings if f["kind"] == "approximation"]
     assert found == (["activations differ: A uses gelu, B uses -"] if claimed else [])
+
+
+def test_no_missing_activation_is_claimed_for_a_side_whose_layers_come_from_a_table(tmp_path):
+    """Jamba's model picks each layer's class from a table (`layer_class = DECODER_LAYER_TYPES[kind]`): its MLP is
+    not among the classes read, so "A uses no activation" would be a guess (it was claimed, and said to explain a
+    failure whose cause was elsewhere)."""
+    a = tmp_path / "a.py"
+    a.write_text("from torch import nn\n\n\nclass Layer(nn.Module):\n    def __init__(self, dim: int):\n"
+                 "        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n\n    def forward(self, x):\n"
+                 "        return self.fc(x)\n\n\nTYPES = {'plain': Layer}\n\n\nclass Model(nn.Module):\n"
+                 "    def __init__(self, dim: int):\n        super().__init__()\n        layer_class = TYPES['plain']\n"
+                 "        self.layers = nn.ModuleList([layer_class(dim)])\n\n    def forward(self, x):\n"
+                 "        for layer in self.layers:\n            x = layer(x)\n        return x\n")
+    b = tmp_path / "b.py"
+    b.write_text("from torch import nn\nimport torch.nn.functional as F\n\n\nclass Model(nn.Module):\n"
+                 "    def __init__(self, dim: int):\n        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n\n"
+                 "    def forward(self, x):\n        return F.silu(self.fc(x))\n")
+    spec = build_plan(Target(str(a), "Model"), Target(str(b), "Model"), PlanOptions()).pairs[0]
+    assert not [f for f in spec.static_findings if f["kind"] == "approximation"]

@@ -129,16 +129,19 @@ def fix_divisibility(kwargs: dict[str, Any]) -> None:
 
 
 PERIOD = re.compile(r"(pattern|period|every|interval)$")  # `sliding_window_pattern = 6`: a global layer every 6
+LEADING = re.compile(r"^first_k_\w+$|dense_replace$|^num_dense_layers$")  # DeepSeek: 3 dense layers, then MoE
 
 
 def layer_period(init_a: dict[str, Any], init_b: dict[str, Any], given: set[str],
                  notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both sides' layer counts raised to the longest layer period either config declares (Gemma 3: a global
-    attention layer every 6; a port that indexes its caches by that period needs 6 layers), so every kind of layer
-    runs and one config still drives both. Counts given with --init stay."""
-    periods = [(v, k) for init in (init_a, init_b) for cfg in init.values() if isinstance(cfg, Config)
-               for k, v in {**cfg.defaults, **cfg.kwargs}.items()
-               if PERIOD.search(k) and isinstance(v, int) and not isinstance(v, bool) and 1 < v <= 64]
+    attention layer every 6; a port that indexes its caches by that period needs 6 layers), or past its leading
+    layers of another kind (DeepSeek-V3: 3 dense layers before the MoE ones), so every kind of layer runs and one
+    config still drives both. Counts given with --init stay."""
+    values = [(k, v) for init in (init_a, init_b) for cfg in init.values() if isinstance(cfg, Config)
+              for k, v in {**cfg.defaults, **cfg.kwargs}.items() if isinstance(v, int) and not isinstance(v, bool)]
+    periods = [(v, f"one whole {k} period") for k, v in values if PERIOD.search(k) and 1 < v <= 64]
+    periods += [(v + 1, f"one past the {k}={v} leading layers") for k, v in values if LEADING.search(k) and 0 < v < 64]
     if not periods:
         return init_a, init_b
     need, field = max(periods)
@@ -152,7 +155,7 @@ def layer_period(init_a: dict[str, Any], init_b: dict[str, Any], given: set[str]
                            and isinstance(v, int) and not isinstance(v, bool)), None)
             if layers and cfg.kwargs[layers] < need and not {layers, f"{name}.{layers}"} & given:
                 new[name] = replace(cfg, kwargs={**cfg.kwargs, layers: need})
-                notes.append(f"{cfg.cls}.{layers}: {cfg.kwargs[layers]} raised to {need}, one whole {field} period, "
-                             "so every kind of layer runs")
+                notes.append(f"{cfg.cls}.{layers}: {cfg.kwargs[layers]} raised to {need}, {field}, so every kind "
+                             "of layer runs")
         out.append(new)
     return out[0], out[1]

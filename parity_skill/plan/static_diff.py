@@ -131,6 +131,24 @@ def _chosen_activations(syms: list[Symbol], values: dict) -> tuple[list[OpCall],
     return ops, unseen
 
 
+_BUILTINS = {"int", "float", "bool", "str", "len", "max", "min", "round", "abs", "sum", "tuple", "list", "dict", "set",
+             "range", "super", "isinstance", "getattr", "hasattr"}
+
+
+def _built_dynamically(syms: list[Symbol]) -> bool:
+    """A submodule built from a class held in a variable or a table (`ffn_layer_class(config)`,
+    `ATTENTION_CLASSES[impl](...)`, `layer_class = DECODER_LAYER_TYPES[kind]`): its code is not among the classes
+    read, so its activations are unknown."""
+    for s in syms:
+        for _, src in s.self_assigns:
+            m = re.match(r"([A-Za-z_]\w*)\(|[\w.]+\[[^\]]*\]\(", src.strip())
+            if m and (m.group(1) is None or (m.group(1)[0].islower() and m.group(1) not in _BUILTINS)):
+                return True
+        if any(re.match(r"[A-Z][A-Z0-9_]*\[", src.strip()) for _, src in s.init_locals):  # a class from a table
+            return True
+    return False
+
+
 def _eps_values(syms: list[Symbol], fw: str, values: dict | None = None) -> list[tuple[float, str, str]]:
     """(value, location, how) for every eps a norm uses: literal, argument default, a config field the side is
     built with, or the framework default."""
@@ -216,6 +234,7 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
     syms_a, syms_b = _reachable(sa, fa_a), _reachable(sb, fa_b)
     named_a, unseen_a = _chosen_activations(syms_a, values_a or {})
     named_b, unseen_b = _chosen_activations(syms_b, values_b or {})
+    unseen_a, unseen_b = unseen_a or _built_dynamically(syms_a), unseen_b or _built_dynamically(syms_b)
     ops_a, ops_b = _ops(syms_a) + named_a, _ops(syms_b) + named_b
     found: list[dict] = []
     if not all(any(s.call_lines != (0, 0) for s in syms) for syms in (syms_a, syms_b)):

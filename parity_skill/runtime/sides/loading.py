@@ -186,15 +186,17 @@ def _config_home(name: str | None, factory: Any, module: ModuleType | None) -> M
 
 
 def constructor_kwargs(impl: Implementation, factory: Any, module: ModuleType | None,
-                       shared: dict[str, dict] | None = None) -> dict[str, Any]:
+                       shared: dict[str, dict] | None = None, compared: bool = True) -> dict[str, Any]:
     """Materialise Config and Ref values (a config argument in `shared` is built from that dict); fill required
     arguments the plan could not see (a constructor inherited from a framework layer) by role; in reference mode
-    keep only the arguments the reference accepts."""
+    keep only the arguments the reference accepts. `compared`: the model under comparison, not one built to feed it
+    (a model built to record a layer's inputs keeps the layer's plain attention, so its mask has the layer's form)."""
     kwargs: dict[str, Any] = {}
     for key, value in impl.init.items():
         if isinstance(value, Config):
             value = build_config(value, _config_home(value.cls, factory, module), impl.symbol,
-                                 (shared or {}).get(key), callable(getattr(factory, "from_pretrained", None)))
+                                 (shared or {}).get(key),
+                                 compared and callable(getattr(factory, "from_pretrained", None)))
         elif isinstance(value, Ref):
             value = value.resolve()
         kwargs[key] = value

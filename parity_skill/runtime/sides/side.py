@@ -143,7 +143,7 @@ class Side:
         impl = Implementation(self.impl.file, c.symbol, self.impl.framework, "module", c.init)
         try:
             factory = getattr(module, c.symbol)
-            built = self.adapter.build(factory, constructor_kwargs(impl, factory, module, self.shared))
+            built = self.adapter.build(factory, constructor_kwargs(impl, factory, module, self.shared, False))
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{self.impl.display}: building {c.symbol} for its argument '{c.arg}' raised "
                                 f"{describe(exc)}") from exc
@@ -165,7 +165,7 @@ class Side:
             impl = Implementation(self.impl.file, c.symbol, self.impl.framework, "module", c.init)
             factory = getattr(module, c.symbol)
             self._enclosing_models[c.symbol] = (self.adapter.build(factory, constructor_kwargs(
-                impl, factory, module, self.shared)), {})
+                impl, factory, module, self.shared, False)), {})
         built, cache = self._enclosing_models[c.symbol]
         return self.adapter.enclosing(built, c.arg, c.call[1], c.call[2], c.source, c.seq_axis, cache)
 
