@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import tempfile
 from typing import Callable
 
@@ -17,6 +18,8 @@ def saved_view(model) -> tuple[list[str], dict] | None:
     """(every key of A's checkpoint as its library writes it, {key: array} for those that are not live state
     names), or None when the two agree (or the library has no such step): transformers' own reverse of its
     load-time conversions, the step `save_pretrained` takes."""
+    if "transformers" not in sys.modules:  # not a transformers model: importing the library costs seconds
+        return None
     try:
         from transformers.core_model_loading import revert_weight_conversion
     except ImportError:
