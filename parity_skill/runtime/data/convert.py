@@ -134,69 +134,45 @@ def convert_state(name: str, a, b, notes: list[str], fn: Callable | None = None
 
 
 def _unstacked(values: dict[str, np.ndarray], left: list[str], state_a, traced: set[str]) -> list[MapEntry]:
-    """B's tensors that are slices of one stacked A tensor (A fuses experts as (E, 2I, H), B keeps one module per
-    expert): each slice of A's tensor along its first axis is one B tensor ("unstack") or the same row blocks of
-    several ("unstack:split0:I,I"), matched by exact value."""
+    """B's tensors that are pieces of one fused A tensor, matched by exact value: its row or column blocks as they
+    are ("split0" of a [q; k; v], "split1" of experts' [gate | up]), its slices along the first axis ("unstack":
+    A stacks experts as (E, ...), B keeps one module per expert), or the same row blocks of each slice
+    ("unstack:split0:I,I")."""
     by_value: dict[tuple, list[str]] = {}
     for k in left:
         v = np.ascontiguousarray(values[k])
         by_value.setdefault((v.shape, v.dtype.str, hash(v.tobytes())), []).append(k)
+    taken: set[str] = set()
 
-    def find(piece: np.ndarray, taken: set[str]) -> str | None:
-        p = np.ascontiguousarray(piece, dtype=values[left[0]].dtype) if left else piece
+    def find(piece: np.ndarray) -> str | None:
+        p = np.ascontiguousarray(piece, dtype=values[left[0]].dtype)
         names = by_value.get((p.shape, p.dtype.str, hash(p.tobytes())), [])
         return next((n for n in names if n not in taken and np.array_equal(values[n], p)), None)
 
+    def blocks(piece: np.ndarray, axis: int) -> list[str] | None:  # B tensors that join into `piece` along axis
+        moved = {k: np.moveaxis(values[k], axis, 0) for k in left if k not in taken and values[k].ndim == piece.ndim}
+        return _stacked(np.moveaxis(piece, axis, 0), moved, list(moved))
+
     out: list[MapEntry] = []
-    taken: set[str] = set()
     for name in state_a:
         a = np.asarray(state_a[name])
         if name in traced or a.ndim < 2 or not left:
             continue
-        for axis in (0, 1)[:a.ndim - 1]:  # A's fused tensor split as it is: [q; k; v] rows, [gate | up] of experts
-            sizes = _row_blocks(np.moveaxis(a, axis, 0), left, {k: np.moveaxis(values[k], axis, 0) for k in left
-                                                                  if values[k].ndim == a.ndim}, taken)
-            if sizes:
-                names = [find(bl, taken) for bl in np.split(a, np.cumsum(sizes)[:-1], axis=axis)]
-                if all(names):
-                    out.append(MapEntry(name, "+".join(names), f"split{axis}:" + ",".join(map(str, sizes)), "convert"))
-                    taken.update(names)
-                    break
+        found = next(((axis, g) for axis in (0, 1)[:a.ndim - 1] if (g := blocks(a, axis))), None)
+        if found:
+            axis, group = found
+            sizes = ",".join(str(values[n].shape[axis]) for n in group)
+            out.append(MapEntry(name, "+".join(group), f"split{axis}:{sizes}", "convert"))
+        elif a.ndim >= 3 and all(whole := [find(piece) for piece in a]):
+            group = whole
+            out.append(MapEntry(name, "+".join(group), "unstack", "convert"))
+        elif a.ndim >= 3 and (first := blocks(a[0], 0)):
+            sizes = [values[n].shape[0] for n in first]
+            group = [find(b) for piece in a for b in np.split(piece, np.cumsum(sizes)[:-1], axis=0)]
+            if not all(group) or len(set(group)) != len(group):
+                continue
+            out.append(MapEntry(name, "+".join(group), "unstack:split0:" + ",".join(map(str, sizes)), "convert"))
         else:
-            names = None
-        if names or a.ndim < 3:
             continue
-        whole = [find(s, taken) for s in a]
-        if all(whole):
-            out.append(MapEntry(name, "+".join(whole), "unstack", "convert"))
-            taken.update(whole)
-            continue
-        sizes = _row_blocks(a[0], left, values, taken)
-        if not sizes:
-            continue
-        names = []
-        for s in a:
-            blocks = np.split(s, np.cumsum(sizes)[:-1], axis=0)
-            found = [find(bl, taken | set(names)) for bl in blocks]
-            if not all(found):
-                break
-            names += found
-        else:
-            out.append(MapEntry(name, "+".join(names), "unstack:split0:" + ",".join(map(str, sizes)), "convert"))
-            taken.update(names)
+        taken.update(group)
     return out
-
-
-def _row_blocks(piece: np.ndarray, left: list[str], values: dict, taken: set[str]) -> list[int] | None:
-    """The row counts of B tensors that, one after another, make up `piece` (a fused [gate; up] slice)."""
-    sizes, offset = [], 0
-    while offset < piece.shape[0]:
-        hit = next((k for k in left if k in values and k not in taken and values[k].ndim == piece.ndim
-                    and values[k].shape[1:] == piece.shape[1:] and offset + values[k].shape[0] <= piece.shape[0]
-                    and values[k].shape[0] < piece.shape[0]
-                    and np.array_equal(values[k], piece[offset:offset + values[k].shape[0]])), None)
-        if hit is None:
-            return None
-        sizes.append(values[hit].shape[0])
-        offset += values[hit].shape[0]
-    return sizes if len(sizes) > 1 else None
