@@ -150,7 +150,7 @@ def test_the_all_finite_path_gives_the_figures_of_the_masked_path():
     b[17] = 1e-9  # a zero reference element: infinite relative difference
     a[23] = b[23] = 0.0
     fast, masked = _Sums(1e-5, 1.3e-6), _Sums(1e-5, 1.3e-6)
-    fast._add_finite(0, a, b)
+    fast._add_finite(0, a, b, float(a @ a), float(b @ b))
     masked._add_masked(0, a, b)
     for name in ("n_both", "mismatched", "worst_off", "worst_any", "max_diff", "max_rel", "min_atol", "min_rtol"):
         assert getattr(fast, name) == getattr(masked, name), name
@@ -167,3 +167,30 @@ def test_rmses_read_the_reference_once_and_agree_with_rmse():
     b[0, 5] = np.nan
     assert np.allclose(rmses(ref, a, b), [rmse(a, ref), rmse(b, ref)], rtol=1e-12)
     assert rmses(ref, np.full_like(ref, np.inf))[0] == np.inf
+
+
+def test_a_non_finite_gradient_of_a_is_named_before_any_figure():
+    """compare_grads reads each of A's gradients once: a NaN in one of A's is the check's error, named with its key."""
+    from types import SimpleNamespace
+
+    from parity_skill.runtime.checks.basic import compare_grads
+
+    tol = SimpleNamespace(atol=1e-5, rtol=1e-5)
+    good, bad = np.ones((3, 4), np.float32), np.ones((3, 4), np.float32)
+    bad[1, 2] = np.nan
+    ok, key, _, _, bad_a = compare_grads({"param grad 'w'": good, "param grad 'v'": bad},
+                                         {"param grad 'w'": good, "param grad 'v'": good}, tol)
+    assert not ok and bad_a.startswith("param grad 'v'") and "(1, 2)" in bad_a
+    assert compare_grads({"param grad 'w'": good}, {"param grad 'w'": good}, tol)[4] is None
+
+
+def test_the_rtol_that_would_pass_is_the_largest_need_of_the_elements_beyond_atol(monkeypatch):
+    from parity_skill.runtime.judging import metrics
+
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(5000)
+    b = a + rng.standard_normal(5000) * 1e-4
+    a[7] = 0.0  # no rtol helps where A is 0
+    need = max((abs(x - y) - 1e-5) / abs(x) for x, y in zip(a, b) if x != 0 and abs(x - y) > 1e-5)
+    monkeypatch.setattr(metrics, "CHUNK", 512)
+    assert compare(a, b, 1e-5, 0.0)["min_tolerance"]["rtol"] == pytest.approx(need, rel=1e-12)

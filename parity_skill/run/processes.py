@@ -101,7 +101,9 @@ class Worker:
     `start` hands it the script and arguments."""
 
     def __init__(self, warm: list[str], python: str | None = None):
-        env = dict(os.environ, PARITY_SKILL_PARENT=str(os.getpid()))
+        from parity_skill.runtime.sides import cores
+
+        env = dict(os.environ, PARITY_SKILL_PARENT=str(os.getpid()), **cores.environment())
         self.python = python or sys.executable
         try:
             self.proc = subprocess.Popen([self.python, "-m", "parity_skill.runtime.sides.worker", *warm],
@@ -204,7 +206,8 @@ def run_sides(workers: list[Worker], script: str, timeout: float, on_progress=No
     report_path, exits_path = os.path.join(folder, "report.json"), os.path.join(folder, "exits.json")
     progress = os.path.join(folder, "progress.log")
     wait = _waiter(progress, on_progress)
-    job_a = {"side": "a", "script": script, "args": ["--side", "a", "--artifacts", folder, "--progress", progress]}
+    job_a = {"side": "a", "script": script,
+             "args": ["--side", "a", "--artifacts", folder, "--progress", progress, "--transient"]}
     job_b = {"side": "b", "script": script,
              "args": ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path, "--quiet",
                       "--progress", progress]}

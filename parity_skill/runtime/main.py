@@ -82,6 +82,11 @@ def compare(pairs: list[PairSpec], folder: str, wait: float | None = None) -> di
     from parity_skill.runtime.sides.session import compare_pair, new_entry
 
     done = Path(folder) / SIDE_DONE
+    if wait is not None:  # A may answer this process's requests (runtime/data/live.py) until it releases A
+        from parity_skill.runtime.data import live
+
+        for p in pairs:
+            live.announce(_folder(folder, pairs, p))
 
     def one(p: PairSpec) -> dict:
         if p.checks.stream:
@@ -112,7 +117,17 @@ def main(pairs: list[PairSpec], argv: list[str] | None = None, root: str | None 
     parser.add_argument("--wait", type=float, metavar="S", help="side b: wait up to S seconds for A's artifacts")
     parser.add_argument("--quiet", action="store_true", help="print no report (with --report: the file is enough)")
     parser.add_argument("--progress", metavar="PATH", help="append one line per stage to PATH (the CLI shows it)")
+    parser.add_argument("--transient", action="store_true",
+                        help="side a: the artifact is read once on this machine and removed (no sha256 digests)")
     args = parser.parse_args(argv)
+    if args.transient:
+        from parity_skill.runtime.data import artifact
+
+        artifact.TRANSIENT = True
+    if args.side:
+        from parity_skill.runtime.sides import cores
+
+        cores.share()
     if args.progress:
         from parity_skill.runtime import progress
 

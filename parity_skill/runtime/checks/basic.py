@@ -106,12 +106,17 @@ def upstreams(run: PairRun) -> tuple[dict, dict]:
 def gradients(run: PairRun, dtype: str, only_a: bool = False) -> tuple[dict, dict]:
     """{name: grad} for A and B, keyed 'input grad x' / 'param grad fc1.weight' (B's mapped to A's names)."""
     up_a, up_b = upstreams(run)
+    gin_b, gp_b, failed_b = {}, {}, None
+    if not only_a:  # B's first: while B computes, A's may still be on its way (runtime/data/live.py)
+        run.b.seed(run.checks.seed)
+        try:
+            _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
+        except Exception as exc:  # noqa: BLE001 - raised after A's, so that A's own failure is the one told
+            failed_b = exc
     run.a.seed(run.checks.seed)
     _, gin_a, gp_a = run.a.grads(run.base, dtype, up_a)
-    gin_b, gp_b = {}, {}
-    if not only_a:
-        run.b.seed(run.checks.seed)
-        _, gin_b, gp_b = run.b.grads(run.base, dtype, up_b)
+    if failed_b is not None:
+        raise failed_b
     eager_a, eager_b, thunks_a, thunks_b = {}, {}, {}, {}
     for i, spec in enumerate(run.inputs):
         if i in gin_a or i in gin_b:
@@ -182,10 +187,16 @@ class Gradients(Mapping):
         return len(self._eager) + len(self._thunks)
 
 
-def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | None, list[str]]:
+def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | None, list[str], str | None]:
+    """(all agree, worst key, its figures, missing gradients, A's first non-finite gradient or None); each of A's
+    gradients is read once (from disk in phase 2)."""
     worst_key, worst, problems = None, None, []
     ok = True
-    for key, a in ga.items():
+    for key in ga:
+        a = ga[key]
+        bad_a = first_nonfinite([(key, a)], name=str) if a is not None else None
+        if bad_a:
+            return False, None, None, [], bad_a
         b = gb.get(key)
         if a is None or b is None or (key.startswith("input grad") and not (_used(a) and _used(b))):
             if _used(a) != _used(b):  # one side's output depends on the input, the other's does not
@@ -199,7 +210,7 @@ def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | Non
             ok = False
         if worst is None or _rank(c) > _rank(worst):
             worst_key, worst = key, c
-    return ok, worst_key, worst, problems
+    return ok, worst_key, worst, problems, None
 
 
 def _used(grad) -> bool:
@@ -223,11 +234,12 @@ def check_backward(run: PairRun) -> dict:
     ga, gb = gradients(run, "fp32")
     if not ga:
         return result("backward", "skip", "no floating input and no mapped trainable parameter to differentiate")
-    bad_a = first_nonfinite((k, v) for k, v in ga.items() if v is not None)
+    if run.recording:
+        return result("backward", "skip", "A's gradients recorded")
+    ok, key, c, problems, bad_a = compare_grads(ga, gb, tol)
     if bad_a:
         return result("backward", "error", f"A's gradients are not finite on the default input ({bad_a}): nothing "
                                            "to compare B's against; choose other inputs with --input")
-    ok, key, c, problems = compare_grads(ga, gb, tol)
     n = f"{len(ga)} gradients"
     if c and c.get("nonfinite_b"):
         run.diagnose("nan_inf", f"B's {key} has {c['nonfinite_b']} non-finite values, first at "

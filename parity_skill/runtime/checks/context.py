@@ -26,6 +26,12 @@ class PairRun:
     cache: dict[str, Any] = field(default_factory=dict)
     limitations: list[str] = field(default_factory=list)
 
+    @property
+    def recording(self) -> bool:
+        """B is A itself (phase 1, runtime/sides/capture.py): a check only makes A's calls, its verdict is dropped,
+        so a model's worth of gradients need not be judged against themselves."""
+        return getattr(self.b, "mirror", False)
+
     def limit(self, reason: str) -> None:
         """Record a check that was weakened (it ran, but under a looser or substitute rule)."""
         if reason not in self.limitations:

@@ -40,17 +40,22 @@ def _sha256(path: Path) -> str:
 CHUNK_BYTES = 64 * 2 ** 20  # safetensors serialises a file in memory: bounded files bound that copy
 _HASHING: dict[str, Future] = {}  # file written -> its sha256, computed in a thread while the side works on
 _POOL: ThreadPoolExecutor | None = None
+TRANSIENT = False  # set by a one-command run: its artifact is read once, on this machine, then removed; unhashed
 
 
 def _hash_later(path: Path) -> None:
     global _POOL
+    if TRANSIENT:
+        return
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifact-sha256")
     _HASHING[str(path)] = _POOL.submit(_sha256, path)
 
 
-def _digest(path: Path) -> str:
-    """The file's sha256: the one computed when it was written, else now."""
+def _digest(path: Path) -> str | None:
+    """The file's sha256: the one computed when it was written, else now (None in a transient artifact)."""
+    if TRANSIENT:
+        return None
     pending = _HASHING.pop(str(path), None)
     return pending.result() if pending is not None else _sha256(path)
 
@@ -137,8 +142,8 @@ def read_verifying(folder: str | Path) -> tuple[dict, Tensors, Callable[[], None
     bad: list[str] = []
 
     def check() -> None:
-        for name, path in paths.items():
-            if _sha256(path) != manifest["files"][name]:
+        for name, path in paths.items():  # null: a one-command run's own artifact, read where it was written
+            if manifest["files"][name] is not None and _sha256(path) != manifest["files"][name]:
                 bad.append(f"{Path(folder) / name}: corrupt or truncated (sha256 differs from {MANIFEST})")
                 return
 

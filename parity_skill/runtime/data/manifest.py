@@ -81,9 +81,10 @@ def _is_list_of(value, kind) -> bool:
 
 # field -> (check, what was expected); absent optional fields are fine
 _FIELDS = {
-    "files": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(d, str) and _SHA256.fullmatch(d)
+    "files": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and (d is None or isinstance(d, str)
+                                                                            and _SHA256.fullmatch(d))
                                                     for k, d in v.items()),
-              "an object {file name: sha256 hex}"),
+              "an object {file name: sha256 hex, or null in a one-run artifact}"),
     "error": (lambda v: isinstance(v, str), "a string"),
     "stages": (lambda v: isinstance(v, list) and all(
         isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] and

@@ -130,6 +130,10 @@ class Tensors(Mapping):
 
     def __init__(self, paths: list[str]) -> None:
         self._where: dict[str, tuple[str, dict, int]] = {}
+        self.add(paths)
+
+    def add(self, paths: list[str]) -> None:
+        """Read these files' tensors too (a side's files as it writes them)."""
         for path in paths:
             entries, data_at = read_header(path)
             for name, entry in entries.items():

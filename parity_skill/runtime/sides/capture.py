@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from dataclasses import asdict, replace
 
 from parity_skill import __version__
-from parity_skill.runtime.data import artifact
+from parity_skill.runtime.data import artifact, live
 from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import matrix
 from parity_skill.runtime.checks.conditioning import low_precision_floor, perturbed_runs
@@ -17,6 +18,7 @@ from parity_skill.runtime.sides import configs
 from parity_skill.runtime.sides.configs import config_args
 from parity_skill.runtime.sides.failures import UserCodeError, describe
 from parity_skill.runtime.sides.replay import MirrorSide, RecordingSide, encode
+from parity_skill.runtime.sides.serve import serve
 from parity_skill.runtime.sides.session import _first_forward, _run_checks
 from parity_skill.runtime.sides.side import Side
 from parity_skill.runtime.data.checkpoint import saved_view
@@ -205,28 +207,59 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     if settled.inputs != spec.inputs:
         manifest["inputs_used"] = [asdict(i) for i in settled.inputs]
     spec = settled
-    rec = RecordingSide(a, folder)
+    rec = RecordingSide(a, folder, live=artifact.TRANSIENT)
     identity = [MapEntry(n, n) for n in a.state()]
     run = PairRun(rec, MirrorSide(rec), spec.inputs, spec.checks, base_inputs(spec.inputs, spec.checks.seed),
                   identity, [], [], notes=[])
-    _references_first(run)
-    if _first_forward(run, spec) is None:
-        _run_checks(run)
-        _record_primary_grads(run, rec)
-        _record_trace(run, rec)
-        if "backward" in spec.checks.names:
-            _record_grad_trace(run, rec)
-    state = a.state()
-    tensors = {f"weights/{k}": v for k, v in state.items()}
-    saved = saved_view(a.model) if spec.a.framework == "torch" else None
-    if saved:  # a port's converter reads A's checkpoint as A's library writes it
-        tensors.update({f"checkpoint/{k}": v for k, v in saved[1].items()})
-        manifest["side"]["checkpoint"] = {k: "checkpoint" if k in saved[1] else "weights" for k in saved[0]}
-    manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too
+    tensors: dict = {}
+    files: list[str] = []
+    if artifact.TRANSIENT:  # B compares as A records; what only a failing B needs, A makes when B asks for it
+        files = _start_live(spec, run, rec, folder, manifest, notes, tensors)
+        if _first_forward(run, spec) is None:
+            _run_checks(run)
+        serve(rec, folder, spec.checks.seed)
+    else:  # a complete artifact: everything any B may ask for
+        _references_first(run)
+        if _first_forward(run, spec) is None:
+            _run_checks(run)
+            _record_primary_grads(run, rec)
+            _record_trace(run, rec)
+            if "backward" in spec.checks.names:
+                _record_grad_trace(run, rec)
+        tensors.update(_weights(spec, a, manifest))
+        manifest.update(_readable_view(run, rec, tensors))  # first: a trace it records must be encoded too
     manifest["calls"] = encode(rec.records, tensors)
     manifest["notes"] = notes
-    manifest["side"].update(defaults=a.defaults(), differentiable=a.differentiable, dtypes=list(a.adapter.dtypes), kept_fp32=a.kept_fp32,
-                            modules=a.module_names(), module_classes=a.module_classes(),
-                            trainable=a.trainable(), weights=sorted(state),
-                            in_out_weights=a.in_out_weights(), framework_version=_framework_version(spec.a.framework))
-    artifact.write(folder, manifest, tensors, rec.files)
+    manifest["side"].update(_side_facts(spec, a))
+    artifact.write(folder, manifest, tensors, [*files, *rec.files])
+
+
+def _start_live(spec: PairSpec, run: PairRun, rec: RecordingSide, folder: str, manifest: dict, notes: list[str],
+                tensors: dict) -> list[str]:
+    """What B needs before its first check, on disk before A's checks run (runtime/data/live.py): A's stages, its
+    weights in their own file, and the facts of its side; the weights' file names."""
+    manifest.update(_readable_view(run, rec, tensors))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    files = artifact.save_chunked(Path(folder), "weights", _weights(spec, rec.side, manifest))
+    manifest["side"].update(_side_facts(spec, rec.side))
+    live.write_early(folder, dict(manifest, notes=list(notes)), files)
+    return files
+
+
+def _weights(spec: PairSpec, a: Side, manifest: dict) -> dict:
+    """A's weights, and its checkpoint as its library saves it where that differs (a port's converter reads it)."""
+    state = a.state()
+    tensors = {f"weights/{k}": v for k, v in state.items()}
+    manifest["side"]["weights"] = sorted(state)
+    saved = saved_view(a.model) if spec.a.framework == "torch" else None
+    if saved:
+        tensors.update({f"checkpoint/{k}": v for k, v in saved[1].items()})
+        manifest["side"]["checkpoint"] = {k: "checkpoint" if k in saved[1] else "weights" for k in saved[0]}
+    return tensors
+
+
+def _side_facts(spec: PairSpec, a: Side) -> dict:
+    return dict(defaults=a.defaults(), differentiable=a.differentiable, dtypes=list(a.adapter.dtypes),
+                kept_fp32=a.kept_fp32, modules=a.module_names(), module_classes=a.module_classes(),
+                trainable=a.trainable(), in_out_weights=a.in_out_weights(),
+                framework_version=_framework_version(spec.a.framework))

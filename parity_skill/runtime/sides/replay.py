@@ -40,9 +40,10 @@ def call_key(kind: str, dtype: str, args: list[np.ndarray], upstream: dict | Non
 class RecordingSide:
     """Wraps a live Side; every distinct call is made once, remembered, and kept for the artifact."""
 
-    def __init__(self, side, folder: str | None = None) -> None:
+    def __init__(self, side, folder: str | None = None, live: bool = False) -> None:
         self.side = side
         self.folder = folder  # gradients go to their own file here as soon as they are made
+        self.live = live  # every call goes to its own file and to data/live.py's list as it is made
         self.records: dict[str, dict] = {}  # key -> {kind, dtype, args, value | entry | error}, in call order
         self.files: list[str] = []
 
@@ -58,13 +59,16 @@ class RecordingSide:
             except Exception as exc:  # noqa: BLE001 - replayed as the same failure
                 rec["error"] = describe(exc)
             self.records[key] = rec
-            if self.folder and kind == "grads" and "value" in rec:
-                value = rec["value"]
-                self._spill(key, rec)
-                return value
+            if self.folder and (self.live or (kind == "grads" and "value" in rec)):
+                value = rec.get("value")
+                self._spill(key, rec, keep=kind != "grads")
+                if "error" not in rec:
+                    return value
         rec = self.records[key]
         if "error" in rec:
             raise RecordedError(rec["error"])
+        if "value" in rec:
+            return rec["value"]
         if "entry" in rec:  # spilled: read back from its file
             from parity_skill.runtime.data.artifact import Tensors
 
@@ -72,8 +76,10 @@ class RecordingSide:
             return decode_grads(tensors, rec["entry"], f"calls/{list(self.records).index(key):04d}")
         return rec["value"]
 
-    def _spill(self, key: str, rec: dict) -> None:
-        """A model's worth of gradients: written now, not held until the artifact is complete."""
+    def _spill(self, key: str, rec: dict, keep: bool) -> None:
+        """A call written now (a model's worth of gradients is not held until the artifact is complete; a live
+        artifact's reader waits for it); `keep`: its value stays in memory for A's own checks too."""
+        from parity_skill.runtime.data import live
         from parity_skill.runtime.data.artifact import save_chunked
 
         n = list(self.records).index(key)
@@ -82,7 +88,10 @@ class RecordingSide:
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         rec["files"] = save_chunked(Path(self.folder), f"calls-{n:04d}", tensors)
         self.files.extend(rec["files"])
-        del rec["value"]
+        if self.live:
+            live.append_call(self.folder, n, rec["entry"], rec["files"], self.side.kept_fp32)
+        if not keep:
+            rec.pop("value", None)
 
     def run(self, args, dtype: str = "fp32") -> Flat:
         return self._call("run", dtype, args, lambda: self.side.run(args, dtype))
@@ -120,6 +129,8 @@ class RecordingSide:
 
 class MirrorSide:
     """Stands in for B during capture: B is A itself, so the checks walk every path that asks A for something."""
+
+    mirror = True
 
     def __init__(self, recorder: RecordingSide) -> None:
         self.rec = recorder
@@ -200,13 +211,14 @@ def encode(records: dict[str, dict], tensors: dict[str, np.ndarray]) -> list[dic
 class ReplaySide:
     """Side A answered from its artifact (phase 2)."""
 
-    def __init__(self, manifest: dict, tensors: dict[str, np.ndarray]) -> None:
+    def __init__(self, manifest: dict, tensors: dict[str, np.ndarray], feed=None) -> None:
         side = manifest["side"]
+        self._feed = feed  # data/live.py's LiveArtifact while A still records calls
         self.which = "a"
         self.impl = Implementation(side["file"], side["symbol"], side["framework"], side["kind"])
         self.differentiable = side["differentiable"]
         self._dtypes = tuple(side["dtypes"])
-        self.kept_fp32 = side.get("kept_fp32", {})
+        self._kept_fp32 = side.get("kept_fp32", {})
         self._modules = side.get("modules", [])
         self._classes = side.get("module_classes", {})
         self.defaults = side.get("defaults", {})  # constructor arguments A ran with at their defaults
@@ -221,6 +233,11 @@ class ReplaySide:
     @property
     def label(self) -> str:
         return f"A ({self.impl.display})"
+
+    @property
+    def kept_fp32(self) -> dict:
+        """Where A kept parameters in float32 for a dtype (settled as A builds each dtype's model)."""
+        return self._feed.kept_fp32 if self._feed is not None else self._kept_fp32
 
     def supports(self, dtype: str) -> bool:
         return dtype in self._dtypes
@@ -257,8 +274,26 @@ class ReplaySide:
     def module_classes(self) -> dict[str, dict]:
         return dict(self._classes)
 
+    def settle(self) -> None:
+        """Live: wait until A's checks are done and take every call recorded so far (A's float32 exceptions are
+        then those of its checks)."""
+        while self._feed is not None and not (self._feed.serving() or self._feed.ended()):
+            self._feed.wait()
+        if self._feed is not None:
+            self._calls.update((c["key"], (f"calls/{n:04d}", c)) for n, c in self._feed.more())
+
     def _lookup(self, kind: str, dtype: str, args, upstream: dict | None = None) -> tuple[str, dict]:
-        hit = self._calls.get(call_key(kind, dtype, args, upstream))
+        key = call_key(kind, dtype, args, upstream)
+        hit = self._calls.get(key)
+        while hit is None and self._feed is not None:  # A may not have recorded it yet
+            ended = self._feed.ended()  # before reading: every line A writes comes before A ends
+            self._calls.update((c["key"], (f"calls/{n:04d}", c)) for n, c in self._feed.more())
+            hit = self._calls.get(key)
+            if hit is None and ended:
+                break
+            if hit is None:
+                self._feed.ask(key, kind, dtype, args, upstream)
+                self._feed.wait()
         if hit is None:
             raise MissingRecord(f"A's artifact has no {kind} call in {dtype} for these inputs (captured with other "
                                 "checks, inputs or seed: capture again with the same options)")

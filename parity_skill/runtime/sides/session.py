@@ -6,7 +6,7 @@ import time
 
 from dataclasses import asdict, replace
 
-from parity_skill.runtime.data import artifact
+from parity_skill.runtime.data import artifact, live
 from parity_skill.runtime.checks import basic
 from parity_skill.runtime.checks import edges, matrix
 from parity_skill.runtime import progress
@@ -77,7 +77,8 @@ def _locate(run: PairRun, entry: dict) -> None:
     if found["root_cause"] is None and any(r["differs"] for r in found["rows"]):
         run.notes.append("no submodule both receives agreeing inputs and returns a differing output: the first "
                          "difference is in a submodule without a counterpart or in the top-level forward code")
-    if found["first_divergence"] is None and not any(r["differs"] for r in found["rows"]):
+    failed = run.cache.get("status", {}).get("forward") == "fail"  # --isolate traces a passing pair too
+    if failed and found["first_divergence"] is None and not any(r["differs"] for r in found["rows"]):
         run.notes.append("every matched submodule agrees: the difference is in the top-level forward code itself"
                          + (f" or in A's unmatched submodules {', '.join(unmatched)}" if unmatched else ""))
 
@@ -247,6 +248,14 @@ def new_entry(spec: PairSpec, error: str | None = None) -> dict:
 
 def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_marker=None) -> dict:
     """Phase 2, in B's process: B against A's artifact in `folder` (waiting up to `wait` s for it to appear)."""
+    try:
+        return _compare_pair(spec, folder, wait, done_marker)
+    finally:
+        if wait is not None:
+            live.release(folder)
+
+
+def _compare_pair(spec: PairSpec, folder: str, wait: float | None, done_marker) -> dict:
     entry = new_entry(spec)
     notes = entry["notes"]
     try:  # B is built while A may still be computing
@@ -254,22 +263,42 @@ def compare_pair(spec: PairSpec, folder: str, wait: float | None = None, done_ma
     except Exception as exc:  # noqa: BLE001 - user code: could not check
         entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
         return entry
+    feed = None
     try:
-        if wait is not None:
-            artifact.wait_for(folder, done_marker, wait)
-        manifest, tensors, verified = artifact.read_verifying(folder)
+        if wait is not None and live.wait_for_start(folder, done_marker, wait):
+            feed = live.LiveArtifact(folder, done_marker, wait)  # A is still at work: each call as A records it
+            manifest, tensors, verified = feed.manifest, feed.tensors, lambda: None
+        else:
+            manifest, tensors, verified = artifact.read_verifying(folder)
     except artifact.ArtifactError as exc:
         entry["error"] = str(exc)
         return entry
-    done = _against(spec, entry, b, folder, manifest, tensors)
+    early_notes = list(notes)
+    done = _against(spec, entry, b, folder, manifest, tensors, feed)
     try:
         verified()  # nothing read from a corrupt artifact is reported
+        if feed is not None:
+            live.release(folder)
+            _finish_live(feed, done, early_notes)
     except artifact.ArtifactError as exc:
         return dict(new_entry(spec), error=str(exc))
     return done
 
 
-def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, tensors) -> dict:
+def _finish_live(feed, entry: dict, b_notes: list[str]) -> None:
+    """A's notes as A's complete manifest has them (what A settled while it ran its checks too), placed where a
+    complete artifact puts them: before B's."""
+    final = feed.finish()
+    if final is None:
+        raise artifact.ArtifactError("side A's process ended without completing its artifact (its own output "
+                                     "says why)")
+    early = [n for n in feed.manifest.get("notes", []) if n not in b_notes]
+    notes = entry["notes"]
+    if notes[:len(early)] == early:
+        notes[:len(early)] = [n for n in final.get("notes", []) if n not in b_notes]
+
+
+def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, tensors, feed=None) -> dict:
     """compare_pair once A's artifact is read: every check of B against it."""
     notes = entry["notes"]
     if manifest.get("error"):
@@ -283,7 +312,7 @@ def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, 
         spec = replace(spec, inputs=tuple(InputSpec(**{k: tuple(v) if isinstance(v, list) else v
                                                          for k, v in d.items()}) for d in manifest["inputs_used"]))
         entry["inputs"] = [asdict(i) for i in spec.inputs]
-    a = ReplaySide(manifest, tensors)
+    a = ReplaySide(manifest, tensors, feed)
     notes[:0] = [n for n in manifest.get("notes", []) if n not in notes]
     for side, found in (("a", manifest.get("side", {}).get("config")), ("b", configs.resolved(b.kwargs,
                                                                                             config_args(spec.b)))):
@@ -329,6 +358,7 @@ def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, 
     explain.link_static(run, list(spec.static_findings), statuses)
     explain.suggest_eps(run, list(spec.static_findings), statuses)
     entry["diagnosis"] = run.diagnosis
+    a.settle()
     for side in (run.a, run.b):
         for dtype, names in side.kept_fp32.items():
             shown = ", ".join(n or "its top-level parameters" for n in names)
