@@ -12,7 +12,7 @@ from conftest import fx, parity
 
 from parity_skill.runtime.data import artifact, live
 from parity_skill.runtime.data.manifest import ManifestError, validate
-from parity_skill.runtime.sides.failures import RecordedError
+from parity_skill.runtime.sides.failures import MissingRecord, RecordedError
 from parity_skill.runtime.sides.replay import RecordingSide, ReplaySide
 from parity_skill.runtime.sides.serve import serve
 
@@ -109,3 +109,30 @@ def test_a_passing_pair_traced_with_isolate_claims_no_difference():
     pair = run.report["pairs"][0]
     assert run.code == 0 and pair["verdict"] == "pass" and pair["submodules"]
     assert not any("the difference is in" in n for n in pair["notes"])
+
+
+def test_a_side_that_ended_without_its_manifest_is_named_as_such(pair):
+    rec, side, replay, folder = pair
+    (folder / artifact.SIDE_DONE).touch()  # A's process ended: no manifest, no answer
+    with pytest.raises(MissingRecord, match="side A's process ended before it made this run call"):
+        replay.run([np.ones(3, np.float32)])
+
+
+def test_asking_whether_a_gradient_exists_reads_nothing(tmp_path):
+    """A model's gradients are read from disk when used; `name in grads` must not read them (it did, twice per
+    mapped parameter)."""
+    from parity_skill.runtime.data.tensor_file import Tensors
+    from parity_skill.runtime.sides.replay import LazyArrays
+
+    class Counting(Tensors):
+        reads = 0
+
+        def __getitem__(self, name):
+            Counting.reads += 1
+            return super().__getitem__(name)
+
+    from safetensors.numpy import save_file
+
+    save_file({"g/w": np.ones(4, np.float32)}, str(tmp_path / "g.safetensors"))
+    grads = LazyArrays(Counting([str(tmp_path / "g.safetensors")]), {"w": "g/w"})
+    assert "w" in grads and "v" not in grads and Counting.reads == 0

@@ -35,6 +35,9 @@ class _AsNumpy(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         return _np(self._tensors[name])
 
+    def __contains__(self, name) -> bool:  # Mapping's would convert the tensor to answer
+        return name in self._tensors
+
     def __iter__(self):
         return iter(self._tensors)
 

@@ -146,6 +146,9 @@ class _with_zeros(Mapping):
     def __init__(self, grads: Mapping, unused: list[str], side) -> None:
         self._grads, self._unused, self._side = grads, set(unused), side
 
+    def __contains__(self, name) -> bool:
+        return name in self._unused or name in self._grads
+
     def __getitem__(self, name: str):
         if name in self._unused:
             return np.zeros(np.asarray(self._side.state()[name]).shape, dtype=np.float32)
@@ -178,6 +181,9 @@ class Gradients(Mapping):
 
     def __getitem__(self, key):
         return self._eager[key] if key in self._eager else self._thunks[key]()
+
+    def __contains__(self, key) -> bool:  # Mapping's would make the gradient to answer
+        return key in self._eager or key in self._thunks
 
     def __iter__(self):
         yield from self._eager

@@ -16,8 +16,11 @@ Roles (by the owning module's class, then by name and shape):
 """
 from __future__ import annotations
 
+import os
 import re
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 
 import numpy as np
@@ -76,7 +79,9 @@ def owner_of(name: str, owners: dict[str, str]) -> str:
 def fresh_state(state: dict[str, np.ndarray], trainable: set[str], owners: dict[str, str], seed: int,
                 kept: list[str]) -> Iterator[tuple[str, np.ndarray]]:
     """(name, new value) for every floating entry that is not a structural buffer, one at a time (a model's worth
-    of float64 draws is never in memory at once); the names of structural ones kept go into `kept`."""
+    of float64 draws is never in memory at once: the next two are drawn in threads while the caller loads this
+    one, numpy drawing without the interpreter lock); the names of structural ones kept go into `kept`."""
+    todo = []
     for name in sorted(state):
         value = state[name]
         if not np.issubdtype(value.dtype, np.floating) or value.size == 0:
@@ -85,4 +90,15 @@ def fresh_state(state: dict[str, np.ndarray], trainable: set[str], owners: dict[
         if name not in trainable and kind not in ("running_mean", "running_var") and structural(name, value):
             kept.append(name)
             continue
-        yield name, draw(name, tuple(value.shape), kind, seed)
+        todo.append((name, tuple(value.shape), kind))
+    workers = min(2, os.cpu_count() or 1)  # the values do not depend on it: each is drawn from its own seed
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fresh-draw") as pool:
+        ahead: deque = deque()
+        for item in todo:
+            ahead.append((item[0], pool.submit(draw, *item, seed)))
+            if len(ahead) > workers:
+                name, value = ahead.popleft()
+                yield name, value.result()
+        while ahead:
+            name, value = ahead.popleft()
+            yield name, value.result()

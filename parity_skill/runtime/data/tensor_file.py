@@ -139,6 +139,9 @@ class Tensors(Mapping):
             for name, entry in entries.items():
                 self._where[name] = (path, entry, data_at)
 
+    def __contains__(self, name) -> bool:  # Mapping's would read the tensor to answer
+        return name in self._where
+
     def __getitem__(self, name: str) -> np.ndarray:
         path, entry, data_at = self._where[name]
         return read_tensor(path, entry, data_at)

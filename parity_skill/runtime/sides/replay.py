@@ -294,6 +294,8 @@ class ReplaySide:
             if hit is None:
                 self._feed.ask(key, kind, dtype, args, upstream)
                 self._feed.wait()
+        if hit is None and self._feed is not None and self._feed.final is None:
+            raise MissingRecord(f"side A's process ended before it made this {kind} call (its own output says why)")
         if hit is None:
             raise MissingRecord(f"A's artifact has no {kind} call in {dtype} for these inputs (captured with other "
                                 "checks, inputs or seed: capture again with the same options)")
@@ -349,6 +351,9 @@ class LazyArrays(Mapping):
 
     def __getitem__(self, key):
         return self._tensors[self._names[key]]
+
+    def __contains__(self, key) -> bool:  # Mapping's would read the array to answer
+        return key in self._names
 
     def __iter__(self):
         return iter(self._names)
