@@ -153,14 +153,17 @@ def test_b_tensors_that_are_slices_of_a_fused_a_tensor_are_traced_back_to_it():
     a = {"gate_up": rng.standard_normal((3, 8, 5)).astype(np.float32),
          "down": rng.standard_normal((3, 5, 4)).astype(np.float32),
          "qkv": rng.standard_normal((12, 5)).astype(np.float32),
-         "gate_up2": rng.standard_normal((3, 8, 5)).astype(np.float32)}
+         "gate_up2": rng.standard_normal((3, 8, 5)).astype(np.float32),
+         "w2": rng.standard_normal((3 * 6, 5)).astype(np.float32)}  # DBRX: experts' down projections as one matrix
     b = {**{f"e.{i}.w1": a["gate_up"][i, :4] for i in range(3)}, **{f"e.{i}.w3": a["gate_up"][i, 4:] for i in range(3)},
          **{f"e.{i}.w2": a["down"][i] for i in range(3)}, "q": a["qkv"][:4], "k": a["qkv"][4:8], "v": a["qkv"][8:],
-         "gate": a["gate_up2"][:, :4], "up": a["gate_up2"][:, 4:]}
+         "gate": a["gate_up2"][:, :4], "up": a["gate_up2"][:, 4:],
+         **{f"e.{i}.down.weight": a["w2"][6 * i:6 * (i + 1)].T for i in range(3)}}  # mlx-lm: split, then transposed
     b = {k: np.ascontiguousarray(v) for k, v in b.items()}
     found = {e.a: e for e in _unstacked(b, sorted(b), a, set())}
     assert {k: e.transform for k, e in found.items()} == {
-        "gate_up": "unstack:split0:4,4", "down": "unstack", "qkv": "split0:4,4,4", "gate_up2": "split1:4,4"}
+        "gate_up": "unstack:split0:4,4", "down": "unstack", "qkv": "split0:4,4,4", "gate_up2": "split1:4,4",
+        "w2": "split0:6,6,6|T"}
     assert found["gate_up"].b.split("+")[:3] == ["e.0.w1", "e.0.w3", "e.1.w1"]
     for e in found.values():
         rebuilt = b_values(a, [e])

@@ -135,7 +135,8 @@ def convert_state(name: str, a, b, notes: list[str], fn: Callable | None = None
 
 def _unstacked(values: dict[str, np.ndarray], left: list[str], state_a, traced: set[str]) -> list[MapEntry]:
     """B's tensors that are pieces of one fused A tensor, matched by exact value: its row or column blocks as they
-    are ("split0" of a [q; k; v], "split1" of experts' [gate | up]), its slices along the first axis ("unstack":
+    are ("split0" of a [q; k; v], "split1" of experts' [gate | up]) or their transposes ("split0:...|T": DBRX's
+    experts' down projections, kept as one (E*F, D) matrix), its slices along the first axis ("unstack":
     A stacks experts as (E, ...), B keeps one module per expert), or the same row blocks of each slice
     ("unstack:split0:I,I")."""
     by_value: dict[tuple, list[str]] = {}
@@ -153,6 +154,10 @@ def _unstacked(values: dict[str, np.ndarray], left: list[str], state_a, traced: 
         moved = {k: np.moveaxis(values[k], axis, 0) for k in left if k not in taken and values[k].ndim == piece.ndim}
         return _stacked(np.moveaxis(piece, axis, 0), moved, list(moved))
 
+    def blocks_transposed(piece: np.ndarray) -> list[str] | None:  # B matrices whose transposes stack into it
+        moved = {k: values[k].T for k in left if k not in taken and values[k].ndim == 2}
+        return _stacked(piece, moved, list(moved))
+
     out: list[MapEntry] = []
     for name in state_a:
         a = np.asarray(state_a[name])
@@ -163,6 +168,9 @@ def _unstacked(values: dict[str, np.ndarray], left: list[str], state_a, traced: 
             axis, group = found
             sizes = ",".join(str(values[n].shape[axis]) for n in group)
             out.append(MapEntry(name, "+".join(group), f"split{axis}:{sizes}", "convert"))
+        elif a.ndim == 2 and (group := blocks_transposed(a)):
+            sizes = ",".join(str(values[n].shape[1]) for n in group)
+            out.append(MapEntry(name, "+".join(group), f"split0:{sizes}|T", "convert"))
         elif a.ndim >= 3 and all(whole := [find(piece) for piece in a]):
             group = whole
             out.append(MapEntry(name, "+".join(group), "unstack", "convert"))

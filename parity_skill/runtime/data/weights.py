@@ -28,6 +28,8 @@ def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
         return [np.moveaxis(value, 1, -1)]
     if how == "conv_to_channels_first":
         return [np.moveaxis(value, -1, 1)]
+    if how.endswith("|T"):  # ... each piece then transposed (a converter that splits experts, then transposes)
+        return [np.ascontiguousarray(piece.T) for piece in transform(value, how[:-2])]
     if how == "unstack":  # one stacked tensor -> its slices along the first axis
         return [np.ascontiguousarray(v) for v in value]
     if how.startswith("unstack:"):  # ... each slice split in row blocks (a fused [gate; up] per expert)
