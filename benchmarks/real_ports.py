@@ -110,6 +110,10 @@ PAIRS = [
     # transformers takes the top-k of the softmax over all experts: a real difference, in the MoE block
     (f"{HF}.deepseek_v3.modeling_deepseek_v3", "DeepseekV3ForCausalLM", "mlx_lm.models.deepseek_v3", "Model", "pass"),
     (f"{HF}.jamba.modeling_jamba", "JambaForCausalLM", "mlx_lm.models.jamba", "Model", "fail"),
+    # DBRX's package default config has clip_qkv=None, which mlx-lm's port negates (it raises): given a config as a
+    # user has one (clip_qkv set), it passes, the experts' fused (E*F, D) tensors traced through mlx-lm's sanitize
+    (f"{HF}.dbrx.modeling_dbrx", "DbrxForCausalLM", "mlx_lm.models.dbrx", "Model", "pass",
+     ("--config", str(ROOT / "benchmarks" / "configs" / "dbrx_small.json"))),
     (f"{HF}.siglip.modeling_siglip", "SiglipAttention", "mlx_embeddings.models.siglip", "Attention", "pass"),
     (f"{HF}.siglip.modeling_siglip", "SiglipEncoderLayer", "mlx_embeddings.models.siglip", "EncoderLayer", "pass"),
     # the image is the config's own image size, shrunk to a grid of 3 x 3 patches (the position table's rows)
