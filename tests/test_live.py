@@ -136,3 +136,10 @@ def test_asking_whether_a_gradient_exists_reads_nothing(tmp_path):
     save_file({"g/w": np.ones(4, np.float32)}, str(tmp_path / "g.safetensors"))
     grads = LazyArrays(Counting([str(tmp_path / "g.safetensors")]), {"w": "g/w"})
     assert "w" in grads and "v" not in grads and Counting.reads == 0
+
+
+def test_a_that_stops_while_recording_tells_b_why(pair):
+    rec, side, replay, folder = pair
+    artifact.write_error(folder, dict(MANIFEST), "A stopped while recording: RuntimeError: out of memory")
+    with pytest.raises(RecordedError, match="out of memory"):
+        replay.run([np.ones(3, np.float32)])

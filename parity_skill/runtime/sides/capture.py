@@ -203,6 +203,14 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the comparison reports it as the pair's error
         artifact.write_error(folder, manifest, str(exc) if isinstance(exc, UserCodeError) else describe(exc))
         return
+    try:
+        _record(spec, a, folder, manifest, notes)
+    except Exception as exc:  # noqa: BLE001 - a B reading along must learn that A stopped, and why
+        artifact.write_error(folder, manifest, f"A stopped while recording: {describe(exc)}")
+
+
+def _record(spec: PairSpec, a: Side, folder: str, manifest: dict, notes: list[str]) -> None:
+    """capture_pair once A is built: every call the checks make of A, then the artifact."""
     settled = settle_inputs(spec, a, notes)
     if settled.inputs != spec.inputs:
         manifest["inputs_used"] = [asdict(i) for i in settled.inputs]

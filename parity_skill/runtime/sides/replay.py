@@ -296,6 +296,8 @@ class ReplaySide:
                 self._feed.wait()
         if hit is None and self._feed is not None and self._feed.final is None:
             raise MissingRecord(f"side A's process ended before it made this {kind} call (its own output says why)")
+        if hit is None and self._feed is not None and self._feed.final.get("error"):
+            raise RecordedError(self._feed.final["error"])
         if hit is None:
             raise MissingRecord(f"A's artifact has no {kind} call in {dtype} for these inputs (captured with other "
                                 "checks, inputs or seed: capture again with the same options)")

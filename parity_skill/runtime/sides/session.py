@@ -292,6 +292,12 @@ def _finish_live(feed, entry: dict, b_notes: list[str]) -> None:
     if final is None:
         raise artifact.ArtifactError("side A's process ended without completing its artifact (its own output "
                                      "says why)")
+    if final.get("error"):  # A stopped after B had started; its early notes stand
+        if entry["verdict"] == "error":  # the checks did not finish: A's error is the pair's
+            entry["error"] = entry.get("error") or final["error"]
+        else:  # every check was judged: A stopped while answering a later request
+            entry["notes"].append(f"side A stopped after its checks: {final['error']}")
+        return
     early = [n for n in feed.manifest.get("notes", []) if n not in b_notes]
     notes = entry["notes"]
     if notes[:len(early)] == early:
