@@ -122,7 +122,7 @@ def test_asking_whether_a_gradient_exists_reads_nothing(tmp_path):
     """A model's gradients are read from disk when used; `name in grads` must not read them (it did, twice per
     mapped parameter)."""
     from parity_skill.runtime.data.tensor_file import Tensors
-    from parity_skill.runtime.sides.replay import LazyArrays
+    from parity_skill.runtime.data.calls import LazyArrays
 
     class Counting(Tensors):
         reads = 0

@@ -17,7 +17,8 @@ from parity_skill.runtime.data.inputs import base_inputs, layouts_to_try, permut
 from parity_skill.runtime.sides import configs
 from parity_skill.runtime.sides.configs import config_args
 from parity_skill.runtime.sides.failures import UserCodeError, describe
-from parity_skill.runtime.sides.replay import MirrorSide, RecordingSide, encode
+from parity_skill.runtime.data.calls import encode
+from parity_skill.runtime.sides.replay import MirrorSide, RecordingSide
 from parity_skill.runtime.sides.serve import serve
 from parity_skill.runtime.sides.session import _first_forward, _run_checks
 from parity_skill.runtime.sides.side import Side
