@@ -114,6 +114,11 @@ PAIRS = [
     # user has one (clip_qkv set), it passes, the experts' fused (E*F, D) tensors traced through mlx-lm's sanitize
     (f"{HF}.dbrx.modeling_dbrx", "DbrxForCausalLM", "mlx_lm.models.dbrx", "Model", "pass",
      ("--config", str(ROOT / "benchmarks" / "configs" / "dbrx_small.json"))),
+    # LFM2's package default config has no convolution layer (full_attn_idxs None: all attention), which mlx-lm's
+    # port assumes it has (it raises); a config with one (layers 0 and 2 convolutions) passes, conv weights traced
+    # through mlx-lm's sanitize (channels last)
+    (f"{HF}.lfm2.modeling_lfm2", "Lfm2ForCausalLM", "mlx_lm.models.lfm2", "Model", "pass",
+     ("--config", str(ROOT / "benchmarks" / "configs" / "lfm2_small.json"))),
     (f"{HF}.siglip.modeling_siglip", "SiglipAttention", "mlx_embeddings.models.siglip", "Attention", "pass"),
     (f"{HF}.siglip.modeling_siglip", "SiglipEncoderLayer", "mlx_embeddings.models.siglip", "EncoderLayer", "pass"),
     # the image is the config's own image size, shrunk to a grid of 3 x 3 patches (the position table's rows)

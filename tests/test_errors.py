@@ -75,3 +75,15 @@ def test_outputs_of_different_shapes_fail_forward_only():
     assert run.code == 1 and run.status("forward") == "fail" and "shape A (3, 6) vs B (3, 6, 1)" in \
         run.check("forward")["message"]
     assert run.status("backward") == "skip" and "no output of B has the shape of A's" in run.check("backward")["message"]
+
+
+def test_a_pair_built_from_a_default_config_is_told_to_give_its_real_config():
+    """A port that fails on its package's default config (LFM2 with no conv layer, DBRX's clip_qkv=None) is
+    settled by the model's own config.json: the next step says so, and not once --config was given."""
+    from parity_skill.report.next_steps import suggestions
+
+    pair = {"error": "b.py::Model: forward raised IndexError: list index out of range (lfm2.py:281)", "checks": [],
+            "a": {"init": {"config": "Config(cls='Lfm2Config', kwargs={})"}}, "b": {"init": {}}, "notes": []}
+    assert "--config FILE.json" in suggestions(pair)[0]
+    pair["notes"] = ["Lfm2Config: built from --config (8 fields, not shrunk)"]
+    assert not any("--config" in s for s in suggestions(pair))

@@ -191,3 +191,18 @@ def test_no_missing_activation_is_claimed_for_a_side_whose_layers_come_from_a_ta
                  "    def forward(self, x):\n        return F.silu(self.fc(x))\n")
     spec = build_plan(Target(str(a), "Model"), Target(str(b), "Model"), PlanOptions()).pairs[0]
     assert not [f for f in spec.static_findings if f["kind"] == "approximation"]
+
+
+def test_no_missing_activation_is_claimed_for_a_side_that_calls_an_imported_helper(tmp_path):
+    """mlx-lm's MLP returns `down(swiglu(gate(x), up(x)))` with `swiglu` imported from `.activations`: its code is
+    not read, so "B uses no activation" was a false finding on passing ports (SmolLM3, LFM2)."""
+    a = tmp_path / "a.py"
+    a.write_text("from torch import nn\nimport torch.nn.functional as F\n\n\nclass MLP(nn.Module):\n"
+                 "    def __init__(self, dim: int):\n        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n\n"
+                 "    def forward(self, x):\n        return F.silu(self.fc(x))\n")
+    b = tmp_path / "b.py"
+    b.write_text("from torch import nn\nfrom helpers import swiglu\n\n\nclass MLP(nn.Module):\n"
+                 "    def __init__(self, dim: int):\n        super().__init__()\n        self.fc = nn.Linear(dim, dim)\n\n"
+                 "    def forward(self, x):\n        return swiglu(self.fc(x), x)\n")
+    spec = build_plan(Target(str(a), "MLP"), Target(str(b), "MLP"), PlanOptions()).pairs[0]
+    assert not [f for f in spec.static_findings if f["kind"] == "approximation"]

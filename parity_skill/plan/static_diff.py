@@ -3,6 +3,7 @@
 Findings explain failing checks; they never decide a verdict on their own."""
 from __future__ import annotations
 
+import builtins
 import re
 
 from parity_skill.plan import attention_scale
@@ -149,6 +150,13 @@ def _built_dynamically(syms: list[Symbol]) -> bool:
     return False
 
 
+def _calls_elsewhere(syms: list[Symbol], fa: FileAnalysis) -> bool:
+    """A plain function imported from another module (mlx-lm's `swiglu` from `.activations`): its code is not
+    among what was read, so the activation it may compute is unknown, never absent."""
+    return any(op.op == "call" and op.name.isidentifier() and fa.symbol(op.name) is None
+               and op.name not in _BUILTINS and not hasattr(builtins, op.name) for s in syms for op in s.ops)
+
+
 def _eps_values(syms: list[Symbol], fw: str, values: dict | None = None) -> list[tuple[float, str, str]]:
     """(value, location, how) for every eps a norm uses: literal, argument default, a config field the side is
     built with, or the framework default."""
@@ -234,7 +242,8 @@ def static_diff(sa: Symbol, fa_a: FileAnalysis, sb: Symbol, fa_b: FileAnalysis, 
     syms_a, syms_b = _reachable(sa, fa_a), _reachable(sb, fa_b)
     named_a, unseen_a = _chosen_activations(syms_a, values_a or {})
     named_b, unseen_b = _chosen_activations(syms_b, values_b or {})
-    unseen_a, unseen_b = unseen_a or _built_dynamically(syms_a), unseen_b or _built_dynamically(syms_b)
+    unseen_a = unseen_a or _built_dynamically(syms_a) or _calls_elsewhere(syms_a, fa_a)
+    unseen_b = unseen_b or _built_dynamically(syms_b) or _calls_elsewhere(syms_b, fa_b)
     ops_a, ops_b = _ops(syms_a) + named_a, _ops(syms_b) + named_b
     found: list[dict] = []
     if not all(any(s.call_lines != (0, 0) for s in syms) for syms in (syms_a, syms_b)):

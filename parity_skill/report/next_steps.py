@@ -36,6 +36,10 @@ def suggestions(p: dict) -> list[str]:
         return []
     steps = []
     inputs = [_input_option(i) for i in p.get("inputs") or []]
+    configured = any("Config(" in v for side in ("a", "b") for v in p[side].get("init", {}).values())
+    if configured and not any("built from --config" in n for n in p.get("notes", [])):
+        steps.append("the config was built from its class's defaults, shrunk, which some ports do not handle (a "
+                     "field their code assumes set): give the model's own config.json with --config FILE.json")
     if _CTOR.search(error):
         side = p["b"] if (p["b"].get("path") and p["b"]["path"] in error) else p["a"]
         built = _init_options(side)
