@@ -87,3 +87,14 @@ def test_a_pair_built_from_a_default_config_is_told_to_give_its_real_config():
     assert "--config FILE.json" in suggestions(pair)[0]
     pair["notes"] = ["Lfm2Config: built from --config (8 fields, not shrunk)"]
     assert not any("--config" in s for s in suggestions(pair))
+
+
+def test_a_failing_pair_built_with_guessed_arguments_names_them_first():
+    """Exaone 4's block takes `is_local`, which only its model knows (from the layer pattern): guessed False, B
+    skipped what A's layer 0 does and the report blamed B's attention; the guessed arguments are now named."""
+    from conftest import fx, parity
+
+    run = parity(fx("torch/block_tanh.py::Block"), "vs", fx("torch/block_guessed_flag.py::Block"), "--quick", "--json")
+    assert run.code == 1
+    guessed = [d["message"] for d in run.pair["diagnosis"] if d["kind"] == "guessed_arguments"]
+    assert guessed and "Block.is_local=False" in guessed[0] and "--init" in guessed[0]

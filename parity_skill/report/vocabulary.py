@@ -46,6 +46,9 @@ DIAGNOSIS: dict[str, tuple[str, str]] = {
     "nondeterministic": ("a side disagrees with itself between two identical calls",
                          "dropout or random ops in forward (call eval()), a nondeterministic kernel"),
     "missing_parameter": ("a parameter of A has no counterpart in B", "B dropped a bias or a norm weight"),
+    "guessed_arguments": ("constructor arguments of unknown role were guessed (no config or model said them)",
+                          "give them with --init NAME=VALUE as the model builds the layer, or its config.json with "
+                          "--config"),
     "unmapped_parameter": ("a parameter of B has no counterpart in A", "an extra layer, or pin the pair with --map"),
     "approximation": ("an activation or op computed another way",
                       "exact (erf) vs tanh GELU, SiLU vs GELU: use the same variant"),

@@ -1,6 +1,8 @@
 """Turn failing checks into diagnosis entries: output symptoms, and static findings where a check confirms them."""
 from __future__ import annotations
 
+import re
+
 from parity_skill.runtime.checks.context import PairRun
 from parity_skill.runtime.judging.outputs import label, match_outputs
 from parity_skill.runtime.diagnosis.symptoms import classify
@@ -71,3 +73,16 @@ def suggest_eps(run: PairRun, findings: list[dict], statuses: dict[str, str]) ->
                         "values first (a constructor's or config's eps against the framework default); then look for "
                         "a custom backward, a detached statistic or a stop-gradient",
                  "backward" if statuses.get("backward") == "fail" else "edge:tiny")
+
+
+_GUESSED = re.compile(r"^(.+?): required and of unknown role; guessed (.+) \(override with --init\)$")
+
+
+def guessed(run: PairRun, notes: list[str]) -> None:
+    """A failing forward where constructor arguments were guessed: they may be the difference (a block built as
+    a global layer where the model builds it as a local one), so they are named first."""
+    found = [f"{m.group(1).replace('(', '.')}={m.group(2)}" for n in notes if (m := _GUESSED.match(n))]
+    if found:
+        run.diagnose("guessed_arguments", "the difference may come from arguments guessed for lack of a config or "
+                     f"a model building this layer: {', '.join(found[:6])}" + (" ..." if len(found) > 6 else "")
+                     + " (give them with --init, or the model's config.json with --config)", "forward")

@@ -350,6 +350,7 @@ def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, 
         if found:  # a library reference's own defaults (device, dtype...) are not the port's
             entry[side]["defaults"] = found
     if statuses.get("forward") == "fail":
+        explain.guessed(run, entry["notes"])
         explain.symptoms(run)
         settings = defaults.findings(entry["a"].get("defaults", {}), entry["b"].get("defaults", {}), spec.a.init,
                                      spec.b.init)
