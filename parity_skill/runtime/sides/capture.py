@@ -198,6 +198,7 @@ def capture_pair(spec: PairSpec, folder: str) -> None:
         a.notes = notes  # what building or feeding A settled at run time
         a.adapter.arg_names = tuple(i.arg_a for i in spec.inputs)
         notes += configs.take_notes()
+        notes += [n for n in [a.unbuilt_note()] if n]
         manifest["side"]["config"] = configs.resolved(a.kwargs, config_args(spec.a))
         configs.write_early(folder, manifest["side"]["config"])  # B builds its config from these: B waits no more
         fresh(a, spec.checks.seed, notes)

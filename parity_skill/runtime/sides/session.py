@@ -169,6 +169,7 @@ def _build_b(spec: PairSpec, notes: list[str], folder: str, wait: float | None, 
     b = Side("b", spec.b, layout, shared)
     b.notes = notes  # what building or feeding B settled at run time
     notes += [n.replace("refused", "(B) refused", 1) for n in configs.take_notes()]
+    notes += [n for n in [b.unbuilt_note()] if n]
     for name, d in shared.items():
         notes.append(f"B's {spec.b.init[name].cls or 'config'} ({name}) built from A's resolved config ({len(d)} "
                      "fields): one config drives both sides, each through its own config class")

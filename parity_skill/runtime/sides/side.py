@@ -13,6 +13,7 @@ import numpy as np
 from parity_skill.runtime.adapters import get_adapter
 from parity_skill.runtime.adapters.base import Flat
 from parity_skill.runtime.data.inputs import inverse, permute
+from parity_skill.runtime.sides import coverage
 from parity_skill.runtime.sides.failures import UserCodeError, describe
 from parity_skill.runtime.sides.loading import constructor_kwargs, resolve
 from parity_skill.spec import Companion, Implementation
@@ -322,6 +323,11 @@ class Side:
 
     def module_names(self) -> list[str]:
         return [n for n, _ in self.adapter.submodules(self.model)]
+
+    def unbuilt_note(self) -> str | None:
+        """What the side's code could build that this built model does not hold (sides/coverage.py)."""
+        found = coverage.unbuilt(self.model, [m for _, m in self.adapter.submodules(self.model)])
+        return coverage.note(self.which.upper(), found)
 
     def module_classes(self) -> dict[str, dict]:
         """submodule -> {class, location (path:line of its class)}, read from the live objects; "" is the module
