@@ -1,6 +1,8 @@
 """Bad input: one line on stderr naming file, symbol and reason; exit 2; no traceback; --json still reports."""
 from __future__ import annotations
 
+from typing import List, Optional  # noqa: F401 - resolved by a test's dataclass annotations
+
 import pytest
 
 from conftest import fx, parity
@@ -98,3 +100,24 @@ def test_a_failing_pair_built_with_guessed_arguments_names_them_first():
     assert run.code == 1
     guessed = [d["message"] for d in run.pair["diagnosis"] if d["kind"] == "guessed_arguments"]
     assert guessed and "Block.is_local=False" in guessed[0] and "--init" in guessed[0]
+
+
+def test_a_shared_config_value_of_another_declared_type_is_named_with_the_error():
+    """One config drives both sides; where B's dataclass declares another scalar type (mlx-lm's Exaone 4:
+    `sliding_window_pattern: Optional[str]`, "LLLG", where transformers' default is the int 4), B fails far from the
+    cause: the field is named."""
+    import dataclasses
+
+    from parity_skill.runtime.sides.configs import declared_mismatches
+
+    @dataclasses.dataclass
+    class ModelArgs:
+        sliding_window_pattern: Optional[str]
+        hidden_size: int
+        rope_theta: float
+        layer_types: Optional[List[str]] = None
+
+    found = declared_mismatches(ModelArgs, {"sliding_window_pattern": 4, "hidden_size": 32, "rope_theta": 10000,
+                                            "layer_types": ["full"]})
+    assert found == ["ModelArgs.sliding_window_pattern is declared str, A's config gives 4 (int)"]
+    assert declared_mismatches(ModelArgs, {"sliding_window_pattern": "LLLG", "hidden_size": 32}) == []

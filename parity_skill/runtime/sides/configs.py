@@ -131,6 +131,38 @@ def for_b(a_configs: dict[str, dict] | None, b_config_args: list[str]) -> dict[s
     return out
 
 
+_SCALARS = (bool, int, float, str)
+
+
+def declared_mismatches(cls: type, values: dict[str, Any]) -> list[str]:
+    """Fields of a dataclass config whose declared scalar type (`Optional[str]`...) the shared value does not have
+    (A's `sliding_window_pattern=4` where mlx-lm's Exaone 4 declares a string like "LLLG"): one config cannot
+    drive both sides there, and B's code may fail far from the cause."""
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        return []
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - annotations the class's own module cannot resolve: nothing to say
+        return []
+    out = []
+    for name, hint in hints.items():
+        if name not in values or values[name] is None:
+            continue
+        allowed = tuple(t for t in (typing.get_args(hint) or (hint,)) if t is not type(None))
+        if not allowed or any(t not in _SCALARS for t in allowed):
+            continue  # not a plain scalar field (a list, a dict, a class): not judged
+        v = values[name]
+        fits = isinstance(v, allowed) and not (isinstance(v, bool) and bool not in allowed) or \
+            (float in allowed and isinstance(v, int) and not isinstance(v, bool))
+        if not fits:
+            shown = " or ".join(t.__name__ for t in allowed)
+            out.append(f"{cls.__name__}.{name} is declared {shown}, A's config gives {v!r} "
+                       f"({type(v).__name__})")
+    return out
+
+
 def consistent(cls: type, kwargs: dict[str, Any], error: Exception) -> Any:
     """The config class refused the shrunk sizes (`hidden_size * expand must equal num_heads * head_dim`): shrink
     every shrunk size by one common factor of its own default instead, so the products the class checks keep

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from parity_skill.runtime.sides.configs import consistent
+from parity_skill.runtime.sides.configs import NOTES, consistent, declared_mismatches
 from parity_skill.runtime.sides.failures import USER_FILES, UserCodeError, describe
 from parity_skill.spec import Config, Implementation, Ref
 
@@ -152,6 +152,9 @@ def _from_shared(cls: type, value: Config, shared: dict, model_chooses: bool = F
     """The class built from one dict, the way it loads a config.json: `from_dict` (mlx-lm's ModelArgs, transformers
     configs), else the keyword arguments its constructor takes; planned fields the dict lacks are kept."""
     merged = {**value.kwargs, **value.attrs, **shared}
+    for found in declared_mismatches(cls, shared):
+        NOTES.append(f"{found}: one config cannot drive both sides there (give B's own config with --config if B "
+                     "fails on it)")
     from_dict = getattr(cls, "from_dict", None)
     try:
         if callable(from_dict):

@@ -263,6 +263,9 @@ def _compare_pair(spec: PairSpec, folder: str, wait: float | None, done_marker) 
         b = _build_b(spec, notes, folder, wait, done_marker)
     except Exception as exc:  # noqa: BLE001 - user code: could not check
         entry["error"] = str(exc) if isinstance(exc, (UserCodeError, ValueError)) else describe(exc)
+        settled = configs.take_notes()  # what building B's config settled, the likely cause among them
+        notes += settled
+        entry["error"] += "".join(f"; {n.split(': one config')[0]}" for n in settled if " is declared " in n)[:400]
         return entry
     feed = None
     try:
