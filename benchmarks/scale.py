@@ -4,10 +4,12 @@ attention, B with separate q/k/v and scaled_dot_product_attention.
 
     python benchmarks/scale.py [--layers 12] [--dim 768]
 
-Prints the wall time, the verdict, and the peak RSS (VmHWM, polled from /proc every 20 ms) of every process: the
-CLI, the worker that imports the framework, side A and side B (forked from it), and the guardians. Beside it, the
-same checks hand-written in one process (benchmarks/scale_bare.py), run before and after parity-skill in the same
-invocation (interleaved, so drift in machine load hits both), and the ratio of the two wall times.
+Prints the wall time, the verdict, and the peak RSS (VmHWM, a high-water mark, polled from /proc every 100 ms: at
+20 ms the polling itself took a tenth of a core) of every process: the CLI, the worker that imports the framework,
+side A and side B (forked from it), and the guardians; and the peak size of the run's memory-backed scratch (the
+artifact's large files on /dev/shm: memory no process's RSS shows until it is read). Beside it, the same checks
+hand-written in one process (benchmarks/scale_bare.py), run before and after parity-skill in the same invocation
+(interleaved, so drift in machine load hits both), and the ratio of the two wall times.
 """
 from __future__ import annotations
 
@@ -47,6 +49,18 @@ def _tree(root: int) -> dict[int, int]:
     return out
 
 
+def _scratch_bytes() -> int:
+    """Bytes in the one-command runs' scratch folders (runtime/data/scratch.py) right now."""
+    total = 0
+    for folder in Path("/dev/shm").glob("parity-scratch-*"):
+        for f in folder.iterdir():
+            try:
+                total += f.stat().st_size
+            except OSError:
+                pass
+    return total
+
+
 def _timed(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
@@ -69,7 +83,9 @@ def main() -> int:
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak: dict[int, int] = {}
     roles: dict[int, str] = {proc.pid: "cli"}
+    scratch_peak = 0
     while proc.poll() is None:
+        scratch_peak = max(scratch_peak, _scratch_bytes())
         for pid, parent in _tree(proc.pid).items():
             status = _status(pid)
             if not status:
@@ -83,7 +99,7 @@ def main() -> int:
                     roles[pid] = "side " + "ab"[sum(1 for r in roles.values() if r.startswith("side"))]
                 else:
                     roles[pid] = "worker"
-        time.sleep(0.02)
+        time.sleep(0.1)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     bares.append(_timed(bare_cmd))
@@ -98,6 +114,8 @@ def main() -> int:
           f"ratio {wall / bare:.2f}x")
     for pid, kb in sorted(peak.items(), key=lambda item: roles.get(item[0], "")):
         print(f"  {roles.get(pid, '?'):<9} peak RSS {kb / 1024:7.0f} MB  ({kb / 1024 / weights_mb:.2f}x the fp32 weights)")
+    mb = scratch_peak / 2 ** 20
+    print(f"  scratch   peak     {mb:7.0f} MB  ({mb / weights_mb:.2f}x the fp32 weights, on /dev/shm; 0 where there is none)")
     return 0
 
 

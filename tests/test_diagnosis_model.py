@@ -41,11 +41,12 @@ def test_correct_port_gets_no_diagnosis():
 
 
 def test_eps_bug_gets_an_eps_diagnosis_with_both_values_and_lines(tmp_path):
-    """Config eps 1e-5, the port hard-codes 1e-6 in one norm: forward passes, backward fails on a few elements."""
+    """Config eps 1e-5, the port hard-codes 1e-6 in one norm: a few elements differ (backward, and forward too
+    with some weight draws)."""
     port = patched(tmp_path, "self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)",
                    "self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=1e-6)")
     run = run_on(port)
-    assert run.status("forward") == "pass" and run.status("backward") == "fail"
+    assert run.status("backward") == "fail"
     (eps,) = [d for d in run.pair["diagnosis"] if d["kind"] == "eps"]
     assert "A 1e-05 (config.rms_norm_eps=1e-05)" in eps["message"] and "B 1e-06" in eps["message"]
     assert eps["a_location"] == fx("diag/tinylm/modeling_tiny.py") + ":" + str(

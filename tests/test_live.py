@@ -143,3 +143,55 @@ def test_a_that_stops_while_recording_tells_b_why(pair):
     artifact.write_error(folder, dict(MANIFEST), "A stopped while recording: RuntimeError: out of memory")
     with pytest.raises(RecordedError, match="out of memory"):
         replay.run([np.ones(3, np.float32)])
+
+
+def test_a_one_command_run_spills_to_its_memory_scratch_while_memory_allows(tmp_path, monkeypatch):
+    """Large files of a one-command run go to a tmpfs folder (runtime/data/scratch.py) only while the machine keeps
+    its reserve of available memory; their `scratch/` names resolve there only for a side given that folder."""
+    from parity_skill.runtime.data import scratch
+    from parity_skill.runtime.data.manifest import file_path
+
+    disk, memory = tmp_path / "artifact", tmp_path / "memory"
+    disk.mkdir()
+    memory.mkdir()
+    monkeypatch.setattr(scratch, "ROOT", str(memory))
+    gib = 2 ** 30
+    monkeypatch.setattr(scratch, "_meminfo", lambda: {"MemTotal": 16 * gib, "MemAvailable": 12 * gib})
+    names = artifact.save_chunked(disk, "calls-0000", {"g": np.ones(4, np.float32)})
+    assert names == ["scratch/calls-0000.safetensors"] and (memory / "calls-0000.safetensors").is_file()
+    assert file_path(disk, names[0]) == (memory / "calls-0000.safetensors").resolve()
+    assert artifact.save_chunked(disk, "kept", {"g": np.ones(4, np.float32)}, scratch_ok=False) == ["kept.safetensors"]
+    monkeypatch.setattr(scratch, "_meminfo", lambda: {"MemTotal": 16 * gib, "MemAvailable": 4 * gib + 1000})
+    assert not scratch.fits(2000)  # a quarter of the machine stays available: 4 GiB here
+    assert artifact.save_chunked(disk, "late", {"g": np.ones(1000, np.float32)}) == ["late.safetensors"]
+    monkeypatch.setattr(scratch, "ROOT", None)  # a side not given the folder: the name stays inside the artifact
+    with pytest.raises(ManifestError, match="missing"):
+        file_path(disk, names[0])
+
+
+def test_a_one_command_run_leaves_no_scratch_behind():
+    import glob
+
+    before = set(glob.glob("/dev/shm/parity-scratch-*"))
+    run = parity(fx("torch/llama_a.py"), "vs", fx("torch/llama_b.py"), "--quick", "--json")
+    assert run.code == 0
+    assert set(glob.glob("/dev/shm/parity-scratch-*")) <= before
+
+
+def test_a_mapped_tensor_is_writable_and_a_file_cut_short_is_refused(tmp_path):
+    """Tensors are read by mapping their file copy-on-write: the array can be written without touching the file;
+    a file shorter than its header says is an error, not a crash on the missing page."""
+    from safetensors.numpy import save_file
+
+    from parity_skill.runtime.data.tensor_file import TensorFileError, Tensors
+
+    path = tmp_path / "t.safetensors"
+    save_file({"w": np.arange(5000, dtype=np.float32)}, str(path))
+    tensors = Tensors([str(path)])
+    w = tensors["w"]
+    w[0] = -1.0
+    assert tensors["w"][0] == 0.0 and w[4999] == 4999.0
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size - 8)
+    with pytest.raises(TensorFileError, match="truncated"):
+        tensors["w"]

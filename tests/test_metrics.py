@@ -194,3 +194,35 @@ def test_the_rtol_that_would_pass_is_the_largest_need_of_the_elements_beyond_ato
     need = max((abs(x - y) - 1e-5) / abs(x) for x, y in zip(a, b) if x != 0 and abs(x - y) > 1e-5)
     monkeypatch.setattr(metrics, "CHUNK", 512)
     assert compare(a, b, 1e-5, 0.0)["min_tolerance"]["rtol"] == pytest.approx(need, rel=1e-12)
+
+
+def test_fresh_values_have_the_spread_of_their_role_in_float32():
+    from parity_skill.runtime.data.init import draw
+
+    w = draw("layers.0.mlp.up.weight", (256, 512), "matrix", 0)
+    assert w.dtype == np.float32 and abs(float(w.std()) - 512 ** -0.5) < 0.002 and abs(float(w.mean())) < 0.002
+    s = draw("norm.weight", (4096,), "scale", 0)
+    assert abs(float(s.mean()) - 1.0) < 0.01 and abs(float(s.std()) - 0.1) < 0.005
+    assert np.array_equal(w, draw("layers.0.mlp.up.weight", (256, 512), "matrix", 0))  # the seed and name alone
+    assert not np.array_equal(w, draw("layers.1.mlp.up.weight", (256, 512), "matrix", 0))
+
+
+def test_building_a_torch_side_skips_random_parameter_init_only():
+    """Every trainable parameter is drawn afresh after building, so torch.nn.init's random fills write zeros
+    there; buffers and frozen parameters are initialised as the code says."""
+    torch = pytest.importorskip("torch")
+    from parity_skill.runtime.adapters.torch_adapter import TorchAdapter
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+            self.frozen = torch.nn.Parameter(torch.empty(8), requires_grad=False)
+            torch.nn.init.normal_(self.frozen)
+            self.register_buffer("table", torch.nn.init.uniform_(torch.empty(8), 2.0, 3.0))
+
+    built = TorchAdapter().build(Block, {}, drawn_afresh=True)
+    assert not built.proj.weight.any() and not built.proj.bias.any()
+    assert built.frozen.abs().sum() > 0 and bool(((built.table >= 2) & (built.table <= 3)).all())
+    assert TorchAdapter().build(Block, {}).proj.weight.abs().sum() > 0
+    assert torch.nn.init.normal_(torch.nn.Parameter(torch.zeros(4))).abs().sum() > 0  # restored afterwards

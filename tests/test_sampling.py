@@ -9,7 +9,7 @@ from parity_skill.runtime.checks.sampling import compare_distributions, distribu
 
 pytest.importorskip("torch")
 
-LM, DRIFT = fx("sampling/lm_head.py::TinyLM"), fx("sampling/lm_head_fp16_norm.py::TinyLM")
+LM, DRIFT = fx("sampling/lm_head.py::TinyLM"), fx("sampling/lm_head_bf16_norm.py::TinyLM")
 
 
 def test_a_small_logit_drift_passes_greedy_but_fails_sampling_with_the_estimate():

@@ -197,20 +197,25 @@ def run_sides(workers: list[Worker], script: str, timeout: float, on_progress=No
     """Side A captures while side B builds and then compares. One worker forks both sides (the framework imported
     once); two workers (each side its own interpreter) run one side each. `on_progress(line)` is called with the
     sides' newest stage while they run."""
+    from parity_skill.runtime.data import scratch
     from parity_skill.runtime.data.artifact import SIDE_DONE
 
     deadline = time.monotonic() + timeout
     folder = tempfile.mkdtemp(prefix="parity-artifacts-")
+    memory = scratch.make()  # the artifact's large files, in memory while it allows (runtime/data/scratch.py)
     for w in workers:
-        w.remove_on_exit(folder)
+        for made in (folder, memory):
+            if made:
+                w.remove_on_exit(made)
     report_path, exits_path = os.path.join(folder, "report.json"), os.path.join(folder, "exits.json")
     progress = os.path.join(folder, "progress.log")
     wait = _waiter(progress, on_progress)
+    shared = ["--scratch", memory] if memory else []
     job_a = {"side": "a", "script": script,
-             "args": ["--side", "a", "--artifacts", folder, "--progress", progress, "--transient"]}
+             "args": ["--side", "a", "--artifacts", folder, "--progress", progress, "--transient", *shared]}
     job_b = {"side": "b", "script": script,
              "args": ["--side", "b", "--artifacts", folder, "--wait", str(timeout), "--report", report_path, "--quiet",
-                      "--progress", progress]}
+                      "--progress", progress, *shared]}
     try:
         if len(workers) == 1:
             workers[0].start([job_a, job_b], os.path.join(folder, SIDE_DONE), exits_path)
@@ -242,7 +247,9 @@ def run_sides(workers: list[Worker], script: str, timeout: float, on_progress=No
         side = "a" if a_failed else "b"  # A died first: B had nothing to compare against, A's output says why
         return Crashed(exits.get(side, -1), by_side[side].tail.text(), side.upper())
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        for made in (folder, memory):
+            if made:
+                shutil.rmtree(made, ignore_errors=True)
 
 
 def interrupt_on_sigterm() -> None:

@@ -119,7 +119,13 @@ def main(pairs: list[PairSpec], argv: list[str] | None = None, root: str | None 
     parser.add_argument("--progress", metavar="PATH", help="append one line per stage to PATH (the CLI shows it)")
     parser.add_argument("--transient", action="store_true",
                         help="side a: the artifact is read once on this machine and removed (no sha256 digests)")
+    parser.add_argument("--scratch", metavar="DIR", help="a one-command run's memory-backed folder for the artifact's "
+                                                       "large files (both sides are given the same)")
     args = parser.parse_args(argv)
+    if args.scratch:
+        from parity_skill.runtime.data import scratch
+
+        scratch.ROOT = args.scratch
     if args.transient:
         from parity_skill.runtime.data import artifact
 

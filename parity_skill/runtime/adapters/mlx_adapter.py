@@ -58,7 +58,7 @@ class MLXAdapter:
                             [m for _, m in model.named_modules()], "__call__",
                             lambda n, t: mx.arange(n * t).reshape(n, t) % 3 + 1, lambda fn: fn(), cast_like, cache)
 
-    def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
+    def build(self, factory: Callable, kwargs: dict[str, Any], drawn_afresh: bool = False) -> Any:
         model = factory(**kwargs)
         if isinstance(model, nn.Module):
             model.eval()

@@ -27,7 +27,7 @@ class NumpyAdapter:
     differentiable = False
     dtypes = ("fp64", "fp32", "fp16")
 
-    def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
+    def build(self, factory: Callable, kwargs: dict[str, Any], drawn_afresh: bool = False) -> Any:
         return factory(**kwargs) if isinstance(factory, type) else factory
 
     def _arrays(self, model: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """PyTorch: modules via forward hooks and autograd; every dtype; channels-first conventions."""
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from typing import Any, Callable
@@ -45,6 +46,34 @@ class _AsNumpy(Mapping):
         return len(self._tensors)
 
 
+_RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                 "xavier_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def _parameters_zeroed():
+    """torch.nn.init's random fills write zeros into trainable parameters instead: every one of them is drawn
+    afresh from the seed right after building (runtime/data/init.py), so the constructor's draws were wasted work
+    (half a second for 85 M parameters). Buffers and frozen parameters are initialised as the code says."""
+    saved = {name: getattr(torch.nn.init, name) for name in _RANDOM_INITS if hasattr(torch.nn.init, name)}
+
+    def skipping(original):
+        def init(tensor, *args, **kwargs):
+            if isinstance(tensor, torch.nn.Parameter) and tensor.requires_grad:
+                with torch.no_grad():
+                    return tensor.zero_()
+            return original(tensor, *args, **kwargs)
+        return init
+
+    for name, original in saved.items():
+        setattr(torch.nn.init, name, skipping(original))
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(torch.nn.init, name, original)
+
+
 class TorchAdapter:
     arg_names: tuple[str, ...] = ()  # per input: the keyword it is passed as ('' = by position)
     derived: tuple = ()  # (argument, fn(inputs)) computed per call, e.g. a rotary embedding's (cos, sin)
@@ -80,8 +109,10 @@ class TorchAdapter:
         return enclosing_fn(model, arg, layer_class, ids_arg, source, seq_axis, list(model.modules()), "forward",
                             lambda n, t: (torch.arange(n * t).reshape(n, t) % 3 + 1), frozen, cast_like, cache)
 
-    def build(self, factory: Callable, kwargs: dict[str, Any]) -> Any:
-        model = factory(**kwargs)
+    def build(self, factory: Callable, kwargs: dict[str, Any], drawn_afresh: bool = False) -> Any:
+        """`drawn_afresh`: every trainable parameter is overwritten after building, so its random init is skipped."""
+        with _parameters_zeroed() if drawn_afresh else contextlib.nullcontext():
+            model = factory(**kwargs)
         if isinstance(model, torch.nn.Module):
             model.eval()
         return model
@@ -211,6 +242,19 @@ class TorchAdapter:
         if not isinstance(model, torch.nn.Module):
             return []
         return [(n, m) for n, m in model.named_modules() if n]
+
+    def call_order(self, model: Any, args: list[np.ndarray], dtype: str) -> list[str]:
+        """The submodules in the order one call starts them (each once): trace's order, recording nothing else."""
+        names: dict[str, None] = {}
+        handles = [mod.register_forward_pre_hook(lambda m, inp, name=name: names.setdefault(name))
+                   for name, mod in self.submodules(model)]
+        try:
+            with torch.no_grad():
+                invoke(model, self._args(args, dtype), self.arg_names, self.derived)
+        finally:
+            for h in handles:
+                h.remove()
+        return list(names)
 
     def trace(self, model: Any, args: list[np.ndarray], dtype: str, feed: dict[str, list] | None = None,
               more: dict | None = None):

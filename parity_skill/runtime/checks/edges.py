@@ -7,7 +7,7 @@ import numpy as np
 from parity_skill.runtime.checks.basic import flag_output_problems, verdict_from
 from parity_skill.runtime.checks.conditioning import conditioned, said
 from parity_skill.runtime.checks.context import PairRun, result
-from parity_skill.runtime.checks.matrix import _exact_reference, reference, relative_error
+from parity_skill.runtime.checks.matrix import exact_reference, reference, relative_error
 from parity_skill.runtime.data.inputs import edge_inputs
 from parity_skill.runtime.judging.metrics import scaled_atol
 from parity_skill.thresholds import FP32_UNIT
@@ -121,7 +121,7 @@ def _within_reference_error(run: PairRun, key: str, xs, fa, fb, tol) -> str | No
         ref, ref_name = reference(run, key, xs)
     except Exception:  # noqa: BLE001
         return None
-    if not _exact_reference(ref_name):
+    if not exact_reference(ref_name):
         return None  # A's float32 cannot tell ill-conditioning from a port difference: the strict rule stands
     mult = run.checks.precision_multiplier
     pa, _, _ = match_outputs(ref, fa)

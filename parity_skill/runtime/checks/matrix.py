@@ -52,10 +52,10 @@ def reference(run: PairRun, key: str, xs: list[np.ndarray]):
 
 def _floor(run: PairRun, dtype: str, xs, ref, ref_name: str) -> dict | None:
     """The low-precision floor at the unit scale, where A ran wholly in float64 (conditioning.py)."""
-    return low_precision_floor(run, dtype, ref) if xs is run.base and _exact_reference(ref_name) else None
+    return low_precision_floor(run, dtype, ref) if xs is run.base and exact_reference(ref_name) else None
 
 
-def _exact_reference(name: str) -> bool:
+def exact_reference(name: str) -> bool:
     """A ran wholly in float64: the only reference that can tell ill-conditioning from a port difference."""
     return "float64" in name and "float32" not in name
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from parity_skill.runtime.data import manifest as manifest_io
+from parity_skill.runtime.data import scratch
 from parity_skill.runtime.data.tensor_file import Tensors, TensorFileError
 
 SCHEMA = "parity-artifact/1"
@@ -60,18 +61,20 @@ def _digest(path: Path) -> str | None:
     return pending.result() if pending is not None else _sha256(path)
 
 
-def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray]) -> list[str]:
+def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray], scratch_ok: bool = True) -> list[str]:
     """Write `tensors` (arrays, or callables that make them) as `<stem>.safetensors`, `<stem>-0001.safetensors`,
-    ... of at most CHUNK_BYTES each."""
+    ... of at most CHUNK_BYTES each; in a one-command run, to its memory-backed scratch while memory allows
+    (data/scratch.py; `scratch_ok=False`: never). Returns the files' names in the artifact."""
     from safetensors.numpy import save_file
 
     names, chunk, size = [], {}, 0
 
     def flush() -> None:
         name = f"{stem}.safetensors" if not names else f"{stem}-{len(names):04d}.safetensors"
-        save_file(chunk, str(folder / name))
-        names.append(name)
-        _hash_later(folder / name)  # hashlib releases the interpreter lock: this overlaps the side's next work
+        where, prefix = scratch.target(folder, size, scratch_ok)
+        save_file(chunk, str(where / name))
+        names.append(prefix + name)
+        _hash_later(where / name)  # hashlib releases the interpreter lock: this overlaps the side's next work
 
     for key, value in tensors.items():
         value = np.ascontiguousarray(value() if callable(value) else value)  # a callable: made when written

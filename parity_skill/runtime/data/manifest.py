@@ -9,6 +9,8 @@ import re
 import stat
 from pathlib import Path
 
+from parity_skill.runtime.data import scratch
+
 MAX_MANIFEST_BYTES = 64 * 2 ** 20
 MAX_DEPTH = 64
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -133,5 +135,8 @@ def captured(manifest: dict, where: str) -> None:
 
 
 def file_path(folder: Path, name: str) -> Path:
-    """A file the manifest lists, resolved inside the folder (see _regular_inside)."""
+    """A file the manifest lists, resolved inside the folder (see _regular_inside), or inside the run's scratch
+    folder for a `scratch/` name when the CLI gave this side one (data/scratch.py)."""
+    if scratch.ROOT is not None and isinstance(name, str) and name.startswith(scratch.PREFIX):
+        return _regular_inside(Path(scratch.ROOT), name[len(scratch.PREFIX):], "file")
     return _regular_inside(folder, name, "file")

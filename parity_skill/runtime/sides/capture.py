@@ -62,6 +62,23 @@ def _references_first(run: PairRun) -> None:
             pass
 
 
+def _precision_references(run: PairRun) -> None:
+    """The float64 calls the fp16/bf16 checks make of A (references, unit-scale floors), made together before the
+    first of those checks: A is converted to float64 and back once, not once per call (each conversion of a model
+    costs about as much as its forward)."""
+    for dtype in ("fp16", "bf16"):
+        if dtype not in run.checks.names:
+            continue
+        try:
+            for label_, xs in matrix.precision_sets(run, dtype):
+                matrix.reference(run, f"ref:{label_}", xs)
+            ref, name = matrix.reference(run, "ref:unit scale", run.base)
+            if matrix.exact_reference(name):
+                low_precision_floor(run, dtype, ref)
+        except Exception:  # noqa: BLE001 - the check itself meets the error again and reports it
+            pass
+
+
 def settle_inputs(spec: PairSpec, a: Side, notes: list[str]) -> PairSpec:
     """The live module decides: when A rejects the planned inputs (a Conv1d with 32 input channels given
     (batch, seq, 32)), each floating input is retried once moved channels-first/-last; the first layout A runs
@@ -226,7 +243,7 @@ def _record(spec: PairSpec, a: Side, folder: str, manifest: dict, notes: list[st
     if artifact.TRANSIENT:  # B compares as A records; what only a failing B needs, A makes when B asks for it
         files = _start_live(spec, run, rec, folder, manifest, notes, tensors)
         if _first_forward(run, spec) is None:
-            _run_checks(run)
+            _run_checks(run, before={"fp16": _precision_references, "bf16": _precision_references})
         serve(rec, folder, spec.checks.seed)
     else:  # a complete artifact: everything any B may ask for
         _references_first(run)

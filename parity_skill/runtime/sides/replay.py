@@ -70,9 +70,10 @@ class RecordingSide:
         if "value" in rec:
             return rec["value"]
         if "entry" in rec:  # spilled: read back from its file
+            from parity_skill.runtime.data import scratch
             from parity_skill.runtime.data.artifact import Tensors
 
-            tensors = Tensors([str(Path(self.folder) / name) for name in rec["files"]])
+            tensors = Tensors([str(scratch.path(Path(self.folder), name)) for name in rec["files"]])
             return decode_grads(tensors, rec["entry"], f"calls/{list(self.records).index(key):04d}")
         return rec["value"]
 

@@ -184,7 +184,7 @@ def _call_order(b: Side, spec: PairSpec) -> list[str]:
     """B's submodules in the order its forward calls them (one traced call on the default inputs), or [] when
     B cannot be traced: weights are then matched without aligning the module trees."""
     try:
-        return list(dict.fromkeys(name for name, _, _ in b.trace(base_inputs(spec.inputs, spec.checks.seed))))
+        return b.call_order(base_inputs(spec.inputs, spec.checks.seed))
     except Exception:  # noqa: BLE001 - B's forward errors are reported by the checks themselves
         return []
 
@@ -216,12 +216,19 @@ def _planned(inputs) -> str:
                      for i in inputs) or "no inputs"
 
 
-def _run_checks(run: PairRun) -> list[dict]:
+def _run_checks(run: PairRun, before: dict | None = None) -> list[dict]:
+    """Every planned check, in order. `before` maps check names to steps: each step runs once, just before the
+    first check that names it."""
     checks = [basic.check_weights(run)]
     run.cache["status"] = {"weights": checks[0]["status"]}
+    pending = dict(before or {})
     for k, name in enumerate(run.checks.names):
         progress.say(f": check {k + 1} of {len(run.checks.names)} ({name})")
         start = time.perf_counter()
+        step = pending.get(name)
+        if step is not None:
+            pending = {n: f for n, f in pending.items() if f is not step}
+            step(run)
         try:
             out = _dispatch(run, name)
         except Exception as exc:  # noqa: BLE001 - a check that cannot run is reported, not fatal

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import linecache
 import os
 import re
 from typing import Any
@@ -40,13 +41,38 @@ def class_of(obj: Any) -> dict:
 
 @functools.lru_cache(maxsize=1024)
 def _class_location(cls: type) -> dict:
-    """class_of for a class (read once: a 12-layer model has 12 instances of each of its classes)."""
+    """class_of for a class (read once: a 12-layer model has 12 instances of each of its classes). The line is the
+    first `class Name` statement of its file (inspect.getsourcelines parses the whole file into a syntax tree,
+    a tenth of a second per framework file)."""
     try:
-        path, line = inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
-    except (TypeError, OSError):
+        path = inspect.getsourcefile(cls)
+    except TypeError:
+        path = None
+    line = _class_line(path, cls.__name__) if path else None
+    if line is None:
         return {"class": cls.__name__, "location": None}
     rel = os.path.relpath(path)
     return {"class": cls.__name__, "location": f"{path if rel.startswith('..') else rel}:{line}"}
+
+
+def _class_line(path: str, name: str) -> int | None:
+    pattern = re.compile(rf"^\s*class\s+{re.escape(name)}\b")
+    return next((k + 1 for k, text in enumerate(linecache.getlines(path)) if pattern.match(text)), None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _assigned_at(cls: type, attr: str) -> str | None:
+    """file:line where `cls.__init__` assigns `self.<attr>`."""
+    try:
+        lines, first = inspect.getsourcelines(cls.__init__)
+        path = inspect.getsourcefile(cls.__init__)
+    except (OSError, TypeError):
+        return None
+    at = next((first + k for k, line in enumerate(lines) if re.search(rf"self\.{re.escape(attr)}\s*[:=]", line)), None)
+    if at is None:
+        return None
+    rel = os.path.relpath(path)
+    return f"{path if rel.startswith('..') else rel}:{at}"
 
 
 def in_out_weights(shapes: dict[str, tuple[int, ...]], types: dict[str, str]) -> list[str]:
@@ -72,17 +98,7 @@ def built_at(name: str, modules: dict[str, Any]) -> str | None:
         attr = parts[cut]
         if owner is None or _framework_file(class_of(owner).get("location")) or attr.isdigit():
             continue
-        try:
-            lines, first = inspect.getsourcelines(type(owner).__init__)
-            path = inspect.getsourcefile(type(owner).__init__)
-        except (OSError, TypeError):
-            return None
-        at = next((first + k for k, line in enumerate(lines) if re.search(rf"self\.{re.escape(attr)}\s*[:=]", line)),
-                  None)
-        if at is None:
-            return None
-        rel = os.path.relpath(path)
-        return f"{path if rel.startswith('..') else rel}:{at}"
+        return _assigned_at(type(owner), attr)
     return None
 
 
@@ -110,7 +126,7 @@ class Side:
         self.kwargs = constructor_kwargs(impl, factory, module, shared)
         self.adapter.seed(0)
         try:
-            self.model = factory if impl.kind == "function" else self.adapter.build(factory, self.kwargs)
+            self.model = factory if impl.kind == "function" else self.adapter.build(factory, self.kwargs, True)
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
         self.adapter.derived = tuple(self._companion(c, module) for c in impl.companions) + \
@@ -293,6 +309,12 @@ class Side:
         records = self.adapter.trace(self.model_for("fp32"), self._in(args), "fp32", feed)
         return [[name, self._back(inp), self._back(out)] for name, inp, out in records]
 
+    def call_order(self, args: list[np.ndarray]) -> list[str]:
+        """Submodule names in the order one call starts them (each once)."""
+        if hasattr(self.adapter, "call_order"):
+            return self.adapter.call_order(self.model_for("fp32"), self._in(args), "fp32")
+        return list(dict.fromkeys(name for name, _, _ in self.trace(args)))
+
     def grad_trace(self, args: list[np.ndarray], upstream: dict[str, np.ndarray]) -> list[list]:
         """[name, input grads, output grads] per submodule call (fp32), in A's layout."""
         records = self.adapter.grad_trace(self.model_for("fp32"), self._in(args), "fp32", self._upstream(upstream))
@@ -335,8 +357,9 @@ class Side:
         top = {"": class_of(self.model)} if self.impl.kind == "module" else {}
         found = {n: m for n, m in self.adapter.submodules(self.model)}
         out = {n: class_of(m) for n, m in found.items()}
+        every = {**found, "": self.model}
         for n, info in out.items():  # a framework layer is located where the user's code builds it
-            built = built_at(n, {**found, "": self.model}) if _framework_file(info.get("location")) else None
+            built = built_at(n, every) if _framework_file(info.get("location")) else None
             if built:
                 info["built_at"] = built
         return {**top, **out}

@@ -95,7 +95,7 @@ def _capture(spec: PairSpec, folder: str, manifest: dict) -> None:
             kind = role(name, tuple(buf.shape), owner_of(name, owners))
             buf.copy_(torch.from_numpy(np.asarray(draw(name, tuple(buf.shape), kind, spec.checks.seed))).to(buf.dtype))
     started = time.perf_counter()
-    files = artifact.save_chunked(out, WEIGHTS, {n: (lambda n=n: value(n)) for n in names})
+    files = artifact.save_chunked(out, WEIGHTS, {n: (lambda n=n: value(n)) for n in names}, scratch_ok=False)
     written = time.perf_counter() - started
     checkpoint = Tensors([str(out / f) for f in files])
     handles = B.load_on_call(model, lambda n: checkpoint[n])
