@@ -64,6 +64,18 @@ class Companion:
 
 
 @dataclass(frozen=True)
+class Builder:
+    """The model class of the implementation's own file that builds it. The side builds that model small (with
+    `init`) and compares the first instance of its class inside, built as the model builds it, where the class's
+    own constructor would take arguments only the model knows (`is_local` read from a layer pattern), which the plan
+    would otherwise guess. `guessed`: the plan's notes on those guesses, used if the model cannot be built."""
+
+    symbol: str
+    init: dict[str, Any] = field(default_factory=dict)
+    guessed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Implementation:
     """One side: `file` + `symbol`, or `file=None` and a dotted `symbol` such as torch.nn.LayerNorm."""
 
@@ -77,6 +89,7 @@ class Implementation:
     aliases: dict[str, int] = field(default_factory=dict)  # forward arguments given input i again (keys=x)
     masks: dict[str, str] = field(default_factory=dict)  # argument -> "causal:RANK": an additive causal mask
     reads: str = ""  # "probabilities": a logits processor, judged by softmax of its output (-inf -> 0)
+    built_by: Builder | None = None  # built inside this model of its file, as the model builds it
 
     @property
     def display(self) -> str:

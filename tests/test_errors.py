@@ -119,5 +119,27 @@ def test_a_shared_config_value_of_another_declared_type_is_named_with_the_error(
 
     found = declared_mismatches(ModelArgs, {"sliding_window_pattern": 4, "hidden_size": 32, "rope_theta": 10000,
                                             "layer_types": ["full"]})
-    assert found == ["ModelArgs.sliding_window_pattern is declared str, A's config gives 4 (int)"]
+    assert found == [("sliding_window_pattern",
+                      "ModelArgs.sliding_window_pattern is declared str, A's config gives 4 (int)")]
     assert declared_mismatches(ModelArgs, {"sliding_window_pattern": "LLLG", "hidden_size": 32}) == []
+
+
+def test_a_block_whose_argument_only_its_model_knows_is_taken_from_that_model():
+    """`is_local` has no role the plan knows; the file's Model builds its blocks from a layer pattern. The block is
+    taken from Model built small (its first block, local), not built with a guessed False; where that model cannot
+    be built small, the block's own constructor runs with the guess, which the report names."""
+    from conftest import fx, parity
+
+    run = parity(fx("torch/block_tanh.py::Block"), "vs", fx("torch/block_in_its_model.py::Block"), "--quick", "--json")
+    assert run.code == 0, run.stdout[-3000:]
+    assert run.pair["b"]["inside"] == "Model"
+    assert any(n.startswith("Block: taken from Model built small") and "is_local" in n for n in run.pair["notes"])
+    assert not any("is_local: required and of unknown role" in n for n in run.pair["notes"])
+    text = parity(fx("torch/block_tanh.py::Block"), "vs", fx("torch/block_in_its_model.py::Block"), "--quick")
+    assert "B: Block(dim=32, is_local=False), the first one Model builds (not with these arguments)" in text.stdout
+    refused = parity(fx("torch/block_tanh.py::Block"), "vs", fx("torch/block_in_a_model_that_refuses.py::Block"),
+                     "--quick", "--json")
+    assert refused.code == 1 and "inside" not in refused.pair["b"]
+    assert any("Model could not be built small to take it from (ValueError: this model needs dim >= 64" in n
+               for n in refused.pair["notes"])
+    assert any(d["kind"] == "guessed_arguments" for d in refused.pair["diagnosis"])

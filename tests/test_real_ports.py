@@ -251,3 +251,26 @@ def test_gemma3_layers_take_their_inputs_and_mask_from_the_model_around_them():
         (variant,) = run.variants
         assert variant["verdict"] == "pass" and any("model's own form" in n for n in variant["notes"])
         assert any("recorded per call from the model around it: Gemma3TextModel" in n for n in run.pair["notes"])
+
+
+def test_a_block_whose_model_derives_an_argument_is_taken_from_that_model(tmp_path):
+    """(Held out for #22; a false alarm there.) mlx-lm's Exaone 4 block takes `is_local`, which only ExaoneModel
+    derives (from the layer pattern): guessed False, B's block skipped the rotary embedding A's layer 0 applies and
+    the pair FAILed on a correct port. B's block is now the first one ExaoneModel builds; a real difference in the
+    block (its attention scale) still fails."""
+    if not _installed("mlx_lm"):
+        pytest.skip("mlx_lm is not installed")
+    try:
+        a = f"{package_file('transformers.models.exaone4.modeling_exaone4')}::Exaone4DecoderLayer"
+    except Exception:  # noqa: BLE001 - a transformers release without Exaone 4
+        pytest.skip("this transformers has no Exaone 4")
+    correct = parity(a, "vs", f"{package_file('mlx_lm.models.exaone4')}::TransformerBlock", "--json", "--quick")
+    assert correct.report["verdict"] == "pass", correct.stdout[-3000:]
+    assert any("taken from ExaoneModel built small" in n and "is_local" in n for n in correct.pair["notes"])
+    assert not any("is_local: required and of unknown role" in n for n in correct.pair["notes"])
+    source = Path(package_file("mlx_lm.models.exaone4")).read_text().replace("from .", "from mlx_lm.models.")
+    assert "self.scale = head_dim**-0.5" in source
+    patched = tmp_path / "exaone4_port.py"
+    patched.write_text(source.replace("self.scale = head_dim**-0.5", "self.scale = head_dim**-1.0", 1))
+    bug = parity(a, "vs", f"{patched}::TransformerBlock", "--json", "--quick")
+    assert bug.code == 1 and bug.status("forward") == "fail", bug.stdout[-3000:]

@@ -10,7 +10,7 @@ from typing import Any
 from parity_skill.analyze.model import FileAnalysis, Symbol
 from parity_skill.analyze.vocabulary import IDS_NAMES, ROTARY_CLASS
 from parity_skill.plan.construct import constructor_args, environment
-from parity_skill.spec import Companion, Config, InputSpec
+from parity_skill.spec import Builder, Companion, Config, InputSpec
 
 ROTARY_ARG = re.compile(r"^(position_embeddings?|pos_embs?|rotary_pos_emb|rotary_emb|freqs_cis|cos_sin)$")
 # what a model computes once and hands each layer: rotary tables (one per attention kind), time embeddings
@@ -85,7 +85,7 @@ def companion_args(sym: Symbol, fa: FileAnalysis, given: set[str]) -> dict[str, 
     return {n: found[0] for n in names}
 
 
-def _init_for(rot: Symbol, fa: FileAnalysis, init: dict[str, Any], env: dict[str, Any],
+def init_for(rot: Symbol, fa: FileAnalysis, init: dict[str, Any], env: dict[str, Any],
               overrides: dict[str, Any]) -> dict[str, Any]:
     """The rotary module's constructor values: the layer's own config object where it takes one, the layer's
     head size for its `dim`, and otherwise its defaults."""
@@ -118,11 +118,11 @@ def plan_companions(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], found: 
     rot = rotary_class(fa, sym)
     for arg, maker in found.items():
         axis = inputs[source].seq_axis or 1
-        fallback = Companion(arg, rot.name, _init_for(rot, fa, init, env, overrides), _call_plan(rot), source,
+        fallback = Companion(arg, rot.name, init_for(rot, fa, init, env, overrides), _call_plan(rot), source,
                              axis) if rot is not None and ROTARY_ARG.match(arg) else None
         if maker is not rot and enclosing_model(fa, sym) is not None:  # the enclosing model: record what it passes
             ids = enclosing_model(fa, sym)[1]
-            out.append(Companion(arg, maker.name, _init_for(maker, fa, init, env, overrides),
+            out.append(Companion(arg, maker.name, init_for(maker, fa, init, env, overrides),
                                  ("model", sym.name, ids), source, axis, fallback))
             notes.append(f"{sym.name}: '{arg}' recorded per call from the model around it: {maker.name} run small "
                          f"on token ids of input '{inputs[source].name}''s batch and length hands it to its first "
@@ -132,3 +132,21 @@ def plan_companions(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], found: 
         notes.append(f"{sym.name}: '{arg}' computed per call by {maker.name}({', '.join(fallback.call)}) from input "
                      f"'{inputs[source].name}', as the model around it would ({maker.location})")
     return tuple(out)
+
+
+def built_by(sym: Symbol, fa: FileAnalysis, init: dict[str, Any], guessed: list[str], overrides: dict[str, Any],
+             notes: list[str]) -> Builder | None:
+    """Where the plan guessed constructor arguments of `sym` and a model of its file builds it: build that model
+    and take its first `sym` (the model passes what it derives, such as `is_local` from its layer pattern). The
+    guesses' notes move into the Builder (restored if the model cannot be built)."""
+    found = enclosing_model(fa, sym) if guessed and sym.kind == "module" else None
+    if found is None:
+        return None
+    model = found[0]
+    for note in guessed:
+        if note in notes:
+            notes.remove(note)
+    args = ", ".join(n.split("(", 1)[1].split(":", 1)[0] for n in guessed)
+    notes.append(f"{sym.name}: taken from {model.name} built small ({model.location}), its first {sym.name} as the "
+                 f"model builds it: {args} would otherwise be guessed")
+    return Builder(model.name, init_for(model, fa, init, environment(sym, init), overrides), tuple(guessed))

@@ -12,6 +12,7 @@ from parity_skill.plan.config_sizes import MAX_SOURCE, consistent_sizes, fix_div
 from parity_skill.spec import Config
 
 
+GUESS_END = " (override with --init)"
 _DEVICE_KERNELS = re.compile(r"use_\w*(kernel|cuda|triton)s?$")  # a switch to compiled GPU kernels
 
 
@@ -45,7 +46,7 @@ def choose(arg: Arg, notes: list[str], where: str, siblings: tuple[str, ...] = (
     ann = ann.lower()
     guess: Any = "" if "str" in ann else 1.0 if "float" in ann else False if "bool" in ann else \
         False if re.match(r"(use|is|add|output|return|has|enable|with)_", arg.name) else 8
-    notes.append(f"{where}{arg.name}: required and of unknown role; guessed {guess!r} (override with --init)")
+    notes.append(f"{where}{arg.name}: required and of unknown role; guessed {guess!r}{GUESS_END}")
     return True, guess
 
 
@@ -204,9 +205,11 @@ def read_fields(sym: Symbol, param: str, fa: FileAnalysis, seen: set | None = No
 
 
 def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], notes: list[str],
-                     used: set[str] | None = None, real: dict[str, Any] | None = None) -> dict[str, Any]:
+                     used: set[str] | None = None, real: dict[str, Any] | None = None,
+                     guessed: list[str] | None = None) -> dict[str, Any]:
     """Keyword arguments for `sym`'s constructor; config-object arguments become Config values. The override
-    keys that matched something are added to `used`."""
+    keys that matched something are added to `used`; the notes of arguments guessed for lack of any role, to
+    `guessed`."""
     used = used if used is not None else set()
     init: dict[str, Any] = {}
     built_as = _as_built(sym, fa)
@@ -227,7 +230,10 @@ def constructor_args(sym: Symbol, fa: FileAnalysis, overrides: dict[str, Any], n
         elif is_config:
             init[arg.name] = namespace_value(read_fields(sym, arg.name, fa), arg.name, overrides, notes, used)
         else:
+            before = len(notes)
             include, value = choose(arg, notes, f"{sym.name}(", tuple(x.name for x in sym.init_args))
+            if guessed is not None and len(notes) > before and notes[-1].endswith(GUESS_END):
+                guessed.append(notes[-1])
             if include:
                 init[arg.name] = value
     fix_divisibility(init)

@@ -8,7 +8,7 @@ from parity_skill.analyze import FileAnalysis, Symbol, analyze_file
 from parity_skill.analyze.imported import inherited_view
 from parity_skill.errors import InputError
 from parity_skill.plan.weight_map import match_parameters
-from parity_skill.plan.companions import companion_args, plan_companions
+from parity_skill.plan.companions import built_by, companion_args, plan_companions
 from parity_skill.plan.config_sizes import layer_period
 from parity_skill.plan.construct import constructor_args, environment, read_fields
 from parity_skill.plan.inputs import INT_NAMES, QKV_NAMES, fixed_args, is_array_arg, plan_inputs
@@ -111,7 +111,8 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     notes: list[str] = [f"{s.name}: no constructor of its own; planned as {f.path}'s class it derives from"
                         for s, f, path in ((sa, fa_a, path_a), (sb, fa_b, path_b)) if f is not None and f.path != path]
     used = used if used is not None else set()
-    init_a = constructor_args(sa, fa_a, opts.init, notes, used, opts.config) if sa.kind == "module" else {}
+    guessed_a: list[str] = []
+    init_a = constructor_args(sa, fa_a, opts.init, notes, used, opts.config, guessed_a) if sa.kind == "module" else {}
     derived_a = companion_args(sa, fa_a, set(opts.inputs))
     derived_b = companion_args(sb, fa_b, set(opts.inputs)) if sb is not None else {}
     wanted = {x.name for k, x in enumerate(sb.call_args) if is_array_arg(x, k == 0) and x.name not in derived_b} if sb is not None \
@@ -131,8 +132,10 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         carried = {**{s.path: s.value for s in set_a if "." not in s.path}, **init_a}  # A's defaults too (eps)
         b = Implementation(None, reference or "", reference.split(".")[0] if reference else "torch",
                            sa.kind, carried)
+        a = replace(a, built_by=built_by(sa, fa_a, a.init, guessed_a, opts.init, notes))
         return PairSpec(a, b, inputs, (), checks, (), tuple(notes))
-    init_b = constructor_args(sb, fa_b, opts.init, notes, used, opts.config) if sb.kind == "module" else {}
+    guessed_b: list[str] = []
+    init_b = constructor_args(sb, fa_b, opts.init, notes, used, opts.config, guessed_b) if sb.kind == "module" else {}
     setting_findings: list = []
     values_a = {x.name: x.value for x in set_a}
     values_b: dict = {}
@@ -148,9 +151,10 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
     findings = static_diff(sa, fa_a, sb, fa_b, values_a, values_b)
     reported = {f["kind"] for f in findings}
     setting_findings = [f for role, f in setting_findings if role not in reported]  # one finding per role
-    b = _implementation(path_b, sb, init_b,
-                        plan_companions(sb, fa_b, init_b, derived_b, inputs, opts.init, notes),
-                        fixed_args(sb, set(derived_b) | set(opts.inputs), notes))
+    b = replace(_implementation(path_b, sb, init_b,
+                                plan_companions(sb, fa_b, init_b, derived_b, inputs, opts.init, notes),
+                                fixed_args(sb, set(derived_b) | set(opts.inputs), notes)),
+                built_by=built_by(sb, fa_b, init_b, guessed_b, opts.init, notes))
     inputs = _with_layout(inputs, guesses_a, plan_inputs(sb, fa_b, init_b, opts.inputs, [], set(), set(derived_b))[1],
                           opts.layout_b, notes)
     inputs = _keywords(inputs, sa, sb, set(derived_b))
@@ -162,6 +166,7 @@ def plan_pair(fa_a: FileAnalysis, sa: Symbol, fa_b: FileAnalysis | None, sb: Sym
         matched, _, _ = match_parameters(params_a, params_b, layout_change=sa.framework != sb.framework)
         entries = tuple(matched)
     findings += tuple(setting_findings)
+    a = replace(a, built_by=built_by(sa, fa_a, a.init, guessed_a, opts.init, notes))
     return PairSpec(a, b, inputs, entries, checks, findings, tuple(dict.fromkeys(notes)), opts.map_rules,
                     opts.convert)
 

@@ -218,7 +218,8 @@ def pair_text(p: dict) -> list[str]:
     if p.get("notes"):
         lines += ["", "Notes:"] + [f"  - {n}" for n in p["notes"]]
     built = [f"  {side}: {x['symbol'].rsplit('.', 1)[-1]}(" + ", ".join(f"{k}={v}" for k, v in x["init"].items())
-             + ")" + ("; defaults: " + ", ".join(f"{k}={d['value']}" for k, d in x["defaults"].items())
+             + ")" + (f", the first one {x['inside']} builds (not with these arguments)" if x.get("inside") else "")
+             + ("; defaults: " + ", ".join(f"{k}={d['value']}" for k, d in x["defaults"].items())
                       if x.get("defaults") else "")
              for side, x in (("A", a), ("B", b)) if x.get("init") or x.get("defaults")]
     if built:

@@ -10,7 +10,7 @@ import os
 from dataclasses import replace
 
 from parity_skill.runtime import (
-    Checks, Companion, Config, Implementation, InputSpec, MapEntry, PairSpec, Ref, Tolerance, main,
+    Builder, Checks, Companion, Config, Implementation, InputSpec, MapEntry, PairSpec, Ref, Tolerance, main,
 )
 
 # file paths below are relative to ROOT, the directory parity-skill ran in

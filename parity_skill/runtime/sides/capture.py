@@ -286,7 +286,7 @@ def _weights(spec: PairSpec, a: Side, manifest: dict) -> dict:
 
 
 def _side_facts(spec: PairSpec, a: Side) -> dict:
-    return dict(defaults=a.defaults(), differentiable=a.differentiable, dtypes=list(a.adapter.dtypes),
+    return dict(defaults=a.defaults(), differentiable=a.differentiable, inside=a.inside, dtypes=list(a.adapter.dtypes),
                 kept_fp32=a.kept_fp32, modules=a.module_names(), module_classes=a.module_classes(),
                 trainable=a.trainable(), in_out_weights=a.in_out_weights(),
                 framework_version=_framework_version(spec.a.framework))

@@ -134,10 +134,10 @@ def for_b(a_configs: dict[str, dict] | None, b_config_args: list[str]) -> dict[s
 _SCALARS = (bool, int, float, str)
 
 
-def declared_mismatches(cls: type, values: dict[str, Any]) -> list[str]:
+def declared_mismatches(cls: type, values: dict[str, Any]) -> list[tuple[str, str]]:
     """Fields of a dataclass config whose declared scalar type (`Optional[str]`...) the shared value does not have
     (A's `sliding_window_pattern=4` where mlx-lm's Exaone 4 declares a string like "LLLG"): one config cannot
-    drive both sides there, and B's code may fail far from the cause."""
+    drive both sides there, and B's code may fail far from the cause. (field, why) for each."""
     import typing
 
     if not dataclasses.is_dataclass(cls):
@@ -158,8 +158,8 @@ def declared_mismatches(cls: type, values: dict[str, Any]) -> list[str]:
             (float in allowed and isinstance(v, int) and not isinstance(v, bool))
         if not fits:
             shown = " or ".join(t.__name__ for t in allowed)
-            out.append(f"{cls.__name__}.{name} is declared {shown}, A's config gives {v!r} "
-                       f"({type(v).__name__})")
+            out.append((name, f"{cls.__name__}.{name} is declared {shown}, A's config gives {v!r} "
+                               f"({type(v).__name__})"))
     return out
 
 

@@ -152,9 +152,16 @@ def _from_shared(cls: type, value: Config, shared: dict, model_chooses: bool = F
     """The class built from one dict, the way it loads a config.json: `from_dict` (mlx-lm's ModelArgs, transformers
     configs), else the keyword arguments its constructor takes; planned fields the dict lacks are kept."""
     merged = {**value.kwargs, **value.attrs, **shared}
-    for found in declared_mismatches(cls, shared):
-        NOTES.append(f"{found}: one config cannot drive both sides there (give B's own config with --config if B "
-                     "fails on it)")
+    for name, found in declared_mismatches(cls, shared):  # B's code reads it as its type says: B's own value
+        planned = {**value.kwargs, **value.attrs}
+        merged.pop(name, None)
+        if name in planned:
+            merged[name] = planned[name]
+        note = (f"{found}: one config cannot drive both sides there; B keeps "
+                + (f"its planned {planned[name]!r}" if name in planned else "its own default")
+                + " (give B's own config with --config)")
+        if note not in NOTES:
+            NOTES.append(note)
     from_dict = getattr(cls, "from_dict", None)
     try:
         if callable(from_dict):

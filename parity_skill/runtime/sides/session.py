@@ -335,6 +335,9 @@ def _against(spec: PairSpec, entry: dict, b: Side, folder: str, manifest: dict, 
                                                                                             config_args(spec.b)))):
         if found:  # only sides built with config objects
             entry[side]["config"] = found
+    for side, inside in (("a", manifest.get("side", {}).get("inside")), ("b", b.inside)):
+        if inside:  # taken from its model: the arguments that model derives were not guessed
+            entry[side]["inside"] = inside
     settle_layout(a, b, spec, notes)
     try:
         entries, left_a, left_b = load_b(a, b, spec.weight_map, spec.checks.seed, notes,

@@ -125,8 +125,11 @@ class Side:
         self._enclosing_models: dict[str, tuple[Any, dict]] = {}
         self.kwargs = constructor_kwargs(impl, factory, module, shared)
         self.adapter.seed(0)
+        self.model = self._inside_its_model(impl, module) if impl.built_by else None
+        self.inside = impl.built_by.symbol if self.model is not None else None  # the model it was taken from
         try:
-            self.model = factory if impl.kind == "function" else self.adapter.build(factory, self.kwargs, True)
+            if self.model is None:
+                self.model = factory if impl.kind == "function" else self.adapter.build(factory, self.kwargs, True)
         except Exception as exc:  # noqa: BLE001
             raise UserCodeError(f"{impl.display}: constructor raised {describe(exc)}") from exc
         self.adapter.derived = tuple(self._companion(c, module) for c in impl.companions) + \
@@ -136,6 +139,29 @@ class Side:
         self._models: dict[str, Any] = {"fp32": self.model}
         self._in_place, self._in_place_keep = "fp32", ()  # the dtype self.model is in right now
         self.kept_fp32: dict[str, list[str]] = {}  # dtype -> submodules that had to stay in float32
+
+    def _inside_its_model(self, impl: Implementation, module: Any) -> Any:
+        """The first `impl.symbol` inside its model built small (spec.Builder), or None, with the guesses' notes
+        restored, when that model cannot be built or builds none."""
+        from parity_skill.runtime.sides import configs
+
+        by = impl.built_by
+        try:
+            factory = getattr(module, by.symbol)
+            model = self.adapter.build(factory, constructor_kwargs(
+                Implementation(impl.file, by.symbol, impl.framework, "module", by.init), factory, module,
+                self.shared), True)
+            found = next((m for _, m in self.adapter.submodules(model) if type(m).__name__ == impl.symbol), None)
+            if found is None:
+                raise ValueError(f"it builds no {impl.symbol}")
+        except Exception as exc:  # noqa: BLE001 - user code: the class's own constructor is tried instead
+            configs.NOTES.append(f"{impl.symbol}: {by.symbol} could not be built small to take it from "
+                                 f"({describe(exc)}); built from its own constructor")
+            configs.NOTES.extend(by.guessed)
+            return None
+        if hasattr(found, "eval"):
+            found.eval()
+        return found
 
     def _companion(self, c: Companion, module: Any) -> tuple[str, Any]:
         """(argument, fn) for a module of this side's file that computes a forward argument (rotary cos/sin), or
