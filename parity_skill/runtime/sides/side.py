@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
-import linecache
-import os
-import re
 from typing import Any
 
 import numpy as np
@@ -16,6 +11,7 @@ from parity_skill.runtime.adapters.base import Flat
 from parity_skill.runtime.data.inputs import inverse, permute
 from parity_skill.runtime.sides import coverage
 from parity_skill.runtime.sides.failures import UserCodeError, describe
+from parity_skill.runtime.sides.locations import built_at, class_of, framework_file
 from parity_skill.runtime.sides.loading import constructor_kwargs, resolve
 from parity_skill.spec import Companion, Implementation
 
@@ -34,47 +30,6 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
         return e / np.sum(e, axis=-1, keepdims=True)
 
 
-def class_of(obj: Any) -> dict:
-    """{class, location}: the object's class name and where it is defined (relative when under the cwd)."""
-    return dict(_class_location(type(obj)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _class_location(cls: type) -> dict:
-    """class_of for a class (read once: a 12-layer model has 12 instances of each of its classes). The line is the
-    first `class Name` statement of its file (inspect.getsourcelines parses the whole file into a syntax tree,
-    a tenth of a second per framework file)."""
-    try:
-        path = inspect.getsourcefile(cls)
-    except TypeError:
-        path = None
-    line = _class_line(path, cls.__name__) if path else None
-    if line is None:
-        return {"class": cls.__name__, "location": None}
-    rel = os.path.relpath(path)
-    return {"class": cls.__name__, "location": f"{path if rel.startswith('..') else rel}:{line}"}
-
-
-def _class_line(path: str, name: str) -> int | None:
-    pattern = re.compile(rf"^\s*class\s+{re.escape(name)}\b")
-    return next((k + 1 for k, text in enumerate(linecache.getlines(path)) if pattern.match(text)), None)
-
-
-@functools.lru_cache(maxsize=1024)
-def _assigned_at(cls: type, attr: str) -> str | None:
-    """file:line where `cls.__init__` assigns `self.<attr>`."""
-    try:
-        lines, first = inspect.getsourcelines(cls.__init__)
-        path = inspect.getsourcefile(cls.__init__)
-    except (OSError, TypeError):
-        return None
-    at = next((first + k for k, line in enumerate(lines) if re.search(rf"self\.{re.escape(attr)}\s*[:=]", line)), None)
-    if at is None:
-        return None
-    rel = os.path.relpath(path)
-    return f"{path if rel.startswith('..') else rel}:{at}"
-
-
 def in_out_weights(shapes: dict[str, tuple[int, ...]], types: dict[str, str]) -> list[str]:
     """Side.in_out_weights from the state's shapes and the submodules' class names."""
     marked = set()
@@ -83,23 +38,6 @@ def in_out_weights(shapes: dict[str, tuple[int, ...]], types: dict[str, str]) ->
         if w is not None and b is not None and len(w) == 2 and len(b) == 1 and b[0] == w[1] != w[0]:
             marked.add(kind)
     return [f"{n}.weight" for n, kind in types.items() if kind in marked and f"{n}.weight" in shapes]
-
-
-def _framework_file(location: str | None) -> bool:
-    return bool(location) and any(f"{os.sep}{pkg}{os.sep}" in location for pkg in ("torch", "mlx"))
-
-
-def built_at(name: str, modules: dict[str, Any]) -> str | None:
-    """file:line where the nearest enclosing module of the user's own code assigns the attribute holding `name`
-    (`self.layer_norm1 = nn.LayerNorm(...)`), for a framework layer whose class lives in the framework."""
-    parts = name.split(".")
-    for cut in range(len(parts) - 1, -1, -1):
-        owner = modules.get(".".join(parts[:cut]))
-        attr = parts[cut]
-        if owner is None or _framework_file(class_of(owner).get("location")) or attr.isdigit():
-            continue
-        return _assigned_at(type(owner), attr)
-    return None
 
 
 _DTYPE_WORDS = ("dtype", "scalar type", "half", "bfloat16", "float", "double")
@@ -309,7 +247,7 @@ class Side:
         seen, out = set(), []
         for name, obj in self.adapter.submodules(self.model_for("fp32")):
             cls = type(obj)
-            if cls not in seen and not _framework_file(class_of(obj).get("location")):
+            if cls not in seen and not framework_file(class_of(obj).get("location")):
                 seen.add(cls)
                 out.append(name)
         return tuple(out)
@@ -385,7 +323,7 @@ class Side:
         out = {n: class_of(m) for n, m in found.items()}
         every = {**found, "": self.model}
         for n, info in out.items():  # a framework layer is located where the user's code builds it
-            built = built_at(n, every) if _framework_file(info.get("location")) else None
+            built = built_at(n, every) if framework_file(info.get("location")) else None
             if built:
                 info["built_at"] = built
         return {**top, **out}
