@@ -143,3 +143,16 @@ def test_a_block_whose_argument_only_its_model_knows_is_taken_from_that_model():
     assert any("Model could not be built small to take it from (ValueError: this model needs dim >= 64" in n
                for n in refused.pair["notes"])
     assert any(d["kind"] == "guessed_arguments" for d in refused.pair["diagnosis"])
+
+
+def test_rope_settings_kept_in_rope_parameters_are_also_given_at_top_level():
+    from parity_skill.runtime.sides.configs import with_rope_fields
+
+    glm = with_rope_fields({"rope_parameters": {"rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+                                                "rope_type": "default"}, "hidden_size": 32})
+    assert glm["rope_theta"] == 10000.0 and glm["partial_rotary_factor"] == 0.5 and "rope_scaling" not in glm
+    llama3 = with_rope_fields({"rope_parameters": {"rope_type": "llama3", "rope_theta": 1.2e7, "factor": 8.0}})
+    assert llama3["rope_scaling"] == {"rope_type": "llama3", "factor": 8.0, "type": "llama3"}
+    assert with_rope_fields({"rope_theta": 5.0, "rope_parameters": {"rope_theta": 7.0}})["rope_theta"] == 5.0
+    per_layer = {"rope_parameters": {"full_attention": {"rope_theta": 1e6}, "sliding_attention": {"rope_theta": 1e4}}}
+    assert with_rope_fields(per_layer) == per_layer

@@ -112,3 +112,25 @@ def test_mixtures_of_experts_across_versions_pass_through_the_refactors_loading(
     assert run.report["verdict"] == "pass", (run.stderr, [c for c in run.pair["checks"] if c["status"] != "pass"])
     assert {"stack", "stack:concat0:64,64"} <= {e["transform"] for e in run.pair["weight_map"]}
     assert run.pair["unmapped"] == {"a": [], "b": []}
+
+
+@pytest.mark.parametrize("family, cls", [("glm4", "Glm4Attention"), ("apertus", "ApertusAttention")])
+def test_transformers_5_rope_parameters_reach_a_port_that_reads_them_at_top_level(python_b, tmp_path, family, cls):
+    """(Held out for #22; false alarms there.) transformers 5 keeps rope_theta, partial_rotary_factor and the
+    scaling in `config.rope_parameters`; mlx-lm reads them at top level, as config.json files have them. B got its
+    defaults (theta 1e4, the whole head rotated, no llama3 scaling): GLM-4 and Apertus attention FAILed on correct
+    ports. They are now given to B too; a port that rotates the whole head still fails."""
+    pytest.importorskip("mlx.core")
+    mlx_lm = pytest.importorskip("mlx_lm")
+    a = f"{TF5}/transformers/models/{family}/modeling_{family}.py::{cls}"
+    b = Path(mlx_lm.__file__).parent / "models" / f"{family}.py"
+    run = parity(a, "vs", f"{b}::{cls}", "--python-a", python_b, "--json", "--quick")
+    assert run.report["verdict"] == "pass", [c["message"] for c in run.pair["checks"] if c["status"] != "pass"]
+    assert any("from A's rope_parameters" in n for n in run.pair["notes"])
+    if family == "glm4":  # the port's partial rotation read from a constant instead of its config
+        source = b.read_text().replace("from .", "from mlx_lm.models.")
+        assert "args.partial_rotary_factor" in source
+        patched = tmp_path / "glm4_port.py"
+        patched.write_text(source.replace("args.partial_rotary_factor", "1.0"))
+        bug = parity(a, "vs", f"{patched}::{cls}", "--python-a", python_b, "--json", "--quick")
+        assert bug.code == 1 and bug.status("forward") == "fail"
