@@ -2,6 +2,8 @@
 and expanded on the live parameter names."""
 from __future__ import annotations
 
+import numpy as np
+
 import pytest
 
 from conftest import ROOT, fx, parity
@@ -168,3 +170,18 @@ def test_b_tensors_that_are_slices_of_a_fused_a_tensor_are_traced_back_to_it():
     for e in found.values():
         rebuilt = b_values(a, [e])
         assert all(np.array_equal(rebuilt[n], b[n]) for n in e.b.split("+")), e
+
+
+def test_a_parameter_of_the_same_name_with_a_size_one_axis_more_is_reshaped_not_left_unmapped():
+    """transformers' XIELU keeps alpha_p as (1,), mlx-lm's as a scalar (its sanitize squeezes it): by name, reshaped;
+    never across names."""
+    from parity_skill.plan.weight_map import ParamInfo, apply_shape, match_parameters
+    from parity_skill.runtime.data.weights import transform
+
+    entries, left_a, left_b = match_parameters(
+        [ParamInfo("act.alpha_p", (1,)), ParamInfo("fc.weight", (4, 4)), ParamInfo("other", (1, 3))],
+        [ParamInfo("act.alpha_p", ()), ParamInfo("fc.weight", (4, 4)), ParamInfo("elsewhere", (3,))])
+    alpha = next(e for e in entries if e.a == "act.alpha_p")
+    assert alpha.b == "act.alpha_p" and alpha.transform == "reshape:" and apply_shape(alpha.transform, (1,)) == ()
+    assert transform(np.array([0.25], np.float32), alpha.transform)[0].shape == ()
+    assert not any(e.a == "other" and e.transform.startswith("reshape") for e in entries)

@@ -226,3 +226,22 @@ def test_building_a_torch_side_skips_random_parameter_init_only():
     assert built.frozen.abs().sum() > 0 and bool(((built.table >= 2) & (built.table <= 3)).all())
     assert TorchAdapter().build(Block, {}).proj.weight.abs().sum() > 0
     assert torch.nn.init.normal_(torch.nn.Parameter(torch.zeros(4))).abs().sum() > 0  # restored afterwards
+
+
+def test_a_scalar_parameter_is_loaded_as_a_scalar():
+    """np.ascontiguousarray turns a 0-d array into shape (1,): loading a scalar parameter (XIELU's beta) raised
+    "output with shape [] doesn't match the broadcast shape [1]" before any check ran."""
+    torch = pytest.importorskip("torch")
+    from parity_skill.runtime.adapters.torch_adapter import TorchAdapter
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.beta = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, x):
+            return x * self.beta
+
+    model = Scaled()
+    TorchAdapter().load(model, {"beta": np.array(0.25, np.float32)})
+    assert model.beta.shape == () and float(model.beta) == 0.25

@@ -48,7 +48,13 @@ def transform_for(a: tuple[int, ...] | None, b: tuple[int, ...] | None, layout_c
     return None
 
 
+def _squeezed(shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    return None if shape is None else tuple(d for d in shape if d != 1)
+
+
 def apply_shape(transform: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if transform.startswith("reshape:"):
+        return tuple(int(d) for d in transform.partition(":")[2].split(",") if d)
     if transform == "transpose":
         return shape[::-1]
     if transform == "conv_to_channels_last":
@@ -168,8 +174,11 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
     by_name = {p.name: p for p in rest_b}
     for pa in list(rest_a):
         pb = by_name.get(pa.name)
-        if pb is not None and pb in rest_b:
-            take(pa, pb, "name")
+        if pb is not None and pb in rest_b and not take(pa, pb, "name") and _squeezed(pa.shape) == _squeezed(pb.shape) \
+                and pa.shape is not None and pb.shape is not None:
+            entries.append(MapEntry(pa.name, pb.name, "reshape:" + ",".join(map(str, pb.shape)), "name"))
+            rest_a.remove(pa)  # the same parameter with a size-1 axis more or less (XIELU's alpha: (1,) vs ())
+            rest_b.remove(pb)
 
     _match_fused(rest_a, rest_b, entries, exclusive=True)  # q, k, v -> qkv before modules align one to one
     aligned = _match_modules(rest_a, rest_b, order_a, order_b, take, layout_change) \

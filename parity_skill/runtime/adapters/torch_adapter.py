@@ -128,7 +128,7 @@ class TorchAdapter:
         return causal_mask_fn(form, source, seq_axis, build)
 
     def native(self, value: np.ndarray) -> Any:
-        return torch.from_numpy(np.ascontiguousarray(value))
+        return torch.from_numpy(np.asarray(value, order="C"))
 
     def numpy(self, value: Any) -> np.ndarray:
         return _np(value) if isinstance(value, torch.Tensor) else np.asarray(value)
@@ -145,7 +145,7 @@ class TorchAdapter:
                 target = sd[k]
                 if tuple(target.shape) != v.shape:
                     raise ValueError(f"'{k}' has shape {tuple(target.shape)}, the mapped value {v.shape}")
-                target.copy_(torch.from_numpy(np.ascontiguousarray(v)).to(target.dtype))
+                target.copy_(torch.from_numpy(np.asarray(v, order="C")).to(target.dtype))
 
     def names(self, model: Any) -> list[str]:
         return list(model.state_dict()) if isinstance(model, torch.nn.Module) else []
@@ -204,7 +204,7 @@ class TorchAdapter:
             elif isinstance(a, np.ndarray) and a.ndim == 0 and a.dtype == object:
                 out.append(a.item())
             else:
-                out.append(torch.from_numpy(np.ascontiguousarray(a)))
+                out.append(torch.from_numpy(np.asarray(a, order="C")))
         return out
 
     def call(self, model: Any, args: list[np.ndarray], dtype: str) -> Flat:
@@ -215,7 +215,7 @@ class TorchAdapter:
         """One decoding call with token ids and keyword arguments (a cache): (its first output array, the raw
         output, which may hand back the cache)."""
         with torch.no_grad():
-            out = invoke(model, [torch.from_numpy(np.ascontiguousarray(ids))], self.arg_names[:1], self.derived, more)
+            out = invoke(model, [torch.from_numpy(np.asarray(ids, order="C"))], self.arg_names[:1], self.derived, more)
         flat = flatten_native(out, _is)
         return (_np(flat[0][1]) if flat else None), out
 

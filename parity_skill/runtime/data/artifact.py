@@ -77,7 +77,7 @@ def save_chunked(folder: Path, stem: str, tensors: dict[str, np.ndarray], scratc
         _hash_later(where / name)  # hashlib releases the interpreter lock: this overlaps the side's next work
 
     for key, value in tensors.items():
-        value = np.ascontiguousarray(value() if callable(value) else value)  # a callable: made when written
+        value = np.asarray(value() if callable(value) else value, order="C")  # a callable: made when written
         if chunk and size + value.nbytes > CHUNK_BYTES:
             flush()
             chunk, size = {}, 0

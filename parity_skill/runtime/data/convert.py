@@ -141,12 +141,12 @@ def _unstacked(values: dict[str, np.ndarray], left: list[str], state_a, traced: 
     ("unstack:split0:I,I")."""
     by_value: dict[tuple, list[str]] = {}
     for k in left:
-        v = np.ascontiguousarray(values[k])
+        v = np.asarray(values[k], order="C")
         by_value.setdefault((v.shape, v.dtype.str, hash(v.tobytes())), []).append(k)
     taken: set[str] = set()
 
     def find(piece: np.ndarray) -> str | None:
-        p = np.ascontiguousarray(piece, dtype=values[left[0]].dtype)
+        p = np.asarray(piece, dtype=values[left[0]].dtype, order="C")
         names = by_value.get((p.shape, p.dtype.str, hash(p.tobytes())), [])
         return next((n for n in names if n not in taken and np.array_equal(values[n], p)), None)
 

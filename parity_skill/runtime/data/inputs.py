@@ -53,7 +53,7 @@ def edge_inputs(edge: str, specs: tuple[InputSpec, ...], base: list[np.ndarray])
             idx = [slice(0, 1)] + [slice(None)] * (x.ndim - 1)
             if s.seq_axis is not None:
                 idx[s.seq_axis] = slice(0, 1)
-            out.append(np.ascontiguousarray(x[tuple(idx)]))
+            out.append(np.asarray(x[tuple(idx)], order="C"))
         return out, "batch 1, sequence length 1"
     if edge == "zeros":
         return [np.zeros_like(x) for x in base], "all inputs zero (ids 0)"
@@ -95,7 +95,7 @@ def permuted_spec(spec: InputSpec, axes: tuple[int, ...]) -> InputSpec:
 
 
 def permute(x: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(x, axes)) if axes else x
+    return np.asarray(np.transpose(x, axes), order="C") if axes else x
 
 
 def inverse(axes: tuple[int, ...]) -> tuple[int, ...]:

@@ -106,8 +106,8 @@ class LiveArtifact:
         if key in self._asked:
             return
         self._asked.add(key)
-        arrays = {f"in/{i}": np.ascontiguousarray(a) for i, a in enumerate(args)}
-        arrays.update({f"up/{k}": np.ascontiguousarray(v) for k, v in (upstream or {}).items()})
+        arrays = {f"in/{i}": np.asarray(a, order="C") for i, a in enumerate(args)}
+        arrays.update({f"up/{k}": np.asarray(v, order="C") for k, v in (upstream or {}).items()})
         name = f"request-{len(self._asked):04d}.safetensors"
         save_file(arrays, str(self.folder / name))
         line = {"key": key, "kind": kind, "dtype": dtype, "file": name, "args": len(args),

@@ -23,18 +23,20 @@ def transform(value: np.ndarray, how: str) -> list[np.ndarray]:
     if how == "identity":
         return [value]
     if how == "transpose":
-        return [np.ascontiguousarray(value.T)]
+        return [np.asarray(value.T, order="C")]
+    if how.startswith("reshape:"):  # a size-1 axis more or less
+        return [np.asarray(value, order="C").reshape(tuple(int(d) for d in how.partition(":")[2].split(",") if d))]
     if how == "conv_to_channels_last":
         return [np.moveaxis(value, 1, -1)]
     if how == "conv_to_channels_first":
         return [np.moveaxis(value, -1, 1)]
     if how.endswith("|T"):  # ... each piece then transposed (a converter that splits experts, then transposes)
-        return [np.ascontiguousarray(piece.T) for piece in transform(value, how[:-2])]
+        return [np.asarray(piece.T, order="C") for piece in transform(value, how[:-2])]
     if how == "unstack":  # one stacked tensor -> its slices along the first axis
-        return [np.ascontiguousarray(v) for v in value]
+        return [np.asarray(v, order="C") for v in value]
     if how.startswith("unstack:"):  # ... each slice split in row blocks (a fused [gate; up] per expert)
         inner = how.partition(":")[2]
-        return [piece for v in value for piece in transform(np.ascontiguousarray(v), inner)]
+        return [piece for v in value for piece in transform(np.asarray(v, order="C"), inner)]
     m = _JOINED.match(how)
     if m and m.group(1) == "split":
         sizes = [int(s) for s in m.group(3).split(",")]

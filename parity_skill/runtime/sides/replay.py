@@ -27,11 +27,11 @@ KINDS = ("run", "twice", "grads", "trace", "grad_trace", "cached", "cache_rows",
 def call_key(kind: str, dtype: str, args: list[np.ndarray], upstream: dict | None = None) -> str:
     digest = hashlib.sha1(f"{kind}|{dtype}".encode())
     for a in args:
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a, order="C")
         digest.update(f"|{a.dtype.str}{a.shape}".encode())
         digest.update(a.tobytes())
     for k in sorted(upstream or {}):
-        v = np.ascontiguousarray(upstream[k])
+        v = np.asarray(upstream[k], order="C")
         digest.update(f"|u{k}{v.dtype.str}{v.shape}".encode())
         digest.update(v.tobytes())
     return digest.hexdigest()[:20]

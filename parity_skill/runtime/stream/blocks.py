@@ -101,7 +101,7 @@ def load_on_call(model: torch.nn.Module, value: Callable[[str], np.ndarray]) -> 
         def load(mod, args, prefix=prefix, own=own):
             for n in own:
                 full = f"{prefix}.{n}" if prefix else n
-                mod._parameters[n] = torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(value(full))),
+                mod._parameters[n] = torch.nn.Parameter(torch.from_numpy(np.asarray(value(full), order="C")),
                                                         requires_grad=False)
 
         def drop(mod, args, out, own=own):

@@ -168,7 +168,7 @@ def _load_buffers(model: torch.nn.Module, entries, tensors, buffers_a: set[str])
             if all(n in buffers_a for n in e.a.split("+")) and f"buffers/{e.a.split('+')[0]}" in tensors:
                 values = b_values({n: tensors[f"buffers/{n}"] for n in e.a.split("+")}, [e])
                 for name, v in values.items():
-                    model.get_buffer(name).copy_(torch.from_numpy(np.ascontiguousarray(v)))
+                    model.get_buffer(name).copy_(torch.from_numpy(np.asarray(v, order="C")))
 
 
 def pair_blocks(a_blocks: list[str], b_blocks: list[str], entries) -> dict[str, str]:
@@ -217,7 +217,7 @@ def _teacher_forcing(model, calls: list[dict], tensors, entries, rows: dict, spe
         name = calls[i]["block"] + (f" (call {calls[i]['call'] + 1})" if calls[i]["call"] else "")
         rows[i] = stage_row(name, [("out", a_out)], [("out", y.detach().float().numpy())], atol, cosine, None,
                             b_name=b_name)
-        return B.replace_first(result, torch.from_numpy(np.ascontiguousarray(a_out)).to(y.dtype))
+        return B.replace_first(result, torch.from_numpy(np.asarray(a_out, order="C")).to(y.dtype))
 
     handles = []
     for a_name, b_name in pairing.items():
@@ -229,7 +229,7 @@ def _teacher_forcing(model, calls: list[dict], tensors, entries, rows: dict, spe
             if key is None or key not in tensors:
                 return None
             x = B.first_tensor(args)
-            forced = torch.from_numpy(np.ascontiguousarray(tensors[key]))
+            forced = torch.from_numpy(np.asarray(tensors[key], order="C"))
             if x is not None:
                 return B.replace_first(args, forced.to(x.dtype)), kwargs
             y = B.first_tensor(kwargs)
