@@ -89,3 +89,28 @@ def test_the_same_name_on_unrelated_composites_is_not_a_pair(tmp_path):
                  "        return self.in_proj(x)\n")
     pairs = pair_symbols(analyze_file(str(a)), analyze_file(str(b)), None, None)
     assert [(x.name, y.name) for x, y, _ in pairs] == [("Mixer", "Block")]
+
+
+def test_versioned_and_two_word_model_names_are_prefixes(tmp_path):
+    """(Held out for #22.) Ernie4_5DecoderLayer ~ DecoderLayer: the prefix keeps its `_5`; SeedOssDecoderLayer's
+    prefix is SeedOss, and mlx-lm's SeedModel pairs with SeedOssModel and Ernie45Model with Ernie4_5Model."""
+    from parity_skill.analyze import analyze_file
+    from parity_skill.plan.pairing import model_prefix, pair_symbols
+
+    def write(name: str, classes: list[str]) -> str:
+        body = "\n".join(f"class {c}(nn.Module):\n    def __init__(self, dim: int):\n        super().__init__()\n"
+                         f"        self.fc = nn.Linear(dim, dim)\n\n    def forward(self, x):\n        return self.fc(x)\n"
+                         for c in classes)
+        path = tmp_path / name
+        path.write_text("from torch import nn\n\n\n" + body)
+        return str(path)
+
+    ernie = analyze_file(write("modeling_ernie.py", ["Ernie4_5MLP", "Ernie4_5DecoderLayer", "Ernie4_5Model"]))
+    port = analyze_file(write("ernie_port.py", ["MLP", "DecoderLayer", "Ernie45Model"]))
+    assert model_prefix(ernie) == "Ernie4_5"
+    assert {(a.name, b.name) for a, b, _ in pair_symbols(ernie, port, None, None)} == {
+        ("Ernie4_5MLP", "MLP"), ("Ernie4_5DecoderLayer", "DecoderLayer"), ("Ernie4_5Model", "Ernie45Model")}
+    seed = analyze_file(write("modeling_seed.py", ["SeedOssMLP", "SeedOssAttention", "SeedOssModel"]))
+    seed_port = analyze_file(write("seed_port.py", ["MLP", "Attention", "SeedModel"]))
+    assert model_prefix(seed) == "SeedOss"
+    assert ("SeedOssModel", "SeedModel") in {(a.name, b.name) for a, b, _ in pair_symbols(seed, seed_port, None, None)}

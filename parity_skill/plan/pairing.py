@@ -36,13 +36,27 @@ def _words(name: str) -> list[str]:
     return re.findall(r"[A-Z]+(?![a-z])\d*|[A-Z]?[a-z]+\d*|\d+", name)
 
 
+def _with_version(name: str, first: str) -> str:
+    """The first word with the `_5` of a versioned model name (`Ernie4_5` in Ernie4_5DecoderLayer)."""
+    m = re.match(r"(?:_\d+)+", name[len(first):])
+    return first + m.group(0) if m else first
+
+
 def model_prefix(fa: FileAnalysis) -> str:
     """The model name most module classes of a file start with (`Llama` in LlamaAttention, LlamaMLP...)."""
-    firsts = [w[0] for s in fa.symbols if s.kind == "module" and len(w := _words(s.name)) > 1]
+    firsts = [_with_version(s.name, w[0]) for s in fa.symbols if s.kind == "module" and len(w := _words(s.name)) > 1]
     if len(firsts) < 2:
         return ""
     best = max(sorted(set(firsts)), key=firsts.count)
-    return best if firsts.count(best) >= 2 and firsts.count(best) * 2 >= len(firsts) else ""
+    if not (firsts.count(best) >= 2 and firsts.count(best) * 2 >= len(firsts)):
+        return ""
+    named = [s.name for s in fa.symbols if s.kind == "module" and s.name.startswith(best) and s.name != best]
+    while True:  # SeedOss in SeedOssAttention, SeedOssMLP...: the words every such class shares
+        nexts = {(_words(n[len(best):]) or [""])[0] for n in named}
+        longer = [n for n in named if len(n) > len(best) + len(next(iter(nexts)))] if len(nexts) == 1 else []
+        if len(nexts) != 1 or not next(iter(nexts)) or len(longer) != len(named):
+            return best
+        best += next(iter(nexts))
 
 
 def _bare(name: str, *prefixes: str) -> str:
@@ -50,6 +64,11 @@ def _bare(name: str, *prefixes: str) -> str:
     for prefix in prefixes:
         if prefix and name.startswith(prefix) and name != prefix:
             return normalise(name[len(prefix):])
+    low = name.lower().replace("_", "")
+    for prefix in prefixes:  # the same model name written without its separator (Ernie45Model for Ernie4_5)
+        plain = prefix.lower().replace("_", "")
+        if plain and low.startswith(plain) and low != plain:
+            return normalise(low[len(plain):])
     return normalise(name)
 
 
@@ -141,7 +160,8 @@ def pair_symbols(fa_a: FileAnalysis, fa_b: FileAnalysis, name_a: str | None, nam
     rest_a = [s for s in fa_a.symbols if not s.name.startswith("_")]
     rest_b = [s for s in fa_b.symbols if not s.name.startswith("_")]
     pa, pb = model_prefix(fa_a), model_prefix(fa_b)
-    prefixes = tuple(dict.fromkeys(p for p in (pa, pb, pa.rstrip("0123456789"), pb.rstrip("0123456789")) if p))
+    prefixes = tuple(dict.fromkeys(p for p in (pa, pb, pa.rstrip("0123456789"), pb.rstrip("0123456789"),
+                                               *(_words(pa)[:1]), *(_words(pb)[:1])) if p))  # SeedModel ~ SeedOssModel
     pairs: list[tuple[Symbol, Symbol, str]] = []
     for same in (lambda x, y: x.name == y.name,
                  lambda x, y: x.kind == y.kind and normalise(x.name) == normalise(y.name),
