@@ -1,6 +1,7 @@
 """Say why and where: static findings, first divergent submodule, symptom diagnosis."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import fx, parity
@@ -128,3 +129,23 @@ def test_attention_scale_written_differently_is_compared_by_value(b, finding):
     found = [f for f in static_diff(fa.symbol("Attention"), fa, fb.symbol("Attention"), fb) if f["kind"] == "scale"]
     assert [f["message"] for f in found if finding and finding in f["message"]] == [f["message"] for f in found]
     assert bool(found) == bool(finding)
+
+
+def test_an_embedding_row_only_a_leaves_untrained_is_named_not_eps():
+    """(Held out for #22: Seed-OSS's model.) A's Embedding has padding_idx=1, B's none: outputs agree, B's gradient of
+    that one row is not zero. The diagnosis names the row, not a norm's eps."""
+    from parity_skill.runtime.checks.basic import frozen_rows
+    from parity_skill.spec import Tolerance
+
+    run = parity(fx("torch/embed_padding.py::Embedder"), "vs", fx("torch/embed_no_padding.py::Embedder"), "--quick",
+                 "--json")
+    assert run.status("forward") == "pass" and run.status("backward") == "fail"
+    (rows,) = [d for d in run.pair["diagnosis"] if d["kind"] == "frozen_rows"]
+    assert "differs only in row 1," in rows["message"] and "embed.weight" in rows["message"]
+    assert not any(d["kind"] == "eps" for d in run.pair["diagnosis"])
+    tol = Tolerance(atol=1e-5, rtol=1e-6)
+    a = np.ones((4, 3))
+    a[2] = 0
+    b = np.ones((4, 3))
+    assert frozen_rows(a, b, tol) == [2]
+    assert frozen_rows(a, a, tol) is None and frozen_rows(a, b * 2, tol) is None

@@ -62,6 +62,9 @@ DIAGNOSIS: dict[str, tuple[str, str]] = {
     "order": ("two steps applied in another order (temperature before vs after top-p/min-p filtering)",
               "apply them in the reference's order"),
     "setting": ("a constructor or config setting differs", "build B with A's value"),
+    "frozen_rows": ("a parameter's gradient is exactly zero in a few rows on A's side only (outputs agree)",
+                    "an embedding's padding_idx (the config's pad_token_id): give B's embedding the same, if B is "
+                    "trained"),
 }
 
 EXIT_CODES = {0: "parity holds (every check passed)", 1: "a check failed (a real difference)",

@@ -219,6 +219,19 @@ def compare_grads(ga: dict, gb: dict, tol) -> tuple[bool, str | None, dict | Non
     return ok, worst_key, worst, problems, None
 
 
+def frozen_rows(a, b, tol, most: int = 4) -> list[int] | None:
+    """Rows of a 2-D gradient that alone differ, each exactly zero on A's side and not on B's (an embedding row
+    A never trains: its padding_idx); None otherwise."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        return None
+    bad = np.abs(b - a) > scaled_atol(tol.atol, a) + tol.rtol * np.abs(a)
+    rows = [int(r) for r in np.flatnonzero(bad.any(axis=1))]
+    if not rows or len(rows) > most or any(np.any(a[r] != 0) or not np.any(b[r] != 0) for r in rows):
+        return None
+    return rows
+
+
 def _used(grad) -> bool:
     """Whether a side's output depends on what this gradient belongs to: torch gives None for an input the forward
     never reads, MLX zeros."""
@@ -257,7 +270,13 @@ def check_backward(run: PairRun) -> dict:
     if not (c and not c["ok"]):  # only missing gradients failed: no figure to show for them
         return result("backward", "fail", f"{n}; " + "; ".join(problems), tol)
     msg = "; ".join([describe_mismatch(c, key)] + problems)
-    if run.cache.get("forward_judgement", {}).get("ok"):
+    rows = frozen_rows(ga[key], gb[key], tol) if key.startswith("param grad") else None
+    if rows:
+        run.diagnose("frozen_rows", f"{key} differs only in row{'s' if len(rows) > 1 else ''} "
+                     f"{', '.join(map(str, rows))}, where A's gradient is exactly zero and B's is not: A never "
+                     "updates those rows (an embedding's padding_idx, usually its config's pad_token_id), B does; "
+                     "outputs are unaffected, training is not", "backward")
+    elif run.cache.get("forward_judgement", {}).get("ok"):
         msg += " (forward agrees: look for a custom backward, a detached statistic or a stop-gradient)"
     return result("backward", "fail", f"{n}; {msg}", tol, where=key, **figures(c))
 

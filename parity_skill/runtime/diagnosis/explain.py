@@ -62,7 +62,8 @@ def _narrow(statuses: dict[str, str]) -> bool:
 def suggest_eps(run: PairRun, findings: list[dict], statuses: dict[str, str]) -> None:
     """Backward fails where forward passes (or tiny inputs fail) and a norm is in the path, but the code shows no
     eps difference: eps is still the first thing to compare, before a custom backward or a stop-gradient."""
-    if not _narrow(statuses) or any(f["kind"] == "eps" for f in findings):
+    if not _narrow(statuses) or any(f["kind"] == "eps" for f in findings) or \
+            any(d["kind"] == "frozen_rows" for d in run.diagnosis):
         return
     norms = sorted({c["class"] for side in (run.a, run.b) for c in side.module_classes().values()
                     if any(w in c["class"].lower() for w in NORM_WORDS)})
