@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from parity_skill.plan.shapes import apply_shape, squeezed, transform_for  # noqa: F401 - re-exported
 from parity_skill.spec import MapEntry
 
 
@@ -33,35 +34,6 @@ def same_block(a: str, b: str) -> bool:
     """Parameters of differently indexed blocks of equally deep stacks never map onto each other."""
     ia, ib = block_index(a), block_index(b)
     return len(ia) != len(ib) or ia == ib
-
-
-def transform_for(a: tuple[int, ...] | None, b: tuple[int, ...] | None, layout_change: bool) -> str | None:
-    """The transform that turns an A-shaped array into a B-shaped one, or None if none applies."""
-    if a is None or b is None or a == b:
-        return "identity"
-    if len(a) != len(b):
-        return None
-    if layout_change and len(a) >= 3 and b == (a[0], *a[2:], a[1]):
-        return "conv_to_channels_last"
-    if layout_change and len(a) >= 3 and a == (b[0], *b[2:], b[1]):
-        return "conv_to_channels_first"
-    return None
-
-
-def _squeezed(shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
-    return None if shape is None else tuple(d for d in shape if d != 1)
-
-
-def apply_shape(transform: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-    if transform.startswith("reshape:"):
-        return tuple(int(d) for d in transform.partition(":")[2].split(",") if d)
-    if transform == "transpose":
-        return shape[::-1]
-    if transform == "conv_to_channels_last":
-        return (shape[0], *shape[2:], shape[1])
-    if transform == "conv_to_channels_first":
-        return (shape[0], shape[-1], *shape[1:-1])
-    return shape
 
 
 def owner(name: str) -> str:
@@ -174,7 +146,7 @@ def match_parameters(a: list[ParamInfo], b: list[ParamInfo], fixed: tuple[MapEnt
     by_name = {p.name: p for p in rest_b}
     for pa in list(rest_a):
         pb = by_name.get(pa.name)
-        if pb is not None and pb in rest_b and not take(pa, pb, "name") and _squeezed(pa.shape) == _squeezed(pb.shape) \
+        if pb is not None and pb in rest_b and not take(pa, pb, "name") and squeezed(pa.shape) == squeezed(pb.shape) \
                 and pa.shape is not None and pb.shape is not None:
             entries.append(MapEntry(pa.name, pb.name, "reshape:" + ",".join(map(str, pb.shape)), "name"))
             rest_a.remove(pa)  # the same parameter with a size-1 axis more or less (XIELU's alpha: (1,) vs ())

@@ -28,15 +28,36 @@ TAIL_BYTES = 64 * 1024
 
 # Runs with `python -I -S -c`: waits for the CLI's pipe to close, then kills the worker's process group and removes
 # the folders the CLI named on that pipe (`rm PATH` lines): a CLI killed with SIGKILL leaves nothing behind.
+# Whether a process group still has a process that is not dead (a zombie may never be reaped where PID 1 does not
+# reap): shared by the guardian (run with `python -I -S -c`) and Worker.stop.
+_RUNNING = (
+    "def running(group):\n"
+    "    if not os.path.isdir('/proc/self'):\n        return False\n"
+    "    for pid in os.listdir('/proc'):\n"
+    "        try:\n            fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n"
+    "        except (OSError, IndexError, ValueError):\n            continue\n"
+    "        if fields[2] == str(group) and fields[0] not in 'ZX':\n            return True\n"
+    "    return False\n"
+)
+
+# Runs with `python -I -S -c`: waits for the CLI's pipe to close, then kills the worker's process group and removes
+# the folders the CLI named on that pipe (`rm PATH` lines) once the group is gone (a side killed while writing could
+# make its folder again): a CLI killed with SIGKILL leaves nothing behind.
 _GUARDIAN = (
-    "import os, shutil, signal, sys\n"
+    "import os, shutil, signal, sys, time\n"
     "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
     "data = b''\n"
     "try:\n    data = sys.stdin.buffer.read()\nexcept BaseException:\n    pass\n"
     "try:\n    os.killpg(int(sys.argv[1]), signal.SIGKILL)\nexcept OSError:\n    pass\n"
+    + _RUNNING +
+    "time.sleep(0.05)\n"
+    "for _ in range(200):\n    if not running(int(sys.argv[1])):\n        break\n    time.sleep(0.01)\n"
     "for line in data.decode('utf-8', 'replace').splitlines():\n"
     "    if line.startswith('rm '):\n        shutil.rmtree(line[3:], ignore_errors=True)\n"
 )
+_SCOPE: dict = {"os": os}
+exec(_RUNNING, _SCOPE)  # noqa: S102 - our own constant, the guardian's code
+_running = _SCOPE["running"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,20 @@ class Worker:
                 return line.split(": ", 1)[-1]
         return None
 
+    def stop(self) -> None:
+        """Stop everything the worker started and wait (up to 2 s) until it is gone: a side killed while writing
+        would otherwise make a folder again after it was removed."""
+        ended = self.proc.poll() is not None  # its sides ended before it did: nothing of ours is writing
+        self._kill_group()
+        self.proc.wait()
+        if ended:
+            return
+        time.sleep(0.05)
+        for _ in range(200):
+            if not _running(self.proc.pid):
+                return
+            time.sleep(0.01)
+
     def _kill_group(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -247,6 +282,8 @@ def run_sides(workers: list[Worker], script: str, timeout: float, on_progress=No
         side = "a" if a_failed else "b"  # A died first: B had nothing to compare against, A's output says why
         return Crashed(exits.get(side, -1), by_side[side].tail.text(), side.upper())
     finally:
+        for w in workers:  # first: a side still running (the CLI interrupted) would make the folder again
+            w.stop()
         for made in (folder, memory):
             if made:
                 shutil.rmtree(made, ignore_errors=True)

@@ -128,7 +128,13 @@ def for_b(a_configs: dict[str, dict] | None, b_config_args: list[str]) -> dict[s
     out = {name: a_configs[name] for name in b_config_args if name in a_configs}
     if not out and len(a_configs) == 1 and len(b_config_args) == 1:
         out[b_config_args[0]] = next(iter(a_configs.values()))
-    return {name: with_rope_fields(d) for name, d in out.items()}
+    given = {name: with_rope_fields(d) for name, d in out.items()}
+    added = sorted({k for name, d in given.items() for k in d if k not in out[name]})
+    note = (f"B's config also given {', '.join(added)} from A's rope_parameters (transformers 5 keeps them there; a "
+            "config.json and the ports that read it have them at top level)")
+    if added and note not in NOTES:
+        NOTES.append(note)
+    return given
 
 
 _ROPE_OWN = ("rope_theta", "partial_rotary_factor")
@@ -144,20 +150,12 @@ def with_rope_fields(d: dict) -> dict:
     if not isinstance(rope, dict) or not rope or any(isinstance(v, dict) for v in rope.values()):
         return d
     out = dict(d)
-    added = []
     for key in _ROPE_OWN:
         if key in rope and out.get(key) is None:
             out[key] = rope[key]
-            added.append(key)
     scaling = {k: v for k, v in rope.items() if k not in _ROPE_OWN}
     if rope.get("rope_type", "default") != "default" and out.get("rope_scaling") is None:
         out["rope_scaling"] = {**scaling, "type": rope["rope_type"]}
-        added.append("rope_scaling")
-    if added:
-        note = (f"B's config also given {', '.join(added)} from A's rope_parameters (transformers 5 keeps them "
-                "there; a config.json and the ports that read it have them at top level)")
-        if note not in NOTES:
-            NOTES.append(note)
     return out
 
 
