@@ -244,4 +244,4 @@ def test_a_scalar_parameter_is_loaded_as_a_scalar():
 
     model = Scaled()
     TorchAdapter().load(model, {"beta": np.array(0.25, np.float32)})
-    assert model.beta.shape == () and float(model.beta) == 0.25
+    assert model.beta.shape == () and float(model.beta.detach()) == 0.25
