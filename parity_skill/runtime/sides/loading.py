@@ -151,9 +151,9 @@ def build_config(value: Config, module: ModuleType | None, owner: str, shared: d
 def _from_shared(cls: type, value: Config, shared: dict, model_chooses: bool = False) -> Any:
     """The class built from one dict, the way it loads a config.json: `from_dict` (mlx-lm's ModelArgs, transformers
     configs), else the keyword arguments its constructor takes; planned fields the dict lacks are kept."""
-    merged = {**value.kwargs, **value.attrs, **shared}
+    planned = {**value.kwargs, **value.attrs}
+    merged = {**planned, **shared}
     for name, found in declared_mismatches(cls, shared):  # B's code reads it as its type says: B's own value
-        planned = {**value.kwargs, **value.attrs}
         merged.pop(name, None)
         if name in planned:
             merged[name] = planned[name]

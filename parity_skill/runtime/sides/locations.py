@@ -25,10 +25,13 @@ def _class_location(cls: type) -> dict:
     except TypeError:
         path = None
     line = _class_line(path, cls.__name__) if path else None
-    if line is None:
-        return {"class": cls.__name__, "location": None}
+    return {"class": cls.__name__, "location": None if line is None else _shown(path, line)}
+
+
+def _shown(path: str, line: int) -> str:
+    """path:line, relative when under the working directory."""
     rel = os.path.relpath(path)
-    return {"class": cls.__name__, "location": f"{path if rel.startswith('..') else rel}:{line}"}
+    return f"{path if rel.startswith('..') else rel}:{line}"
 
 
 def _class_line(path: str, name: str) -> int | None:
@@ -45,10 +48,7 @@ def _assigned_at(cls: type, attr: str) -> str | None:
     except (OSError, TypeError):
         return None
     at = next((first + k for k, line in enumerate(lines) if re.search(rf"self\.{re.escape(attr)}\s*[:=]", line)), None)
-    if at is None:
-        return None
-    rel = os.path.relpath(path)
-    return f"{path if rel.startswith('..') else rel}:{at}"
+    return None if at is None else _shown(path, at)
 
 
 def framework_file(location: str | None) -> bool:
